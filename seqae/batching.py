@@ -1,0 +1,162 @@
+"""Length-aware batching and vectorised collate.
+
+Padding is per batch, never per data set: sequences are sorted by length (ties broken
+at random), cut into batches of similar length, and the batch order is shuffled every
+epoch. Two policies:
+
+* ``"tokens"``: each batch holds as many sequences as fit in a budget of padded steps
+  (``batch_size x mean length`` by default): short sequences travel in large batches,
+  long ones in small. On a CPU the cost of an RNN follows the padded steps, so this
+  keeps the work per batch level.
+* ``"count"``: ``batch_size`` sequences per batch. On a GPU an RNN's time follows the
+  number of steps, not the batch width, so equal-count batches fill it best.
+
+The collate is one gather from the flat values (no Python loop over sequences).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+__all__ = ["LengthBucketSampler", "collate", "sorted_batches"]
+
+
+def _sorted_order(lengths: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+    """Indices sorted by length; ties in random order when ``rng`` is given."""
+    if rng is None:
+        return np.argsort(lengths, kind="stable")
+    perm = rng.permutation(len(lengths))
+    return perm[np.argsort(lengths[perm], kind="stable")]
+
+
+def _token_cuts(sorted_lengths: np.ndarray, max_tokens: int, max_batch: int) -> np.ndarray:
+    """Batch boundaries over ascending lengths so that ``count x longest <= max_tokens``.
+
+    One binary search per batch (not per sequence). A sequence longer than the budget
+    gets a batch of its own.
+    """
+    n = len(sorted_lengths)
+    cuts = [0]
+    i = 0
+    while i < n:
+        # Largest j with (j - i) * L[j - 1] <= max_tokens; cost is monotone in j.
+        lo, hi = i + 1, min(n, i + max_batch)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if (mid - i) * int(sorted_lengths[mid - 1]) <= max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        i = lo
+        cuts.append(i)
+    return np.asarray(cuts)
+
+
+def sorted_batches(
+    lengths: np.ndarray,
+    batch_size: int,
+    policy: str = "tokens",
+    max_tokens: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> list[np.ndarray]:
+    """Length-sorted batches of indices covering every sequence exactly once.
+
+    Args:
+        lengths: ``(N,)`` sequence lengths.
+        batch_size: sequences per batch (``"count"``), or the typical batch size that
+            sets the default budget (``"tokens"``).
+        policy: ``"tokens"`` or ``"count"``.
+        max_tokens: padded-step budget per batch for ``"tokens"``; default
+            ``batch_size x mean length``.
+        rng: breaks length ties at random when given (training); None = deterministic.
+    """
+    lengths = np.asarray(lengths)
+    order = _sorted_order(lengths, rng)
+    if policy == "count":
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if policy != "tokens":
+        raise ValueError(f"policy must be 'tokens' or 'count', got {policy!r}")
+    if max_tokens is None:
+        max_tokens = int(np.ceil(batch_size * lengths.mean()))
+    cuts = _token_cuts(lengths[order], max_tokens, max_batch=8 * batch_size)
+    return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+class LengthBucketSampler:
+    """Yields length-sorted batches of indices, reshuffled each epoch.
+
+    Args:
+        lengths: ``(N,)`` sequence lengths.
+        batch_size: see `sorted_batches`.
+        policy: ``"tokens"`` (default, for CPUs) or ``"count"`` (for GPUs).
+        max_tokens: padded-step budget for ``"tokens"``.
+        shuffle: shuffle ties and the batch order each epoch (default True).
+        seed: base seed; epoch e uses ``seed + e`` (call `set_epoch`).
+    """
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        policy: str = "tokens",
+        max_tokens: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.policy = policy
+        self.max_tokens = max_tokens
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[np.ndarray]:
+        rng = np.random.default_rng(self.seed + self.epoch) if self.shuffle else None
+        batches = sorted_batches(self.lengths, self.batch_size, self.policy, self.max_tokens, rng)
+        if rng is not None:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+def collate(
+    values: torch.Tensor,
+    offsets: torch.Tensor,
+    idx: torch.Tensor,
+    max_len: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded batch of the sequences ``idx`` from flat values, in one gather.
+
+    Args:
+        values: flat values with ONE extra zero row appended at the end,
+            ``(total + 1, F)`` (or ``(total + 1,)`` tokens); padding reads that row.
+        offsets: ``(N + 1,)`` int64 offsets into ``values``.
+        idx: ``(B,)`` sequence indices (int64, same device).
+        max_len: padded length; default the longest in the batch.
+
+    Returns:
+        ``x`` ``(B, T, F)`` (or ``(B, T)``) with zeros at padding, ``lengths`` ``(B,)``.
+    """
+    starts = offsets[idx]  # (B,)
+    lens = offsets[idx + 1] - starts  # (B,)
+    t = int(lens.max()) if max_len is None else max_len
+    steps = torch.arange(t, device=values.device)  # (T,)
+    pad_row = values.shape[0] - 1
+    flat = torch.where(
+        steps[None, :] < lens[:, None], starts[:, None] + steps[None, :], pad_row
+    )  # (B, T)
+    return values[flat], lens

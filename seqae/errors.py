@@ -1,0 +1,44 @@
+"""Exception types raised by seqae.
+
+Every error about user data names the sequence it concerns (its position and, when the
+data carry ids, its id) and says what to do about it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["SeqaeError", "SequenceDataError", "IncompatibleModelError"]
+
+
+class SeqaeError(Exception):
+    """Base class of every seqae error."""
+
+
+class SequenceDataError(SeqaeError, ValueError):
+    """Bad input data: NaN/Inf, empty sequences, mismatched feature counts, bad lengths.
+
+    Attributes:
+        index: position of the offending sequence in the input, or None when the problem
+            is not tied to one sequence.
+        seq_id: the id of that sequence when the data carry ids, else None.
+    """
+
+    def __init__(self, message: str, index: int | None = None, seq_id: Any = None):
+        super().__init__(message)
+        self.index = index
+        self.seq_id = seq_id
+
+
+class IncompatibleModelError(SeqaeError, ValueError):
+    """A saved model or its configuration does not match this seqae or the given data."""
+
+
+def describe(index: int, ids: Any = None) -> str:
+    """`sequence 3` or `sequence 3 (id 'abc')`: how error messages name a sequence."""
+    if ids is None:
+        return f"sequence {index}"
+    value = ids[index]
+    if hasattr(value, "item"):  # numpy scalar -> plain Python value for a clean repr
+        value = value.item()
+    return f"sequence {index} (id {value!r})"

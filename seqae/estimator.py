@@ -1,0 +1,505 @@
+"""`SequenceAutoencoder`: the high-level, scikit-learn-compatible API."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import inspect
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .batching import sorted_batches
+from .data import Sequences
+from .errors import IncompatibleModelError, SequenceDataError
+from .io import atomic_write_bytes, atomic_write_text
+from .losses import get_loss, masked_mse
+from .nn.model import AutoencoderNet, ModelConfig
+from .train import Callback, DeviceData, TrainConfig, resolve_device, train
+
+__all__ = ["SequenceAutoencoder", "clone"]
+
+log = logging.getLogger("seqae")
+
+FORMAT_VERSION = 1
+
+
+def _as_sequences(X: Any) -> Sequences:
+    if isinstance(X, Sequences):
+        return X
+    if isinstance(X, (list, tuple)):
+        return Sequences.from_list(X)
+    raise TypeError(
+        f"expected seqae.Sequences or a list of arrays, got {type(X).__name__}; for a padded "
+        "array use seqae.Sequences.from_padded(x, lengths=...)"
+    )
+
+
+class _Params:
+    """get_params / set_params from the ``__init__`` signature (the sklearn contract)."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any):
+        valid = set(self._param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"invalid parameter {name!r} for {type(self).__name__}; valid: "
+                    f"{sorted(valid)}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        changed = [
+            f"{k}={v!r}"
+            for k, v in self.get_params().items()
+            if sig.parameters[k].default is not v and sig.parameters[k].default != v
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+
+def clone(estimator: Any) -> Any:
+    """A new, unfitted estimator with the same parameters (like ``sklearn.base.clone``)."""
+    params = estimator.get_params(deep=False)
+    return type(estimator)(**{k: copy.deepcopy(v) for k, v in params.items()})
+
+
+class SequenceAutoencoder(_Params):
+    """Recurrent autoencoder for variable-length multivariate sequences.
+
+    Each sequence is encoded to a fixed-size vector by a masked (bidirectional) RNN and
+    decoded back at its own length; the loss is averaged over valid steps only. Data are
+    standardised per feature with statistics over valid steps, and every output is
+    returned in the input's units.
+
+    Args:
+        latent_dim: embedding size (default 32).
+        hidden_size: RNN units per direction (default 128).
+        num_layers: stacked RNN layers (default 1).
+        cell: ``"lstm"`` or ``"gru"`` (default ``"lstm"``).
+        bidirectional: bidirectional encoder (default True).
+        pooling: encoder summary: ``"last"``, ``"mean"``, ``"max"`` or a ``"+"``-joined
+            combination (default ``"last"``).
+        decoder: ``"repeat"`` (default): the latent fed at each step.
+        dropout: between stacked layers (default 0).
+        loss: ``"mse"``, ``"mae"`` or ``"huber"`` (default ``"mse"``).
+        normalize: standardise each feature (default True).
+        max_epochs: upper bound on epochs (default 100).
+        max_time: training budget in seconds (default None: no limit).
+        batch_size: typical sequences per batch (default 32).
+        lr: learning rate (default 1e-3).
+        weight_decay: AdamW weight decay (default 0).
+        grad_clip: max gradient norm (default 1.0).
+        patience: early-stopping patience in epochs (default 10).
+        validation_fraction: share of the training data held out for early stopping
+            when ``fit`` gets no validation set (default 0.1; 0 = monitor train loss).
+        batching: ``"auto"``, ``"tokens"`` or ``"count"`` (see `seqae.batching`).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``...
+        seed: random seed (default 0).
+
+    Example:
+        >>> import numpy as np, seqae
+        >>> rng = np.random.default_rng(0)
+        >>> seqs = seqae.Sequences.from_list([rng.normal(size=(n, 2)) for n in (5, 9, 7)])
+        >>> ae = seqae.SequenceAutoencoder(latent_dim=4, hidden_size=8, max_epochs=2)
+        >>> ae.fit(seqs).encode(seqs).shape
+        (3, 4)
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 32,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        cell: str = "lstm",
+        bidirectional: bool = True,
+        pooling: str = "last",
+        decoder: str = "repeat",
+        dropout: float = 0.0,
+        loss: str = "mse",
+        normalize: bool = True,
+        max_epochs: int = 100,
+        max_time: float | None = None,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        grad_clip: float = 1.0,
+        patience: int = 10,
+        validation_fraction: float = 0.1,
+        batching: str = "auto",
+        device: str = "auto",
+        seed: int = 0,
+    ):
+        self.latent_dim = latent_dim
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.cell = cell
+        self.bidirectional = bidirectional
+        self.pooling = pooling
+        self.decoder = decoder
+        self.dropout = dropout
+        self.loss = loss
+        self.normalize = normalize
+        self.max_epochs = max_epochs
+        self.max_time = max_time
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.grad_clip = grad_clip
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.batching = batching
+        self.device = device
+        self.seed = seed
+
+    # ------------------------------------------------------------------ configs
+    def _model_config(self, n_features: int, max_length: int) -> ModelConfig:
+        return ModelConfig(
+            n_features=n_features,
+            latent_dim=self.latent_dim,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            cell=self.cell,
+            bidirectional=self.bidirectional,
+            pooling=self.pooling,
+            dropout=self.dropout,
+            decoder=self.decoder,
+            max_length=max_length,
+        )
+
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig(
+            max_epochs=self.max_epochs,
+            max_time=self.max_time,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            grad_clip=self.grad_clip,
+            patience=self.patience,
+            batching=self.batching,
+            seed=self.seed,
+        )
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        X: Sequences | list,
+        y: Any = None,
+        validation: Sequences | list | None = None,
+        callbacks: list[Callback] | None = None,
+    ) -> SequenceAutoencoder:
+        """Train on ``X``; returns ``self``.
+
+        Args:
+            X: training sequences (continuous).
+            y: ignored (sklearn compatibility).
+            validation: optional validation sequences for early stopping; without them,
+                ``validation_fraction`` of ``X`` is held out at random.
+            callbacks: optional `seqae.train.Callback` instances.
+        """
+        X = _as_sequences(X)
+        if X.is_tokens:
+            raise SequenceDataError(
+                "SequenceAutoencoder takes continuous (float) sequences; these are integer "
+                "tokens"
+            )
+        get_loss(self.loss)  # validate the name before any work
+        device = resolve_device(self.device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.seed)
+            rng = np.random.default_rng(self.seed)
+            train_seqs, val_seqs = X, None
+            if validation is not None:
+                val_seqs = _as_sequences(validation)
+                if val_seqs.n_features != X.n_features:
+                    raise SequenceDataError(
+                        f"validation data have {val_seqs.n_features} features, training data "
+                        f"{X.n_features}"
+                    )
+            elif self.validation_fraction and len(X) >= 10:
+                n_val = max(1, int(round(self.validation_fraction * len(X))))
+                perm = rng.permutation(len(X))
+                val_seqs, train_seqs = X.take(perm[:n_val]), X.take(perm[n_val:])
+            self.n_features_in_ = X.n_features
+            self.feature_names_in_ = X.feature_names
+            if self.normalize:
+                self.mean_, self.std_ = train_seqs.feature_stats()
+            else:
+                self.mean_ = np.zeros(X.n_features, np.float32)
+                self.std_ = np.ones(X.n_features, np.float32)
+            self.max_length_ = int(X.lengths.max())
+            self.model_config_ = self._model_config(X.n_features, 4 * self.max_length_)
+            self.module_ = AutoencoderNet(self.model_config_)
+            # Start the length head at the typical length, so decode() without lengths is
+            # sensible even after a short training.
+            head = self.module_.length_head.linear
+            torch.nn.init.zeros_(head.weight)
+            torch.nn.init.constant_(head.bias, float(np.log(train_seqs.lengths).mean()))
+            self.module_.to(device)
+            train_data = DeviceData(train_seqs, device, self.mean_, self.std_)
+            val_data = (
+                DeviceData(val_seqs, device, self.mean_, self.std_) if val_seqs is not None
+                else None
+            )
+            self.history_ = train(
+                self.module_,
+                get_loss(self.loss),
+                train_data,
+                self._train_config(),
+                val_data,
+                callbacks,
+            )
+        self.train_scores_ = self.score(train_seqs)
+        return self
+
+    # ------------------------------------------------------------------ inference
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "module_"):
+            raise RuntimeError(
+                f"this {type(self).__name__} is not fitted yet: call fit() or load() first"
+            )
+
+    def _check_features(self, X: Sequences) -> None:
+        if X.is_tokens or X.n_features != self.n_features_in_:
+            got = "tokens" if X.is_tokens else f"{X.n_features} features"
+            raise SequenceDataError(
+                f"the model was fitted on {self.n_features_in_} features; the data have {got}"
+            )
+
+    def _device(self) -> torch.device:
+        return next(self.module_.parameters()).device
+
+    def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:
+        policy = "count" if self._device().type == "cuda" else "tokens"
+        return sorted_batches(lengths, max(4 * self.batch_size, 64), policy)
+
+    @torch.no_grad()
+    def _run(self, X: Sequences, fn) -> None:
+        """Call ``fn(idx, x, lengths)`` on length-sorted batches of normalised data."""
+        self._check_fitted()
+        self._check_features(X)
+        self.module_.eval()
+        data = DeviceData(X, self._device(), self.mean_, self.std_)
+        for idx in self._batches(X.lengths):
+            x, lens = data.batch(idx)
+            fn(idx, x, lens)
+
+    def encode(self, X: Sequences | list) -> np.ndarray:
+        """``(N, latent_dim)`` embeddings, in the input's order."""
+        X = _as_sequences(X)
+        out = np.empty((len(X), self.latent_dim), dtype=np.float32)
+
+        def fn(idx, x, lens):
+            out[idx] = self.module_.encode(x, lens).cpu().numpy()
+
+        self._run(X, fn)
+        return out
+
+    transform = encode
+
+    def fit_transform(self, X: Sequences | list, y: Any = None, **fit_params) -> np.ndarray:
+        return self.fit(X, **fit_params).encode(X)
+
+    def _denormalize(self, y: torch.Tensor) -> torch.Tensor:
+        mean = torch.as_tensor(self.mean_, device=y.device)
+        std = torch.as_tensor(self.std_, device=y.device)
+        return y * std + mean
+
+    def reconstruct(self, X: Sequences | list) -> Sequences:
+        """Reconstructions at each input's own length, in the input's units."""
+        X = _as_sequences(X)
+        values = np.empty_like(X.values)
+
+        def fn(idx, x, lens):
+            recon, _ = self.module_(x, lens)
+            recon = self._denormalize(recon).cpu().numpy()  # (B, T, F)
+            mask = np.arange(recon.shape[1])[None, :] < lens.cpu().numpy()[:, None]
+            flat = (X.offsets[idx][:, None] + np.arange(recon.shape[1])[None, :])[mask]
+            values[flat] = recon[mask]
+
+        self._run(X, fn)
+        return X.with_values(values)
+
+    def score(self, X: Sequences | list) -> np.ndarray:
+        """``(N,)`` mean squared reconstruction error over each sequence's valid steps and
+        features, in the input's units. Higher = more anomalous."""
+        X = _as_sequences(X)
+        out = np.empty(len(X), dtype=np.float64)
+
+        def fn(idx, x, lens):
+            recon, _ = self.module_(x, lens)
+            err = masked_mse(
+                self._denormalize(recon), self._denormalize(x), lens, reduction="sequence"
+            )
+            out[idx] = err.double().cpu().numpy()
+
+        self._run(X, fn)
+        return out
+
+    @torch.no_grad()
+    def decode(self, Z: Any, lengths: Any = None) -> Sequences:
+        """Decode latent vectors into sequences.
+
+        Args:
+            Z: ``(N, latent_dim)`` embeddings (e.g. from `encode`).
+            lengths: an int (every output that long) or ``(N,)`` lengths; None lets the
+                model predict each length from its latent.
+
+        Returns:
+            `Sequences` in the input's units.
+        """
+        self._check_fitted()
+        z_all = torch.as_tensor(np.asarray(Z, dtype=np.float32))
+        if z_all.dim() != 2 or z_all.shape[1] != self.latent_dim:
+            raise ValueError(f"Z must be (N, {self.latent_dim}), got {tuple(z_all.shape)}")
+        n = z_all.shape[0]
+        dev = self._device()
+        self.module_.eval()
+        if lengths is None:
+            lens_all = self.module_.length_head.predict(z_all.to(dev)).cpu().numpy()
+        else:
+            lens_all = np.broadcast_to(np.asarray(lengths, dtype=np.int64), (n,)).copy()
+            bad = np.flatnonzero(lens_all < 1)
+            if len(bad):
+                raise SequenceDataError(
+                    f"requested length {lens_all[bad[0]]} for sequence {bad[0]}: lengths must "
+                    "be >= 1",
+                    index=int(bad[0]),
+                )
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lens_all, out=offsets[1:])
+        values = np.empty((offsets[-1], self.n_features_in_), dtype=np.float32)
+        for idx in self._batches(lens_all):
+            lens = torch.as_tensor(lens_all[idx], device=dev)
+            y = self._denormalize(self.module_.decode(z_all[idx].to(dev), lens)).cpu().numpy()
+            mask = np.arange(y.shape[1])[None, :] < lens_all[idx][:, None]
+            flat = (offsets[idx][:, None] + np.arange(y.shape[1])[None, :])[mask]
+            values[flat] = y[mask]
+        return Sequences(values, offsets, feature_names=self.feature_names_in_)
+
+    # ------------------------------------------------------------------ modules
+    @property
+    def encoder_(self) -> torch.nn.Module:
+        """The fitted encoder: ``(x (B, T, F) normalised, lengths) -> (B, latent_dim)``."""
+        self._check_fitted()
+        return self.module_.encoder
+
+    @property
+    def decoder_(self) -> torch.nn.Module:
+        """The fitted decoder: ``(z (B, latent_dim), lengths) -> (B, T, F)`` normalised."""
+        self._check_fitted()
+        return self.module_.decoder
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model to directory ``path`` (created if needed).
+
+        Files: ``weights.safetensors``, ``config.json`` (parameters, architecture,
+        normalisation statistics, feature names, versions, weights checksum) and
+        ``metrics.csv`` (the history). Each file is written atomically; ``config.json``
+        last, so a directory is complete once it holds a config naming its weights.
+        """
+        from safetensors.torch import save
+
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
+        blob = save(state)
+        atomic_write_bytes(path / "weights.safetensors", blob)
+        if self.history_:
+            buf = io.StringIO()
+            keys = list(dict.fromkeys(k for rec in self.history_ for k in rec))
+            w = csv.DictWriter(buf, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.history_)
+            atomic_write_text(path / "metrics.csv", buf.getvalue())
+        config = {
+            "format_version": FORMAT_VERSION,
+            "kind": "SequenceAutoencoder",
+            "seqae_version": _version(),
+            "torch_version": torch.__version__,
+            "params": self.get_params(),
+            "model": self.model_config_.to_dict(),
+            "n_features": self.n_features_in_,
+            "feature_names": self.feature_names_in_,
+            "mean": self.mean_.tolist(),
+            "std": self.std_.tolist(),
+            "max_length": self.max_length_,
+            "train_scores": self.train_scores_.tolist(),
+            "weights_sha256": hashlib.sha256(blob).hexdigest(),
+        }
+        atomic_write_text(path / "config.json", json.dumps(config, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> SequenceAutoencoder:
+        """Load a model written by `save`. Never unpickles anything."""
+        from safetensors.torch import load
+
+        path = Path(path)
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
+            raise IncompatibleModelError(f"{path} is not a seqae model directory (no config.json)")
+        try:
+            config = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as e:
+            raise IncompatibleModelError(f"{cfg_file} is not valid JSON: {e}") from None
+        version = config.get("format_version")
+        if config.get("kind") != cls.__name__ or version != FORMAT_VERSION:
+            raise IncompatibleModelError(
+                f"{path} holds a {config.get('kind')!r} model in format {version!r}; this seqae "
+                f"({_version()}) reads {cls.__name__} format {FORMAT_VERSION}"
+            )
+        blob = (path / "weights.safetensors").read_bytes()
+        if hashlib.sha256(blob).hexdigest() != config["weights_sha256"]:
+            raise IncompatibleModelError(
+                f"{path}/weights.safetensors does not match config.json (checksum differs): "
+                "the directory was modified or partly written"
+            )
+        params = dict(config["params"])
+        params["device"] = device
+        est = cls(**params)
+        est.n_features_in_ = config["n_features"]
+        est.feature_names_in_ = config["feature_names"]
+        est.mean_ = np.asarray(config["mean"], np.float32)
+        est.std_ = np.asarray(config["std"], np.float32)
+        est.max_length_ = config["max_length"]
+        est.train_scores_ = np.asarray(config["train_scores"], np.float64)
+        est.model_config_ = ModelConfig(**config["model"])
+        est.module_ = AutoencoderNet(est.model_config_)
+        est.module_.load_state_dict(load(blob))
+        est.module_.to(resolve_device(device)).eval()
+        est.history_ = _read_history(path / "metrics.csv")
+        return est
+
+
+def _read_history(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [
+            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+            for row in csv.DictReader(f)
+        ]
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

@@ -1,0 +1,222 @@
+"""Masked losses: each a function and an `nn.Module`.
+
+Every loss takes ``lengths_or_mask``: ``(B,)`` integer lengths or a ``(B, T)`` boolean
+mask (True = valid step). Padded positions of both the prediction and the target are
+replaced by zeros before anything is computed, so whatever the padding holds (NaN
+included) neither the loss nor its gradient sees it, and padded predictions receive a
+gradient of exactly zero.
+
+Reductions:
+    ``"mean"`` (default): sum over valid elements / number of valid elements (valid steps
+    x features); 0 when there is no valid step, never NaN.
+    ``"sum"``: sum over valid elements.
+    ``"sequence"``: ``(B,)`` mean over each sequence's own valid elements (0 if empty).
+    ``"none"``: the elementwise loss with exact zeros at padding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .masking import lengths_to_mask
+
+__all__ = [
+    "masked_mse",
+    "masked_mae",
+    "masked_huber",
+    "masked_cross_entropy",
+    "MaskedMSELoss",
+    "MaskedMAELoss",
+    "MaskedHuberLoss",
+    "MaskedCrossEntropyLoss",
+    "get_loss",
+]
+
+_REDUCTIONS = ("mean", "sum", "sequence", "none")
+
+
+def _mask(lengths_or_mask: Any, shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """``(B, T)`` bool mask from lengths, a mask, or None (all valid)."""
+    b, t = shape[0], shape[1]
+    if lengths_or_mask is None:
+        return torch.ones(b, t, dtype=torch.bool, device=device)
+    m = torch.as_tensor(lengths_or_mask, device=device)
+    if m.dim() == 1:
+        if m.shape[0] != b:
+            raise ValueError(f"lengths has {m.shape[0]} entries for a batch of {b}")
+        if m.numel() and int(m.max()) > t:
+            raise ValueError(f"a length ({int(m.max())}) exceeds the padded length {t}")
+        return lengths_to_mask(m, t)
+    if m.shape != (b, t):
+        raise ValueError(f"mask has shape {tuple(m.shape)}, expected {(b, t)}")
+    return m.to(torch.bool)
+
+
+def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.reshape(mask.shape + (1,) * (like.dim() - mask.dim())).expand_as(like)
+
+
+def _reduce(elem: torch.Tensor, mask: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Reduce an elementwise loss ``(B, T, ...)`` (already zero at padding)."""
+    if reduction == "none":
+        return elem
+    if reduction == "sum":
+        return elem.sum()
+    per_step = elem[0, 0].numel() if elem.dim() > 2 else 1  # elements per step
+    if reduction == "mean":
+        count = mask.sum() * per_step
+        return elem.sum() / count.clamp(min=1).to(elem.dtype)
+    if reduction == "sequence":
+        count = mask.sum(1) * per_step
+        return elem.reshape(elem.shape[0], -1).sum(1) / count.clamp(min=1).to(elem.dtype)
+    raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _regression(
+    fn, pred: torch.Tensor, target: torch.Tensor, lengths_or_mask: Any, reduction: str
+) -> torch.Tensor:
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    mask = _mask(lengths_or_mask, pred.shape, pred.device)
+    m = _expand(mask, pred)
+    zero = torch.zeros((), dtype=pred.dtype, device=pred.device)
+    pred = torch.where(m, pred, zero)
+    target = torch.where(m, target.to(pred.dtype), zero)
+    return _reduce(fn(pred, target), mask, reduction)
+
+
+def masked_mse(
+    pred: torch.Tensor, target: torch.Tensor, lengths_or_mask: Any = None, reduction: str = "mean"
+) -> torch.Tensor:
+    """Mean squared error over valid elements.
+
+    Args:
+        pred: ``(B, T, ...)``.
+        target: same shape as ``pred``.
+        lengths_or_mask: ``(B,)`` lengths or ``(B, T)`` bool mask; None = all valid.
+        reduction: ``"mean"`` (default), ``"sum"``, ``"sequence"`` or ``"none"``.
+
+    Example:
+        >>> p = torch.tensor([[[1.], [2.], [float("nan")]]])
+        >>> masked_mse(p, torch.zeros_like(p), torch.tensor([2])).item()
+        2.5
+    """
+    return _regression(lambda p, t: (p - t).square(), pred, target, lengths_or_mask, reduction)
+
+
+def masked_mae(
+    pred: torch.Tensor, target: torch.Tensor, lengths_or_mask: Any = None, reduction: str = "mean"
+) -> torch.Tensor:
+    """Mean absolute error over valid elements (arguments as `masked_mse`)."""
+    return _regression(lambda p, t: (p - t).abs(), pred, target, lengths_or_mask, reduction)
+
+
+def masked_huber(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    lengths_or_mask: Any = None,
+    reduction: str = "mean",
+    delta: float = 1.0,
+) -> torch.Tensor:
+    """Huber loss over valid elements: quadratic below ``delta``, linear above."""
+    return _regression(
+        lambda p, t: F.huber_loss(p, t, reduction="none", delta=delta),
+        pred,
+        target,
+        lengths_or_mask,
+        reduction,
+    )
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    lengths_or_mask: Any = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Categorical cross-entropy averaged over valid tokens only (seed 003).
+
+    Args:
+        logits: ``(B, T, V)`` unnormalised scores.
+        targets: ``(B, T)`` integer class ids; padded positions may hold anything
+            (even ids outside ``0..V-1``).
+        lengths_or_mask: ``(B,)`` lengths or ``(B, T)`` bool mask; None = all valid.
+        reduction: ``"mean"`` (per valid token), ``"sum"``, ``"sequence"`` or ``"none"``.
+    """
+    if logits.dim() != 3 or targets.shape != logits.shape[:2]:
+        raise ValueError(
+            f"logits must be (B, T, V) and targets (B, T); got {tuple(logits.shape)} and "
+            f"{tuple(targets.shape)}"
+        )
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    mask = _mask(lengths_or_mask, targets.shape, logits.device)
+    zero = torch.zeros((), dtype=logits.dtype, device=logits.device)
+    logits = torch.where(mask[..., None], logits, zero)
+    targets = torch.where(mask, targets.long(), torch.zeros_like(targets, dtype=torch.long))
+    v = logits.shape[-1]
+    if mask.any() and (int(targets.max()) >= v or int(targets.min()) < 0):
+        raise ValueError(f"a valid target lies outside 0..{v - 1}")
+    elem = F.cross_entropy(logits.reshape(-1, v), targets.reshape(-1), reduction="none")
+    elem = torch.where(mask, elem.reshape(targets.shape), zero)
+    return _reduce(elem, mask, reduction)
+
+
+class _MaskedLoss(nn.Module):
+    fn = staticmethod(masked_mse)
+
+    def __init__(self, reduction: str = "mean", **kwargs: Any):
+        super().__init__()
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+        self.kwargs = kwargs
+
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, lengths_or_mask: Any = None
+    ) -> torch.Tensor:
+        return type(self).fn(pred, target, lengths_or_mask, self.reduction, **self.kwargs)
+
+
+class MaskedMSELoss(_MaskedLoss):
+    """Module form of `masked_mse`."""
+
+    fn = staticmethod(masked_mse)
+
+
+class MaskedMAELoss(_MaskedLoss):
+    """Module form of `masked_mae`."""
+
+    fn = staticmethod(masked_mae)
+
+
+class MaskedHuberLoss(_MaskedLoss):
+    """Module form of `masked_huber`; ``delta`` as a keyword."""
+
+    fn = staticmethod(masked_huber)
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0):
+        super().__init__(reduction, delta=delta)
+
+
+class MaskedCrossEntropyLoss(_MaskedLoss):
+    """Module form of `masked_cross_entropy`."""
+
+    fn = staticmethod(masked_cross_entropy)
+
+
+_BY_NAME = {"mse": masked_mse, "mae": masked_mae, "huber": masked_huber}
+
+
+def get_loss(name: str):
+    """The masked regression loss function called ``name`` (mse, mae or huber)."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"loss must be one of {sorted(_BY_NAME)}, got {name!r}") from None

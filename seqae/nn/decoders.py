@@ -1,0 +1,126 @@
+"""Decoders: latent vectors -> sequences of a requested length per row."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..masking import lengths_to_mask
+from .encoders import rnn_class
+
+__all__ = ["RepeatDecoder", "LengthHead"]
+
+
+class RepeatDecoder(nn.Module):
+    """The correct "RepeatVector": the latent fed at every step, for each row's own length.
+
+    Each row b is decoded for exactly ``lengths[b]`` steps (seed 000, option 1): the
+    latent is repeated to the row's own length, never to a data-set-wide ``timesteps``.
+    The RNN's initial state is also a function of the latent, and with ``position=True``
+    each step also gets its relative position ``t / (L_b - 1)`` in ``[0, 1]``, which lets
+    one latent describe the same shape at any length.
+
+    Args:
+        latent_dim: size of the latent vector.
+        hidden_size: RNN units.
+        output_size: features per output step.
+        num_layers: stacked layers (default 1).
+        cell: ``"lstm"`` (default) or ``"gru"``.
+        dropout: between stacked layers (default 0).
+        position: feed the relative position channel (default True).
+
+    Call arguments:
+        z: ``(B, latent_dim)``.
+        lengths: ``(B,)`` output length of each row (>= 0).
+        max_len: padded length T of the result; default ``lengths.max()``.
+
+    Returns:
+        ``(B, T, output_size)``, exact zeros past each row's length (no gradient flows
+        from there).
+
+    Example:
+        >>> dec = RepeatDecoder(4, 8, 2)
+        >>> y = dec(torch.randn(2, 4), torch.tensor([3, 1]))
+        >>> tuple(y.shape), y[1, 1:].abs().sum().item()
+        ((2, 3, 2), 0.0)
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden_size: int,
+        output_size: int,
+        num_layers: int = 1,
+        cell: str = "lstm",
+        dropout: float = 0.0,
+        position: bool = True,
+    ):
+        super().__init__()
+        self.position = position
+        self.cell = cell.lower()
+        self.num_layers = num_layers
+        self.hidden_size = hidden_size
+        n_states = 2 if self.cell == "lstm" else 1
+        self.init_state = nn.Linear(latent_dim, n_states * num_layers * hidden_size)
+        self.rnn = rnn_class(cell)(
+            latent_dim + int(position),
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.head = nn.Linear(hidden_size, output_size)
+
+    def initial_state(self, z: torch.Tensor):
+        b = z.shape[0]
+        s = torch.tanh(self.init_state(z))  # (B, S*L*H)
+        s = s.view(b, -1, self.num_layers, self.hidden_size).permute(1, 2, 0, 3)  # (S, L, B, H)
+        s = s.contiguous()
+        return (s[0], s[1]) if self.cell == "lstm" else s[0]
+
+    def step_inputs(self, z: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+        """``(B, T, latent_dim [+1])``: the latent at every step, plus position."""
+        b = z.shape[0]
+        inp = z[:, None, :].expand(b, max_len, z.shape[-1])  # (B, T, Z)
+        if self.position:
+            t = torch.arange(max_len, device=z.device, dtype=z.dtype)[None, :]  # (1, T)
+            denom = (lengths.to(z.dtype) - 1).clamp(min=1)[:, None]  # (B, 1)
+            pos = (t / denom).clamp(max=1.0)[..., None]  # (B, T, 1)
+            inp = torch.cat([inp, pos], -1)
+        return inp
+
+    def forward(
+        self, z: torch.Tensor, lengths: torch.Tensor, max_len: int | None = None
+    ) -> torch.Tensor:
+        lengths = torch.as_tensor(lengths, device=z.device)
+        if max_len is None:
+            max_len = int(lengths.max()) if lengths.numel() else 0
+        mask = lengths_to_mask(lengths, max_len)  # (B, T)
+        out, _ = self.rnn(self.step_inputs(z, lengths, max_len), self.initial_state(z))
+        y = self.head(out)  # (B, T, output_size)
+        return torch.where(mask[..., None], y, torch.zeros((), dtype=y.dtype, device=y.device))
+
+
+class LengthHead(nn.Module):
+    """Predicts a sequence length from its latent vector (regression on log length).
+
+    Trained on the detached latent, so it never changes the embedding; used when
+    ``decode`` is asked for sequences without given lengths.
+    """
+
+    def __init__(self, latent_dim: int, max_length: int):
+        super().__init__()
+        self.linear = nn.Linear(latent_dim, 1)
+        self.max_length = max_length
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` predicted log length."""
+        return self.linear(z).squeeze(-1)
+
+    def loss(self, z: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        target = torch.log(lengths.to(z.dtype))
+        return (self(z.detach()) - target).square().mean()
+
+    def predict(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` integer lengths in ``1..max_length``."""
+        return torch.exp(self(z)).round().clamp(1, self.max_length).long()

@@ -1,0 +1,200 @@
+"""The training loop: length-bucketed batches, masked loss, clipping, early stopping.
+
+Short on purpose: one function, `train`, that a reader can follow in one sitting.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .batching import LengthBucketSampler, collate, sorted_batches
+from .data import Sequences
+
+__all__ = ["TrainConfig", "Callback", "DeviceData", "train", "resolve_device"]
+
+log = logging.getLogger("seqae")
+
+
+@dataclass
+class TrainConfig:
+    """Training settings.
+
+    Args:
+        max_epochs: upper bound on epochs (default 100).
+        max_time: wall-clock budget in seconds, checked after each epoch (default None).
+        batch_size: typical sequences per batch (default 32).
+        lr: Adam learning rate (default 1e-3).
+        weight_decay: AdamW weight decay (default 0).
+        grad_clip: max gradient norm, 0 = off (default 1.0).
+        patience: epochs without improvement of the monitored loss before stopping
+            (default 10); the learning rate halves after ``patience // 3`` such epochs.
+        batching: ``"tokens"``, ``"count"`` or ``"auto"`` (tokens on CPU, count on GPU).
+        seed: seeds init, shuffling and dropout (default 0).
+    """
+
+    max_epochs: int = 100
+    max_time: float | None = None
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    patience: int = 10
+    batching: str = "auto"
+    seed: int = 0
+
+
+class Callback:
+    """Base class for training callbacks; every hook does nothing by default.
+
+    A hook may return True from `on_epoch_end` to stop training.
+    """
+
+    def on_train_begin(self, model: nn.Module, config: TrainConfig) -> None: ...
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> bool | None: ...
+
+    def on_train_end(self, history: list[dict[str, Any]]) -> None: ...
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class DeviceData:
+    """A `Sequences` held on a device as flat values (+ one zero row) and offsets."""
+
+    def __init__(self, seqs: Sequences, device: torch.device, mean=None, std=None):
+        v = seqs.values
+        if mean is not None:
+            v = (v - mean) / std
+        values = torch.as_tensor(np.ascontiguousarray(v))
+        pad = torch.zeros((1,) + tuple(values.shape[1:]), dtype=values.dtype)
+        self.values = torch.cat([values, pad]).to(device)
+        self.offsets = torch.as_tensor(seqs.offsets).to(device)
+        self.lengths = seqs.lengths
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return collate(self.values, self.offsets, torch.as_tensor(idx, device=self.device))
+
+
+def _policy(batching: str, device: torch.device) -> str:
+    if batching == "auto":
+        return "count" if device.type == "cuda" else "tokens"
+    return batching
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, data: DeviceData, loss_fn, batch_size: int, policy: str
+) -> float:
+    """Masked loss over every valid element of ``data`` (not a mean of batch means)."""
+    model.eval()
+    total, count = 0.0, 0
+    for idx in sorted_batches(data.lengths, batch_size, policy):
+        x, lens = data.batch(idx)
+        recon, _ = model(x, lens)
+        n = int(lens.sum()) * (x.shape[-1] if x.dim() == 3 else 1)
+        total += float(loss_fn(recon, x, lens, reduction="sum"))
+        count += n
+    return total / max(count, 1)
+
+
+def train(
+    model: nn.Module,
+    loss_fn,
+    train_data: DeviceData,
+    config: TrainConfig,
+    val_data: DeviceData | None = None,
+    callbacks: list[Callback] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``model`` in place; returns the history, one dict per epoch.
+
+    ``loss_fn(pred, target, lengths, reduction)`` is a masked loss from `seqae.losses`.
+    The monitored loss is ``val_loss`` when validation data are given, else
+    ``train_loss``; the weights of the best epoch are restored at the end.
+    """
+    callbacks = callbacks or []
+    device = train_data.device
+    policy = _policy(config.batching, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, factor=0.5, patience=max(1, config.patience // 3)
+    )
+    sampler = LengthBucketSampler(
+        train_data.lengths, config.batch_size, policy=policy, seed=config.seed
+    )
+    for cb in callbacks:
+        cb.on_train_begin(model, config)
+    history: list[dict[str, Any]] = []
+    best, best_state, bad_epochs = math.inf, None, 0
+    start = time.perf_counter()
+    for epoch in range(1, config.max_epochs + 1):
+        model.train()
+        sampler.set_epoch(epoch)
+        total, count = 0.0, 0
+        for idx in sampler:
+            x, lens = train_data.batch(idx)  # (B, T, F), (B,)
+            recon, z = model(x, lens)
+            loss = loss_fn(recon, x, lens)
+            length_loss = model.length_head.loss(z, lens)
+            opt.zero_grad(set_to_none=True)
+            (loss + length_loss).backward()
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            n = int(lens.sum()) * x.shape[-1]
+            total += float(loss.detach()) * n
+            count += n
+            if config.max_time is not None and time.perf_counter() - start >= config.max_time:
+                break  # the budget is spent: finish this epoch early
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1)}
+        if val_data is not None:
+            record["val_loss"] = evaluate(model, val_data, loss_fn, 4 * config.batch_size, policy)
+        record["lr"] = opt.param_groups[0]["lr"]
+        record["time"] = time.perf_counter() - start
+        history.append(record)
+        monitored = record.get("val_loss", record["train_loss"])
+        if not math.isfinite(monitored):
+            log.warning("epoch %d: loss is %s; stopping and keeping the best epoch", epoch,
+                        monitored)
+            break
+        sched.step(monitored)
+        if math.isinf(best) or monitored < best - 1e-6 * abs(best):
+            best, bad_epochs = monitored, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad_epochs += 1
+        log.info(
+            "epoch %d  train_loss %.5f%s  lr %.2g  %.1fs",
+            epoch,
+            record["train_loss"],
+            f"  val_loss {record['val_loss']:.5f}" if "val_loss" in record else "",
+            record["lr"],
+            record["time"],
+        )
+        stop = any([bool(cb.on_epoch_end(epoch, record)) for cb in callbacks])  # call them all
+        if stop or bad_epochs >= config.patience:
+            break
+        if config.max_time is not None and record["time"] >= config.max_time:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    for cb in callbacks:
+        cb.on_train_end(history)
+    return history

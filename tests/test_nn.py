@@ -1,0 +1,147 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers import check_padding_invariance, random_seqs
+from seqae.losses import masked_mse
+from seqae.nn import AutoencoderNet, ModelConfig, RepeatDecoder, RNNEncoder, SequenceEncoder
+from seqae.nn.encoders import gather_last, reverse_within_length
+
+LENGTHS = [1, 6, 3, 9, 1, 4]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("pooling", ["last", "mean+max"])
+def test_encoder_padding_invariance(rng, cell, bidirectional, num_layers, pooling):
+    enc = RNNEncoder(3, 5, num_layers, cell, bidirectional, pooling=pooling).eval()
+    seqs = random_seqs(rng, LENGTHS)
+    check_padding_invariance(lambda x, lens: enc(x, lens)[1], seqs)  # summary (B, D)
+    check_padding_invariance(lambda x, lens: enc(x, lens)[0], seqs)  # outputs (B, T, D)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bidirectional_matches_pack_padded_reference(rng, cell):
+    """Independent reference: torch's own bidirectional RNN on packed sequences, with
+    the same weights. Its backward direction starts at each sequence's last step."""
+    layers, hidden = 2, 4
+    enc = RNNEncoder(3, hidden, layers, cell, bidirectional=True).eval()
+    ref = getattr(nn, cell.upper())(3, hidden, layers, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for layer in range(layers):
+            for d, mods in (("", enc.fwd), ("_reverse", enc.bwd)):
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(ref, f"{name}_l{layer}{d}").copy_(getattr(mods[layer], f"{name}_l0"))
+    seqs = random_seqs(rng, LENGTHS)
+    lengths = torch.tensor(LENGTHS)
+    x = torch.zeros(len(seqs), max(LENGTHS), 3)
+    for b, s in enumerate(seqs):
+        x[b, : len(s)] = torch.from_numpy(s)
+    with torch.no_grad():
+        out, summary = enc(x, lengths)
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        ref_out, h = ref(packed)
+        ref_out, _ = nn.utils.rnn.pad_packed_sequence(ref_out, batch_first=True)
+    h_n = h[0] if cell == "lstm" else h  # (layers*2, B, H)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(summary, torch.cat([h_n[-2], h_n[-1]], -1), atol=1e-5, rtol=1e-5)
+
+
+def test_reverse_and_gather_helpers():
+    x = torch.arange(8.0).view(2, 4, 1)
+    lens = torch.tensor([3, 1])
+    r = reverse_within_length(x, lens)
+    assert r[:, :, 0].tolist() == [[2, 1, 0, 3], [4, 5, 6, 7]]
+    assert torch.equal(reverse_within_length(r, lens), x)
+    assert gather_last(x, torch.tensor([3, 0]))[:, 0].tolist() == [2.0, 0.0]
+
+
+def test_encoder_refuses_masks_with_gaps():
+    enc = RNNEncoder(2, 3)
+    mask = torch.tensor([[True, False, True]])
+    with pytest.raises(ValueError, match="right-padded"):
+        enc(torch.zeros(1, 3, 2), mask=mask)
+    with pytest.raises(ValueError, match="not both"):
+        enc(torch.zeros(1, 3, 2), lengths=torch.tensor([3]), mask=mask[:, :1].expand(1, 3))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_repeat_decoder_own_length_and_invariance(cell):
+    """Seed 000, option 1: the latent repeated to each sequence's own length."""
+    dec = RepeatDecoder(4, 6, 2, num_layers=2, cell=cell).eval()
+    z = torch.randn(3, 4)
+    lens = torch.tensor([2, 5, 1])
+    with torch.no_grad():
+        y = dec(z, lens)
+        assert y.shape == (3, 5, 2)
+        for b in range(3):  # each row alone at its own length = its slice of the batch
+            alone = dec(z[b : b + 1], lens[b : b + 1])
+            torch.testing.assert_close(y[b, : lens[b]], alone[0], atol=1e-6, rtol=1e-6)
+            assert (y[b, lens[b] :] == 0).all()
+        # decoding at other lengths than the input is a plain call
+        assert dec(z, torch.tensor([7, 7, 7])).shape == (3, 7, 2)
+        padded = dec(z, lens, max_len=9)
+        torch.testing.assert_close(padded[:, :5], y)
+        assert (padded[:, 5:] == 0).all()
+
+
+def test_outputs_past_length_carry_no_gradient():
+    """Seed 000, option 3 (crop the outputs): padded outputs are zero and get no gradient,
+    even when the target's padding holds NaN; the loss equals a per-sequence crop."""
+    dec = RepeatDecoder(4, 6, 2)
+    z = torch.randn(3, 4, requires_grad=True)
+    lens = torch.tensor([2, 5, 1])
+    y = dec(z, lens, max_len=6)
+    y.retain_grad()
+    target = torch.randn(3, 6, 2)
+    target[0, 2:] = float("nan")
+    target[2, 1:] = float("nan")
+    loss = masked_mse(y, target, lens)
+    loss.backward()
+    assert torch.isfinite(z.grad).all()
+    for b, n in enumerate(lens.tolist()):
+        assert (y[b, n:] == 0).all() and (y.grad[b, n:] == 0).all()
+    cropped = torch.cat([((y[b, :n] - target[b, :n]) ** 2).ravel()
+                         for b, n in enumerate(lens.tolist())]).mean()
+    torch.testing.assert_close(loss, cropped)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("reverse_target", [False, True])
+def test_autoencoder_net_padding_invariance(rng, bidirectional, reverse_target):
+    cfg = ModelConfig(n_features=3, latent_dim=4, hidden_size=6, bidirectional=bidirectional,
+                      reverse_target=reverse_target, pooling="last+mean")
+    net = AutoencoderNet(cfg).eval()
+    seqs = random_seqs(rng, LENGTHS)
+    worst = check_padding_invariance(lambda x, lens: net(x, lens)[0], seqs)
+    worst = max(worst, check_padding_invariance(lambda x, lens: net(x, lens)[1], seqs))
+    assert worst < 1e-5
+
+
+def test_nan_padding_gives_finite_gradients(rng):
+    net = AutoencoderNet(ModelConfig(n_features=3, latent_dim=4, hidden_size=6))
+    x = torch.randn(3, 8, 3)
+    lens = torch.tensor([8, 3, 1])
+    x[1, 3:] = float("nan")
+    x[2, 1:] = float("nan")
+    recon, z = net(x, lens)
+    loss = masked_mse(recon, x, lens)
+    loss.backward()
+    assert torch.isfinite(loss)
+    for p in net.parameters():
+        if p.grad is not None:
+            assert torch.isfinite(p.grad).all()
+
+
+def test_token_embedding_encoder(rng):
+    emb = nn.Embedding(10, 4, padding_idx=0)
+    enc = SequenceEncoder(RNNEncoder(4, 5, bidirectional=True), 3, embedding=emb).eval()
+    tokens = torch.tensor([[3, 4, 5, -1], [7, 9999, 9999, 9999]])  # padding: anything
+    with torch.no_grad():
+        z = enc(tokens, lengths=torch.tensor([3, 1]))
+        z0 = enc(tokens[:1, :3], lengths=torch.tensor([3]))
+        z1 = enc(tokens[1:, :1], lengths=torch.tensor([1]))
+    torch.testing.assert_close(z, torch.cat([z0, z1]), atol=1e-6, rtol=1e-6)
