@@ -1,5 +1,8 @@
 """seqae: autoencoders for variable-length sequences, with padding that never leaks.
 
+Public names are loaded on first use, so ``import seqae`` (and the ``seqae`` command's
+``--help``) stays instant; torch is imported only when a name that needs it is touched.
+
 Example:
     >>> import numpy as np, seqae
     >>> seqs = seqae.Sequences.from_list([np.zeros((3, 2)), np.ones((5, 2))])
@@ -7,24 +10,50 @@ Example:
     (2, [3, 5])
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from . import losses, masking  # noqa: E402
-from .data import Sequences  # noqa: E402
-from .errors import IncompatibleModelError, SeqaeError, SequenceDataError  # noqa: E402
-from .estimator import SequenceAutoencoder, clone  # noqa: E402
-from .masking import lengths_to_mask, mask_from_value  # noqa: E402
+_EXPORTS = {
+    "Sequences": "seqae.data",
+    "SequenceAutoencoder": "seqae.estimator",
+    "clone": "seqae.estimator",
+    "SeqaeError": "seqae.errors",
+    "SequenceDataError": "seqae.errors",
+    "IncompatibleModelError": "seqae.errors",
+    "DataFileError": "seqae.io",
+    "read_sequences": "seqae.io",
+    "lengths_to_mask": "seqae.masking",
+    "mask_from_value": "seqae.masking",
+}
+_SUBMODULES = ("batching", "data", "datasets", "errors", "estimator", "io", "losses",
+               "masking", "nn", "plots", "train")
 
-__all__ = [
-    "IncompatibleModelError",
-    "SeqaeError",
-    "SequenceAutoencoder",
-    "SequenceDataError",
-    "Sequences",
-    "__version__",
-    "clone",
-    "lengths_to_mask",
-    "losses",
-    "mask_from_value",
-    "masking",
-]
+__all__ = sorted(_EXPORTS) + ["__version__", *_SUBMODULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"seqae.{name}")
+    else:
+        raise AttributeError(f"module 'seqae' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from . import batching, data, datasets, errors, estimator, io, losses, masking, nn  # noqa
+    from .data import Sequences  # noqa: F401
+    from .errors import IncompatibleModelError, SeqaeError, SequenceDataError  # noqa: F401
+    from .estimator import SequenceAutoencoder, clone  # noqa: F401
+    from .io import DataFileError, read_sequences  # noqa: F401
+    from .masking import lengths_to_mask, mask_from_value  # noqa: F401

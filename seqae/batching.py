@@ -82,7 +82,7 @@ def sorted_batches(
     if max_tokens is None:
         max_tokens = int(np.ceil(batch_size * lengths.mean()))
     cuts = _token_cuts(lengths[order], max_tokens, max_batch=8 * batch_size)
-    return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+    return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 class LengthBucketSampler:

@@ -294,7 +294,8 @@ class Sequences:
         id: str = "id",
         time: str | None = None,
         features: Sequence[str] | None = None,
-    ) -> Sequences:
+        return_time: bool = False,
+    ) -> Sequences | tuple[Sequences, np.ndarray | None]:
         """Build from a long table: one row per time step.
 
         Args:
@@ -304,6 +305,8 @@ class Sequences:
             time: optional column to order the rows of each sequence by (numbers or
                 timestamps; rows may come in any order). Without it, row order is kept.
             features: feature columns; default: every numeric column other than id/time.
+            return_time: also return the time value of every step, aligned with
+                ``values`` (None without a time column), e.g. to write results back.
 
         Raises:
             SequenceDataError: for a missing column, null ids, duplicate time values within
@@ -373,7 +376,10 @@ class Sequences:
         counts = np.bincount(codes, minlength=len(uniq))
         offsets = np.zeros(len(uniq) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        return cls(values, offsets, ids=uniq, feature_names=list(features))
+        seqs = cls(values, offsets, ids=uniq, feature_names=list(features))
+        if return_time:
+            return seqs, (tvals[order] if time is not None else None)
+        return seqs
 
     # ------------------------------------------------------------------ properties
     @property

@@ -89,25 +89,31 @@ class SequenceAutoencoder(_Params):
 
     Args:
         latent_dim: embedding size (default 32).
-        hidden_size: RNN units per direction (default 128).
+        hidden_size: RNN units per direction (default 64).
         num_layers: stacked RNN layers (default 1).
         cell: ``"lstm"`` or ``"gru"`` (default ``"lstm"``).
         bidirectional: bidirectional encoder (default True).
         pooling: encoder summary: ``"last"``, ``"mean"``, ``"max"`` or a ``"+"``-joined
             combination (default ``"last"``).
         decoder: ``"repeat"`` (default): the latent fed at each step.
+        position: position channels fed to the repeat decoder besides the latent:
+            ``"fourier"`` (``t / (L - 1)`` plus sin/cos of it, default), ``"relative"``
+            (``t / (L - 1)`` only) or ``"none"``.
         dropout: between stacked layers (default 0).
         loss: ``"mse"``, ``"mae"`` or ``"huber"`` (default ``"mse"``).
         normalize: standardise each feature (default True).
         max_epochs: upper bound on epochs (default 100).
         max_time: training budget in seconds (default None: no limit).
         batch_size: typical sequences per batch (default 32).
-        lr: learning rate (default 1e-3).
+        lr: learning rate (default 3e-3).
         weight_decay: AdamW weight decay (default 0).
         grad_clip: max gradient norm (default 1.0).
         patience: early-stopping patience in epochs (default 10).
         validation_fraction: share of the training data held out for early stopping
             when ``fit`` gets no validation set (default 0.1; 0 = monitor train loss).
+        contamination: expected share of anomalies in the training data; sets
+            ``threshold_``, the training-score quantile above which `is_anomaly` is True
+            (default 0.01).
         batching: ``"auto"``, ``"tokens"`` or ``"count"`` (see `seqae.batching`).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``...
         seed: random seed (default 0).
@@ -124,23 +130,25 @@ class SequenceAutoencoder(_Params):
     def __init__(
         self,
         latent_dim: int = 32,
-        hidden_size: int = 128,
+        hidden_size: int = 64,
         num_layers: int = 1,
         cell: str = "lstm",
         bidirectional: bool = True,
         pooling: str = "last",
         decoder: str = "repeat",
+        position: str = "fourier",
         dropout: float = 0.0,
         loss: str = "mse",
         normalize: bool = True,
         max_epochs: int = 100,
         max_time: float | None = None,
         batch_size: int = 32,
-        lr: float = 1e-3,
+        lr: float = 3e-3,
         weight_decay: float = 0.0,
         grad_clip: float = 1.0,
         patience: int = 10,
         validation_fraction: float = 0.1,
+        contamination: float = 0.01,
         batching: str = "auto",
         device: str = "auto",
         seed: int = 0,
@@ -152,6 +160,7 @@ class SequenceAutoencoder(_Params):
         self.bidirectional = bidirectional
         self.pooling = pooling
         self.decoder = decoder
+        self.position = position
         self.dropout = dropout
         self.loss = loss
         self.normalize = normalize
@@ -163,6 +172,7 @@ class SequenceAutoencoder(_Params):
         self.grad_clip = grad_clip
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.contamination = contamination
         self.batching = batching
         self.device = device
         self.seed = seed
@@ -179,6 +189,7 @@ class SequenceAutoencoder(_Params):
             pooling=self.pooling,
             dropout=self.dropout,
             decoder=self.decoder,
+            position=self.position,
             max_length=max_length,
         )
 
@@ -265,7 +276,19 @@ class SequenceAutoencoder(_Params):
                 callbacks,
             )
         self.train_scores_ = self.score(train_seqs)
+        self.threshold_ = self.threshold_for(self.contamination)
         return self
+
+    def threshold_for(self, contamination: float) -> float:
+        """The score above which a share ``contamination`` of the training data lies."""
+        self._check_fitted()
+        if not 0.0 <= contamination < 1.0:
+            raise ValueError(f"contamination must be in [0, 1), got {contamination}")
+        return float(np.quantile(self.train_scores_, 1.0 - contamination))
+
+    def is_anomaly(self, X: Sequences | list, threshold: float | None = None) -> np.ndarray:
+        """``(N,)`` bool: score above ``threshold`` (default ``threshold_``)."""
+        return self.score(X) > (self.threshold_ if threshold is None else threshold)
 
     # ------------------------------------------------------------------ inference
     def _check_fitted(self) -> None:
@@ -442,6 +465,7 @@ class SequenceAutoencoder(_Params):
             "std": self.std_.tolist(),
             "max_length": self.max_length_,
             "train_scores": self.train_scores_.tolist(),
+            "threshold": self.threshold_,
             "weights_sha256": hashlib.sha256(blob).hexdigest(),
         }
         atomic_write_text(path / "config.json", json.dumps(config, indent=2))
@@ -481,6 +505,7 @@ class SequenceAutoencoder(_Params):
         est.std_ = np.asarray(config["std"], np.float32)
         est.max_length_ = config["max_length"]
         est.train_scores_ = np.asarray(config["train_scores"], np.float64)
+        est.threshold_ = float(config["threshold"])
         est.model_config_ = ModelConfig(**config["model"])
         est.module_ = AutoencoderNet(est.model_config_)
         est.module_.load_state_dict(load(blob))

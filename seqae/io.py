@@ -1,4 +1,4 @@
-"""Files: atomic writes and model-directory plumbing."""
+"""Files: reading sequences from Parquet/CSV/NPZ, writing tables, atomic writes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,20 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+import numpy as np
+
+from .data import Sequences
+from .errors import SeqaeError
+
+__all__ = [
+    "DataFileError",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "read_sequences",
+    "read_table",
+    "sequences_to_table",
+    "write_table",
+]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -39,3 +52,168 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------- reading
+class DataFileError(SeqaeError, ValueError):
+    """A data file that is missing, unreadable or lacks what was asked of it."""
+
+
+def read_table(path: str | os.PathLike):
+    """A ``pyarrow.Table`` from a Parquet or CSV file (by extension)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq") or path.is_dir():
+            return pq.read_table(path)
+        if suffix in (".csv", ".tsv", ".txt"):
+            opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
+            return pacsv.read_csv(path, parse_options=opts)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataFileError(f"{path}: cannot read it as {suffix[1:]}: {e}") from None
+    raise DataFileError(f"{path}: unknown file type {suffix!r}; use .parquet, .csv or .npz")
+
+
+def read_sequences(
+    path: str | os.PathLike,
+    id_col: str = "id",
+    time_col: str | None = None,
+    features: list[str] | None = None,
+    exclude: list[str] | None = None,
+) -> Sequences:
+    """Read sequences from a file.
+
+    * Parquet or CSV, long table: one row per step, ``id_col`` names the sequence,
+      ``time_col`` (optional) orders its rows; feature columns default to the other
+      numeric columns (less ``exclude``).
+    * Parquet, one row per sequence: feature columns hold lists (all of one row's lists
+      have the same length).
+    * NPZ: ``values`` plus ``offsets`` or ``lengths``; optional ``ids`` and
+      ``feature_names``.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        return _read_npz(path)
+    table = read_table(path)
+    import pyarrow as pa
+
+    names = table.column_names
+    if id_col not in names:
+        raise DataFileError(f"{path}: no id column {id_col!r}; its columns are {names}")
+    if time_col is not None and time_col not in names:
+        raise DataFileError(f"{path}: no time column {time_col!r}; its columns are {names}")
+    for c in features or []:
+        if c not in names:
+            raise DataFileError(f"{path}: no feature column {c!r}; its columns are {names}")
+    list_cols = [c for c in names if pa.types.is_list(table.schema.field(c).type)
+                 or pa.types.is_large_list(table.schema.field(c).type)]
+    if list_cols:
+        return _from_list_columns(path, table, id_col, features or list_cols)
+    if features is None:
+        features = [
+            c for c in names
+            if c not in (id_col, time_col, *(exclude or []))
+            and (pa.types.is_integer(table.schema.field(c).type)
+                 or pa.types.is_floating(table.schema.field(c).type))
+        ]
+        if not features:
+            raise DataFileError(f"{path}: no numeric feature columns in {names}")
+    return Sequences.from_table(table, id=id_col, time=time_col, features=features)
+
+
+def _from_list_columns(path: Path, table, id_col: str, features: list[str]) -> Sequences:
+    import pyarrow.compute as pc
+
+    ids = table.column(id_col).to_numpy(zero_copy_only=False)
+    lengths = None
+    cols = []
+    for c in features:
+        col = table.column(c).combine_chunks()
+        lens = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+        if lengths is None:
+            lengths = lens
+        elif not np.array_equal(lens, lengths):
+            i = int(np.flatnonzero(lens != lengths)[0])
+            raise DataFileError(
+                f"{path}: sequence {i} (id {ids[i]!r}): list column {c!r} has {lens[i]} "
+                f"steps but {features[0]!r} has {lengths[i]}"
+            )
+        cols.append(pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.float32))
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return Sequences(np.stack(cols, 1), offsets, ids=ids, feature_names=features)
+
+
+def _read_npz(path: Path) -> Sequences:
+    if not path.exists():
+        raise DataFileError(f"{path}: no such file")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataFileError(f"{path}: cannot read it as npz: {e}") from None
+    with z:
+        if "values" not in z:
+            raise DataFileError(f"{path}: an npz needs 'values' and 'offsets' or 'lengths'; "
+                                f"it has {list(z.keys())}")
+        values = z["values"]
+        if "offsets" in z:
+            offsets = z["offsets"]
+        elif "lengths" in z:
+            offsets = np.concatenate([[0], np.cumsum(z["lengths"])])
+        else:
+            raise DataFileError(f"{path}: an npz needs 'offsets' or 'lengths' beside 'values'")
+        ids = z["ids"] if "ids" in z else None
+        names = [str(s) for s in z["feature_names"]] if "feature_names" in z else None
+    return Sequences(values, offsets, ids=ids, feature_names=names)
+
+
+# ---------------------------------------------------------------------------- writing
+def write_table(table, path: str | os.PathLike) -> Path:
+    """Write a ``pyarrow.Table`` by extension: .parquet (default), .csv or .npy
+    (numeric columns only, as one 2-D array). Atomic like every seqae write."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    sink = pa.BufferOutputStream()
+    if suffix == ".csv":
+        pacsv.write_csv(table, sink)
+    elif suffix == ".npy":
+        import io as _io
+
+        numeric = [c for c in table.column_names
+                   if pa.types.is_floating(table.schema.field(c).type)]
+        arr = np.stack([table.column(c).to_numpy() for c in numeric], 1)
+        buf = _io.BytesIO()
+        np.save(buf, arr)
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+    else:
+        pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    return path
+
+
+def sequences_to_table(seqs: Sequences, time_values: Sequences | None = None):
+    """Long table of ``seqs``: ``id, t, <features>`` (``t`` = step or given times)."""
+    import pyarrow as pa
+
+    seq_index = np.repeat(np.arange(len(seqs)), seqs.lengths)
+    ids = seqs.ids if seqs.ids is not None else np.arange(len(seqs))
+    cols = {"id": ids[seq_index]}
+    if time_values is not None:
+        cols["t"] = time_values
+    else:
+        cols["t"] = np.arange(seqs.n_steps) - seqs.offsets[seq_index]
+    names = seqs.feature_names or [f"f{j}" for j in range(seqs.n_features)]
+    for j, name in enumerate(names):
+        cols[name] = seqs.values[:, j]
+    return pa.table(cols)

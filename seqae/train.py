@@ -146,7 +146,7 @@ def train(
     for epoch in range(1, config.max_epochs + 1):
         model.train()
         sampler.set_epoch(epoch)
-        total, count = 0.0, 0
+        total, count, steps = 0.0, 0, 0
         for idx in sampler:
             x, lens = train_data.batch(idx)  # (B, T, F), (B,)
             recon, z = model(x, lens)
@@ -157,12 +157,15 @@ def train(
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
-            n = int(lens.sum()) * x.shape[-1]
+            n_steps = int(lens.sum())
+            n = n_steps * x.shape[-1]
             total += float(loss.detach()) * n
             count += n
+            steps += n_steps
             if config.max_time is not None and time.perf_counter() - start >= config.max_time:
                 break  # the budget is spent: finish this epoch early
-        record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1)}
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1),
+                                  "steps": steps}
         if val_data is not None:
             record["val_loss"] = evaluate(model, val_data, loss_fn, 4 * config.batch_size, policy)
         record["lr"] = opt.param_groups[0]["lr"]

@@ -3,7 +3,7 @@ import pyarrow as pa
 import pytest
 
 import seqae
-from seqae import Sequences, SequenceDataError
+from seqae import SequenceDataError, Sequences
 
 # Seed 002's padded input (pad value 0.37).
 P = 0.37
@@ -22,7 +22,7 @@ def test_from_list_layout_and_roundtrip(rng):
     assert s.lengths.tolist() == [4, 1, 7]
     assert s.offsets.tolist() == [0, 4, 5, 12]
     assert s.values.dtype == np.float32 and s.values.shape == (12, 3)
-    for a, b in zip(arrays, s):
+    for a, b in zip(arrays, s, strict=True):
         np.testing.assert_allclose(b, a.astype(np.float32))
     assert s.ids.tolist() == ["a", "b", "c"]
     sub = s[[2, 0]]
@@ -188,7 +188,7 @@ def test_from_table_errors_name_the_id():
 
 
 def test_from_table_pandas():
-    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pandas")
     df = _long_table().to_pandas()
     s = Sequences.from_table(df, id="sid", time="t")
     assert s.lengths.tolist() == [3, 2]

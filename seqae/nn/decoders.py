@@ -8,7 +8,10 @@ from torch import nn
 from ..masking import lengths_to_mask
 from .encoders import rnn_class
 
-__all__ = ["RepeatDecoder", "LengthHead"]
+__all__ = ["RepeatDecoder", "LengthHead", "POSITIONS"]
+
+POSITIONS = ("none", "relative", "fourier")
+_N_FOURIER = 4  # sin/cos pairs of the relative position
 
 
 class RepeatDecoder(nn.Module):
@@ -18,7 +21,8 @@ class RepeatDecoder(nn.Module):
     latent is repeated to the row's own length, never to a data-set-wide ``timesteps``.
     The RNN's initial state is also a function of the latent, and with ``position=True``
     each step also gets its relative position ``t / (L_b - 1)`` in ``[0, 1]``, which lets
-    one latent describe the same shape at any length.
+    one latent describe the same shape at any length; ``position="fourier"`` adds
+    ``sin/cos(pi k t / (L_b - 1))`` for k = 1..4, a smooth basis along the sequence.
 
     Args:
         latent_dim: size of the latent vector.
@@ -27,7 +31,7 @@ class RepeatDecoder(nn.Module):
         num_layers: stacked layers (default 1).
         cell: ``"lstm"`` (default) or ``"gru"``.
         dropout: between stacked layers (default 0).
-        position: feed the relative position channel (default True).
+        position: ``"relative"`` (default), ``"fourier"`` or ``"none"``.
 
     Call arguments:
         z: ``(B, latent_dim)``.
@@ -53,17 +57,20 @@ class RepeatDecoder(nn.Module):
         num_layers: int = 1,
         cell: str = "lstm",
         dropout: float = 0.0,
-        position: bool = True,
+        position: str = "relative",
     ):
         super().__init__()
+        if position not in POSITIONS:
+            raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
         self.position = position
+        n_pos = {"none": 0, "relative": 1, "fourier": 1 + 2 * _N_FOURIER}[position]
         self.cell = cell.lower()
         self.num_layers = num_layers
         self.hidden_size = hidden_size
         n_states = 2 if self.cell == "lstm" else 1
         self.init_state = nn.Linear(latent_dim, n_states * num_layers * hidden_size)
         self.rnn = rnn_class(cell)(
-            latent_dim + int(position),
+            latent_dim + n_pos,
             hidden_size,
             num_layers,
             batch_first=True,
@@ -79,15 +86,21 @@ class RepeatDecoder(nn.Module):
         return (s[0], s[1]) if self.cell == "lstm" else s[0]
 
     def step_inputs(self, z: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-        """``(B, T, latent_dim [+1])``: the latent at every step, plus position."""
+        """``(B, T, latent_dim + P)``: the latent at every step, plus position channels."""
         b = z.shape[0]
         inp = z[:, None, :].expand(b, max_len, z.shape[-1])  # (B, T, Z)
-        if self.position:
-            t = torch.arange(max_len, device=z.device, dtype=z.dtype)[None, :]  # (1, T)
-            denom = (lengths.to(z.dtype) - 1).clamp(min=1)[:, None]  # (B, 1)
-            pos = (t / denom).clamp(max=1.0)[..., None]  # (B, T, 1)
-            inp = torch.cat([inp, pos], -1)
-        return inp
+        if self.position == "none":
+            return inp
+        t = torch.arange(max_len, device=z.device, dtype=z.dtype)[None, :]  # (1, T)
+        denom = (lengths.to(z.dtype) - 1).clamp(min=1)[:, None]  # (B, 1)
+        rel = (t / denom).clamp(max=1.0)  # (B, T) in [0, 1]
+        chans = [rel]
+        if self.position == "fourier":
+            k = torch.arange(1, _N_FOURIER + 1, device=z.device, dtype=z.dtype)  # (K,)
+            ang = torch.pi * rel[..., None] * k  # (B, T, K)
+            chans = [rel[..., None], torch.sin(ang), torch.cos(ang)]
+            return torch.cat([inp] + chans, -1)
+        return torch.cat([inp, rel[..., None]], -1)
 
     def forward(
         self, z: torch.Tensor, lengths: torch.Tensor, max_len: int | None = None

@@ -27,7 +27,8 @@ class ModelConfig:
         pooling: encoder summary, see `RNNEncoder` (default ``"last"``).
         dropout: between stacked layers (default 0).
         decoder: ``"repeat"`` (default).
-        position: feed relative position to the repeat decoder (default True).
+        position: position channels of the repeat decoder: ``"relative"`` (default),
+            ``"fourier"`` or ``"none"``.
         reverse_target: decode the sequence back to front (default False).
         max_length: longest length the length head may predict.
     """
@@ -41,7 +42,7 @@ class ModelConfig:
     pooling: str = "last"
     dropout: float = 0.0
     decoder: str = "repeat"
-    position: bool = True
+    position: str = "relative"
     reverse_target: bool = False
     max_length: int = 10_000
 

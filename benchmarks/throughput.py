@@ -1,0 +1,249 @@
+"""Training throughput: valid time steps per second, and ratios to the limit.
+
+The same LSTM autoencoder (seqae's AutoencoderNet: 1 layer, unidirectional encoder,
+repeat decoder) is trained on the same ragged data (log-normal lengths, mean ~100,
+max 1000) fed in different ways, each in its own process, side by side in one run:
+
+  limit         the same number of valid steps as fixed-length sequences (no padding)
+  seqae fit     SequenceAutoencoder.fit: token-budget buckets + gather (the library)
+  sorted count  equal-count batches of length-sorted sequences + gather
+  naive         every batch padded to the longest sequence of the data set (seed 000)
+  packed        pack_padded_sequence on random batches
+  batch 1       one sequence per step
+
+Each method trains for --seconds (after one warm-up step) and reports valid steps/s,
+its ratio to the limit, and the peak resident memory of its process. Inference
+(`encode`) is measured the same way against padding to the longest.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/throughput.py [--device cuda] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import sys
+import time
+
+import numpy as np
+
+
+def make_lengths(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    sigma = 0.8
+    mu = np.log(100) - sigma**2 / 2  # mean ~100
+    return np.clip(rng.lognormal(mu, sigma, n).astype(int), 2, 1000)
+
+
+def make_data(n: int, features: int, seed: int = 0):
+    from seqae import Sequences
+
+    lengths = make_lengths(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    values = rng.normal(size=(int(lengths.sum()), features)).astype(np.float32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return Sequences(values, offsets)
+
+
+def _model(features: int, hidden: int, device):
+    from seqae.nn import AutoencoderNet, ModelConfig
+
+    cfg = ModelConfig(n_features=features, latent_dim=32, hidden_size=hidden,
+                      bidirectional=False, max_length=4000)
+    return AutoencoderNet(cfg).to(device)
+
+
+class PackedAE:
+    """The same architecture run through pack_padded_sequence (encoder and decoder)."""
+
+    def __init__(self, net):
+        self.net = net
+
+    def __call__(self, x, lengths):
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        net = self.net
+        enc = net.encoder.rnn.rnn
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h, _) = enc(packed)
+        z = net.encoder.to_latent(h[-1])
+        dec = net.decoder
+        inp = dec.step_inputs(z, lengths, x.shape[1])
+        packed_in = pack_padded_sequence(inp, lengths.cpu(), batch_first=True,
+                                         enforce_sorted=False)
+        out, _ = dec.rnn(packed_in, dec.initial_state(z))
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return dec.head(out), z
+
+
+def _train_rate(method: str, args, q) -> None:
+    import torch
+
+    from seqae.batching import LengthBucketSampler, collate, sorted_batches
+    from seqae.losses import masked_mse
+    from seqae.train import DeviceData
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    seqs = make_data(args.n, args.features)
+    if method == "limit":
+        from seqae import Sequences
+
+        t = int(round(seqs.lengths.mean()))
+        n = seqs.n_steps // t
+        rng = np.random.default_rng(2)
+        seqs = Sequences(rng.normal(size=(n * t, args.features)).astype(np.float32),
+                         np.arange(n + 1) * t)
+    if method == "seqae fit":
+        from seqae import SequenceAutoencoder
+
+        ae = SequenceAutoencoder(latent_dim=32, hidden_size=args.hidden, bidirectional=False,
+                                 batch_size=args.batch, max_time=args.seconds,
+                                 max_epochs=10_000, patience=10_000, validation_fraction=0,
+                                 device=args.device)
+        ae.set_params(max_epochs=1).fit(seqs.take(np.arange(64)))  # warm-up
+        ae.set_params(max_epochs=10_000).fit(seqs)
+        steps = sum(r["steps"] for r in ae.history_)  # valid steps trained, partial epoch too
+        elapsed = ae.history_[-1]["time"]  # training time only (no validation, no scoring)
+        q.put({"method": method, "steps_per_s": steps / elapsed, "elapsed": elapsed,
+               "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+        return
+    net = _model(args.features, args.hidden, device)
+    fwd = PackedAE(net) if method == "packed" else net
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    data = DeviceData(seqs, device)
+    rng = np.random.default_rng(0)
+    global_max = int(seqs.lengths.max())
+
+    def batches():
+        while True:
+            if method in ("naive", "packed", "batch 1"):
+                perm = rng.permutation(len(seqs))
+                size = 1 if method == "batch 1" else args.batch
+                yield from (perm[i : i + size] for i in range(0, len(perm), size))
+            elif method == "sorted count":
+                bs = sorted_batches(seqs.lengths, args.batch, "count", rng=rng)
+                yield from (bs[i] for i in rng.permutation(len(bs)))
+            else:  # limit: fixed length, equal counts
+                sampler = LengthBucketSampler(seqs.lengths, args.batch, "count",
+                                              seed=int(rng.integers(1 << 30)))
+                yield from sampler
+
+    def step(idx):
+        idx_t = torch.as_tensor(idx, device=device)
+        x, lens = collate(data.values, data.offsets, idx_t,
+                          max_len=global_max if method == "naive" else None)
+        recon, z = fwd(x, lens)
+        loss = masked_mse(recon, x, lens)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        return int(lens.sum())
+
+    it = batches()
+    step(next(it))  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        steps += step(next(it))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    mem = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+           else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    q.put({"method": method, "steps_per_s": steps / elapsed, "elapsed": elapsed,
+           "maxrss_mb": mem})
+
+
+def _encode_rate(method: str, args, q) -> None:
+    import torch
+
+    from seqae import SequenceAutoencoder
+
+    seqs = make_data(args.n, args.features)
+    ae = SequenceAutoencoder(latent_dim=32, hidden_size=args.hidden, bidirectional=False,
+                             max_epochs=1, validation_fraction=0, device=args.device)
+    ae.fit(seqs.take(np.arange(64)))
+    if method == "seqae encode":
+        ae.encode(seqs.take(np.arange(64)))
+        start = time.perf_counter()
+        ae.encode(seqs)
+    else:  # pad everything to the longest, batches of 256
+        x, lens = seqs.pad()
+        xt, lt = torch.from_numpy(x), torch.from_numpy(lens)
+        start = time.perf_counter()
+        with torch.no_grad():
+            for i in range(0, len(seqs), 256):
+                ae.module_.encode(xt[i : i + 256].to(ae._device()), lt[i : i + 256])
+    elapsed = time.perf_counter() - start
+    q.put({"method": method, "steps_per_s": seqs.n_steps / elapsed, "elapsed": elapsed,
+           "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def _run(target, method, args):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=target, args=(method, args, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--n", type=int, default=2000, help="sequences")
+    ap.add_argument("--features", type=int, default=8)
+    ap.add_argument("--hidden", type=int, default=None, help="default 64 on CPU, 256 on GPU")
+    ap.add_argument("--batch", type=int, default=None, help="default 32 on CPU, 128 on GPU")
+    ap.add_argument("--methods", default="limit,seqae fit,sorted count,naive,packed,batch 1")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+    gpu = args.device.startswith("cuda")
+    args.hidden = args.hidden or (256 if gpu else 64)
+    args.batch = args.batch or (128 if gpu else 32)
+    lengths = make_lengths(args.n)
+    import torch
+
+    print(f"# seqae throughput  device={args.device}  torch={torch.__version__}  "
+          f"threads={torch.get_num_threads()}  python={platform.python_version()}  "
+          f"cpu={platform.processor() or platform.machine()}")
+    print(f"# data: {args.n} sequences x {args.features} features, lengths mean "
+          f"{lengths.mean():.1f}, median {np.median(lengths):.0f}, max {lengths.max()}, "
+          f"{lengths.sum()} valid steps; LSTM hidden {args.hidden}, batch {args.batch}, "
+          f"{args.seconds:.0f}s per method")
+    results = []
+    for m in [s.strip() for s in args.methods.split(",")]:
+        r = _run(_train_rate, m, args)
+        results.append(r)
+        print(f"  {m:<14} {r['steps_per_s']:>10.0f} valid steps/s   peak mem "
+              f"{r['maxrss_mb']:.0f} MB", flush=True)
+    limit = next((r["steps_per_s"] for r in results if r["method"] == "limit"), None)
+    naive = next((r["steps_per_s"] for r in results if r["method"] == "naive"), None)
+    print("\n| way of feeding the data | valid steps/s | x limit | x naive | peak memory MB |")
+    print("|---|---:|---:|---:|---:|")
+    for r in results:
+        xl = f"{r['steps_per_s'] / limit:.2f}" if limit else "-"
+        xn = f"{r['steps_per_s'] / naive:.2f}" if naive else "-"
+        print(f"| {r['method']} | {r['steps_per_s']:.0f} | {xl} | {xn} | {r['maxrss_mb']:.0f} |")
+    enc = [_run(_encode_rate, m, args) for m in ("seqae encode", "naive encode")]
+    print("\n| inference | valid steps/s | x naive |")
+    print("|---|---:|---:|")
+    for r in enc:
+        print(f"| {r['method']} | {r['steps_per_s']:.0f} | "
+              f"{r['steps_per_s'] / enc[1]['steps_per_s']:.2f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"train": results, "encode": enc, "args": vars(args)}, f, indent=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

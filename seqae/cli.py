@@ -1,0 +1,526 @@
+"""The ``seqae`` command: demo, train, encode, reconstruct, score, plot.
+
+torch is imported only inside the commands that need it, so ``seqae --help`` is instant.
+Errors in the user's data or files end with one line and exit code 2 (``-v`` shows the
+traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+log = logging.getLogger("seqae")
+
+# CLI flag -> SequenceAutoencoder parameter
+_MODEL_FLAGS = {
+    "epochs": "max_epochs",
+    "max_time": "max_time",
+    "latent_dim": "latent_dim",
+    "hidden_size": "hidden_size",
+    "cell": "cell",
+    "decoder": "decoder",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "seed": "seed",
+    "val_fraction": "validation_fraction",
+    "contamination": "contamination",
+}
+_DATA_KEYS = ("id_col", "time_col", "features", "label_col")
+RUN_CONFIG = "run.json"
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: one line, exit 2."""
+
+
+# ---------------------------------------------------------------------------- parser
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="seqae",
+        description="Autoencoders for variable-length sequences: train, embed, reconstruct, "
+        "score and plot, from Parquet/CSV/NPZ files.",
+    )
+    p.add_argument("--version", action="version", version=f"seqae {_version()}")
+    verb = p.add_mutually_exclusive_group()
+    verb.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    verb.add_argument("-v", "--verbose", action="store_true", help="debug output, tracebacks")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def data_args(sp, features=True):
+        sp.add_argument("--id-col", default=None, help="sequence id column (default: id)")
+        sp.add_argument("--time-col", default=None, help="column that orders each sequence")
+        if features:
+            sp.add_argument("--features", default=None,
+                            help="comma-separated feature columns (default: other numeric)")
+        sp.add_argument("--label-col", default=None,
+                        help="label column: carried to outputs and used to colour plots")
+
+    d = sub.add_parser("demo", help="train on built-in demo data and write every output")
+    d.add_argument("--out", default="seqae-demo", help="output folder (default: seqae-demo)")
+    d.add_argument("--max-time", type=float, default=45.0, help="training seconds (default 45)")
+    d.add_argument("--n", type=int, default=600, help="number of demo sequences")
+
+    t = sub.add_parser("train", help="train a model on a data file")
+    t.add_argument("data", help="Parquet, CSV or NPZ file")
+    t.add_argument("--out", required=True, help="model directory to write")
+    data_args(t)
+    t.add_argument("--config", default=None, help="YAML (or JSON) file of settings")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--max-time", type=float, default=None, help="training budget, seconds")
+    t.add_argument("--latent-dim", type=int, default=None)
+    t.add_argument("--hidden-size", type=int, default=None)
+    t.add_argument("--cell", choices=["lstm", "gru"], default=None)
+    t.add_argument("--decoder", choices=["repeat"], default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--val-fraction", type=float, default=None)
+    t.add_argument("--contamination", type=float, default=None)
+
+    for name, helptext in [
+        ("encode", "write one embedding row per sequence (id, z0..zK)"),
+        ("reconstruct", "write reconstructions as a long table (id, time, features)"),
+        ("score", "write per-sequence anomaly scores and flags"),
+    ]:
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("model", help="model directory from `seqae train`")
+        sp.add_argument("data", help="Parquet, CSV or NPZ file")
+        sp.add_argument("--out", required=True, help="output .parquet (default), .csv or .npy")
+        data_args(sp, features=False)
+        if name == "score":
+            sp.add_argument("--contamination", type=float, default=None,
+                            help="refit the threshold as this quantile of training scores")
+    pl = sub.add_parser("plot", help="write PNG figures for a model (and data)")
+    pl.add_argument("model", help="model directory")
+    pl.add_argument("data", nargs="?", default=None, help="optional data file")
+    pl.add_argument("--out", required=True, help="folder for the PNG files")
+    data_args(pl, features=False)
+    return p
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# ---------------------------------------------------------------------------- helpers
+def _setup_logging(args) -> None:
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def _read_config(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: no such config file")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            cfg = yaml.safe_load(text) or {}
+        else:
+            cfg = json.loads(text)
+    except Exception as e:  # noqa: BLE001 - any parse error becomes one line
+        raise UsageError(f"{p}: cannot parse it: {e}") from None
+    if not isinstance(cfg, dict):
+        raise UsageError(f"{p}: expected a mapping of settings, got {type(cfg).__name__}")
+    return cfg
+
+
+def _read_data(path: str, data_cfg: dict[str, Any]):
+    """(Sequences, times or None, labels per sequence or None) from a file."""
+    import numpy as np
+
+    from .data import Sequences
+    from .io import DataFileError, read_table
+
+    p = Path(path)
+    id_col = data_cfg.get("id_col") or "id"
+    time_col = data_cfg.get("time_col")
+    features = data_cfg.get("features")
+    label_col = data_cfg.get("label_col")
+    if p.suffix.lower() == ".npz":
+        from .io import read_sequences
+
+        return read_sequences(p), None, None
+    table = read_table(p)
+    names = table.column_names
+    import pyarrow as pa
+
+    list_cols = [c for c in names if pa.types.is_list(table.schema.field(c).type)
+                 or pa.types.is_large_list(table.schema.field(c).type)]
+    if list_cols:
+        time_col = None  # one row per sequence: the lists are already in order
+    if label_col is not None and label_col not in names and data_cfg.get("label_optional"):
+        label_col = None  # remembered from training, absent here: no labels
+    for what, col in (("id", id_col), ("time", time_col), ("label", label_col)):
+        if col is not None and col not in names:
+            raise DataFileError(f"{p}: no {what} column {col!r}; its columns are {names}")
+    labels = None
+    if list_cols:  # one row per sequence
+        from .io import read_sequences
+
+        seqs = read_sequences(p, id_col=id_col, features=features)
+        if label_col:
+            labels = table.column(label_col).to_numpy(zero_copy_only=False)
+        return seqs, None, labels
+    if features is not None:
+        missing = [c for c in features if c not in names]
+        if missing:
+            raise DataFileError(f"{p}: no feature column {missing[0]!r}; its columns are {names}")
+    else:
+        features = [
+            c for c in names
+            if c not in (id_col, time_col, label_col)
+            and (pa.types.is_integer(table.schema.field(c).type)
+                 or pa.types.is_floating(table.schema.field(c).type))
+        ]
+        if not features:
+            raise DataFileError(f"{p}: no numeric feature columns in {names}")
+    seqs, times = Sequences.from_table(
+        table, id=id_col, time=time_col, features=features, return_time=True
+    )
+    if label_col:
+        # one label per sequence: the label of its first row
+        import pyarrow.compute as pc
+
+        enc = pc.dictionary_encode(table.column(id_col)).combine_chunks()
+        codes = enc.indices.to_numpy(zero_copy_only=False)
+        first = np.full(len(seqs), -1, dtype=np.int64)
+        rows = np.arange(len(codes))[::-1]
+        first[codes[::-1]] = rows  # last write wins -> the first row of each id
+        labels = table.column(label_col).to_numpy(zero_copy_only=False)[first]
+    return seqs, times, labels
+
+
+class _Progress:
+    """A training callback: a rich progress bar on a terminal, one line per epoch
+    otherwise (through logging, so -q silences it)."""
+
+    def __init__(self, max_epochs: int, max_time: float | None, quiet: bool):
+        self.max_epochs = max_epochs
+        self.max_time = max_time
+        self.quiet = quiet
+        self.bar = None
+
+    def on_train_begin(self, model, config) -> None:
+        if self.quiet or not sys.stderr.isatty():
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("[bold]training"), BarColumn(), TextColumn("epoch {task.completed}"),
+            TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), transient=False,
+        )
+        self.bar.start()
+        total = self.max_epochs if self.max_time is None else None
+        self.task = self.bar.add_task("train", total=total, loss="")
+
+    def on_epoch_end(self, epoch, record) -> None:
+        msg = f"train {record['train_loss']:.4f}"
+        if "val_loss" in record:
+            msg += f"  val {record['val_loss']:.4f}"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=epoch, loss=msg)
+        elif not self.quiet:
+            print(f"epoch {epoch:4d}  {msg}  {record['time']:.1f}s", file=sys.stderr, flush=True)
+
+    def on_train_end(self, history) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# ---------------------------------------------------------------------------- commands
+def _fit(seqs, params: dict[str, Any], quiet: bool):
+    from .estimator import SequenceAutoencoder
+
+    ae = SequenceAutoencoder(**params)
+    progress = _Progress(ae.max_epochs, ae.max_time, quiet)
+    # The library's per-epoch log line would repeat what the progress output shows.
+    level = log.level
+    if level > logging.DEBUG:
+        log.setLevel(logging.WARNING)
+    try:
+        return ae.fit(seqs, callbacks=[progress])
+    finally:
+        log.setLevel(level)
+
+
+def cmd_train(args) -> int:
+    cfg = _read_config(args.config)
+    data_cfg = {k: cfg.pop(k, None) for k in _DATA_KEYS}
+    if isinstance(data_cfg["features"], str):
+        data_cfg["features"] = [s.strip() for s in data_cfg["features"].split(",")]
+    for k in _DATA_KEYS:
+        v = getattr(args, k, None)
+        if v is not None:
+            data_cfg[k] = [s.strip() for s in v.split(",")] if k == "features" else v
+    data_cfg["id_col"] = data_cfg["id_col"] or "id"
+    params = dict(cfg.pop("model", {}) or {})
+    params.update(cfg)  # flat keys are model parameters too
+    for flag, param in _MODEL_FLAGS.items():
+        v = getattr(args, flag, None)
+        if v is not None:
+            params[param] = v
+    from .estimator import SequenceAutoencoder
+
+    valid = set(SequenceAutoencoder._param_names())
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise UsageError(f"unknown setting(s) {unknown}; valid: {sorted(valid)}")
+    seqs, _, _ = _read_data(args.data, data_cfg)
+    log.info("read %s", seqs)
+    ae = _fit(seqs, params, args.quiet)
+    out = Path(args.out)
+    ae.save(out)
+    from .io import atomic_write_text
+
+    resolved = {"data": {**data_cfg, "features": seqs.feature_names,
+                         "source": str(Path(args.data).resolve())},
+                "model": ae.get_params()}
+    atomic_write_text(out / RUN_CONFIG, json.dumps(resolved, indent=2))
+    h = ae.history_[-1]
+    log.info("trained %d epochs in %.1fs; final train loss %.4f%s; model written to %s",
+             len(ae.history_), h["time"], h["train_loss"],
+             f", val loss {h['val_loss']:.4f}" if "val_loss" in h else "", out)
+    return 0
+
+
+def _load(model_dir: str):
+    from .estimator import SequenceAutoencoder
+
+    p = Path(model_dir)
+    if not p.is_dir():
+        raise UsageError(f"{p}: no such model directory")
+    ae = SequenceAutoencoder.load(p)
+    run = p / RUN_CONFIG
+    data_cfg = json.loads(run.read_text())["data"] if run.is_file() else {}
+    return ae, data_cfg
+
+
+def _data_for_model(args, ae, data_cfg):
+    cfg = dict(data_cfg, label_optional=args.label_col is None)
+    for k in ("id_col", "time_col", "label_col"):
+        if getattr(args, k, None) is not None:
+            cfg[k] = getattr(args, k)
+    if ae.feature_names_in_ is not None:
+        cfg["features"] = list(ae.feature_names_in_)
+    seqs, times, labels = _read_data(args.data, cfg)
+    return seqs, times, labels, cfg
+
+
+def _id_column(seqs):
+    import numpy as np
+
+    return seqs.ids if seqs.ids is not None else np.arange(len(seqs))
+
+
+def cmd_encode(args) -> int:
+    import pyarrow as pa
+
+    from .io import write_table
+
+    ae, data_cfg = _load(args.model)
+    seqs, _, labels, cfg = _data_for_model(args, ae, data_cfg)
+    Z = ae.encode(seqs)
+    cols = {cfg.get("id_col") or "id": _id_column(seqs)}
+    if labels is not None:
+        cols[cfg["label_col"]] = labels
+    for k in range(Z.shape[1]):
+        cols[f"z{k}"] = Z[:, k]
+    write_table(pa.table(cols), args.out)
+    log.info("wrote %d embeddings of size %d to %s", len(seqs), Z.shape[1], args.out)
+    return 0
+
+
+def cmd_reconstruct(args) -> int:
+    from .io import sequences_to_table, write_table
+
+    ae, data_cfg = _load(args.model)
+    seqs, times, _, cfg = _data_for_model(args, ae, data_cfg)
+    rec = ae.reconstruct(seqs)
+    table = sequences_to_table(rec, times)
+    table = table.rename_columns(
+        [cfg.get("id_col") or "id", cfg.get("time_col") or "t"] + table.column_names[2:]
+    )
+    write_table(table, args.out)
+    log.info("wrote reconstructions of %d sequences (%d steps) to %s", len(seqs),
+             seqs.n_steps, args.out)
+    return 0
+
+
+def cmd_score(args) -> int:
+    import pyarrow as pa
+
+    from .io import write_table
+
+    ae, data_cfg = _load(args.model)
+    seqs, _, labels, cfg = _data_for_model(args, ae, data_cfg)
+    threshold = ae.threshold_ if args.contamination is None else ae.threshold_for(
+        args.contamination)
+    scores = ae.score(seqs)
+    cols = {cfg.get("id_col") or "id": _id_column(seqs), "length": seqs.lengths,
+            "score": scores, "anomaly": scores > threshold}
+    if labels is not None:
+        cols[cfg["label_col"]] = labels
+    write_table(pa.table(cols), args.out)
+    log.info("scored %d sequences; %d above the threshold %.4g; written to %s", len(seqs),
+             int((scores > threshold).sum()), threshold, args.out)
+    return 0
+
+
+def _write_plots(ae, out: Path, seqs=None, labels=None) -> list[Path]:
+    from . import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if ae.history_:
+        written.append(plots.plot_history(ae.history_, out / "loss.png"))
+    if seqs is not None:
+        scores = ae.score(seqs)
+        written.append(plots.plot_reconstructions(seqs, ae.reconstruct(seqs), scores,
+                                                  out / "reconstructions.png"))
+        written.append(plots.plot_embeddings(ae.encode(seqs), out / "embeddings.png", labels))
+    else:
+        scores = ae.train_scores_
+    written.append(plots.plot_scores(scores, out / "scores.png", ae.threshold_))
+    return written
+
+
+def cmd_plot(args) -> int:
+    ae, data_cfg = _load(args.model)
+    seqs = labels = None
+    if args.data is not None:
+        seqs, _, labels, _ = _data_for_model(args, ae, data_cfg)
+    for p in _write_plots(ae, Path(args.out), seqs, labels):
+        log.info("wrote %s", p)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import numpy as np
+    import pyarrow as pa
+
+    from .datasets import make_demo
+    from .io import atomic_write_text, write_table
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seqs, labels, truth = make_demo(n=args.n, seed=0)
+    log.info("demo data: %s, classes %s, %d planted anomalies", seqs,
+             sorted(set(labels.tolist())), int(truth.sum()))
+    start = time.perf_counter()
+    ae = _fit(seqs, {"max_time": args.max_time, "max_epochs": 1000,
+                     "contamination": float(truth.mean())}, args.quiet)
+    fit_s = time.perf_counter() - start
+    ae.save(out / "model")
+    Z = ae.encode(seqs)
+    scores = ae.score(seqs)
+    flags = scores > ae.threshold_
+    write_table(pa.table({"id": seqs.ids, "label": labels, **{f"z{k}": Z[:, k]
+                          for k in range(Z.shape[1])}}), out / "embeddings.parquet")
+    write_table(pa.table({"id": seqs.ids, "label": labels, "length": seqs.lengths,
+                          "score": scores, "anomaly": flags, "planted_anomaly": truth}),
+                out / "scores.parquet")
+    pngs = _write_plots(ae, out, seqs, labels)
+    # quality figures for the report
+    knn = _knn_accuracy(Z, labels)
+    k = int(truth.sum())
+    top = np.argsort(-scores)[:k]
+    recall = float(truth[top].mean()) if k else float("nan")
+    rel = float(scores.mean() / seqs.values.var(axis=0).mean())
+    h = ae.history_[-1]
+    lines = [
+        "# seqae demo report",
+        "",
+        f"- data: {len(seqs)} sequences, {seqs.n_features} features, lengths "
+        f"{seqs.lengths.min()}-{seqs.lengths.max()} (mean {seqs.lengths.mean():.1f}), "
+        f"{k} planted anomalies",
+        f"- training: {len(ae.history_)} epochs in {fit_s:.1f}s, final train loss "
+        f"{h['train_loss']:.4f}" + (f", validation loss {h['val_loss']:.4f}"
+                                    if "val_loss" in h else ""),
+        f"- reconstruction error (mean score / data variance): {rel:.3f}",
+        f"- embeddings: 1-nearest-neighbour class accuracy (leave-one-out) {knn:.3f} "
+        f"over {len(set(labels.tolist()))} classes",
+        f"- anomalies: {truth[top].sum()} of the {k} highest scores are planted anomalies "
+        f"(precision at {k}: {recall:.2f}); {int(flags.sum())} flagged above the threshold "
+        f"{ae.threshold_:.4g}",
+        "",
+        "Files: model/, embeddings.parquet, scores.parquet, " + ", ".join(p.name for p in pngs),
+    ]
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    if not args.quiet:
+        _print_report(lines)
+    return 0
+
+
+def _knn_accuracy(Z, labels) -> float:
+    import numpy as np
+
+    Zs = (Z - Z.mean(0)) / (Z.std(0) + 1e-8)
+    sq = (Zs**2).sum(1)
+    d = sq[:, None] + sq[None, :] - 2 * Zs @ Zs.T
+    np.fill_diagonal(d, np.inf)
+    return float((labels[d.argmin(1)] == labels).mean())
+
+
+def _print_report(lines: list[str]) -> None:
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    Console(stderr=False).print(Markdown("\n".join(lines)))
+
+
+_COMMANDS = {
+    "demo": cmd_demo,
+    "train": cmd_train,
+    "encode": cmd_encode,
+    "reconstruct": cmd_reconstruct,
+    "score": cmd_score,
+    "plot": cmd_plot,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    _setup_logging(args)
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("seqae: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - one line for the user, traceback with -v
+        from .errors import SeqaeError
+
+        if args.verbose or not isinstance(e, (SeqaeError, UsageError, OSError, ValueError)):
+            if not isinstance(e, (SeqaeError, UsageError, OSError, ValueError)):
+                raise
+            import traceback
+
+            traceback.print_exc()
+        print(f"seqae: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

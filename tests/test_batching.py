@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import torch
+
+from seqae import Sequences
+from seqae.batching import LengthBucketSampler, collate, sorted_batches
+
+
+@pytest.fixture
+def lengths(rng):
+    return np.clip(rng.lognormal(3.0, 0.8, size=500).astype(int), 1, 400)
+
+
+@pytest.mark.parametrize("policy", ["tokens", "count"])
+def test_every_sequence_exactly_once_per_epoch(lengths, policy):
+    sampler = LengthBucketSampler(lengths, batch_size=16, policy=policy, seed=3)
+    orders = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        flat = np.concatenate(batches)
+        assert np.array_equal(np.sort(flat), np.arange(len(lengths)))
+        orders.append(flat)
+    assert not np.array_equal(orders[0], orders[1])  # reshuffled between epochs
+
+
+def test_token_policy_keeps_padded_steps_within_budget(lengths):
+    budget = 16 * int(np.ceil(lengths.mean()))
+    batches = sorted_batches(lengths, 16, "tokens")
+    for b in batches:
+        padded = len(b) * lengths[b].max()
+        assert padded <= budget or len(b) == 1  # a single over-long sequence is allowed
+    # batches are length-sorted: padding is a small share of the padded steps
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    assert lengths.sum() / padded > 0.9
+    # versus padding the whole data set to its longest sequence
+    assert lengths.sum() / (len(lengths) * lengths.max()) < 0.2
+
+
+def test_count_policy_sizes(lengths):
+    batches = sorted_batches(lengths, 32, "count")
+    assert [len(b) for b in batches[:-1]] == [32] * (len(batches) - 1)
+    with pytest.raises(ValueError, match="policy"):
+        sorted_batches(lengths, 32, "random")
+
+
+def test_collate_matches_pad(rng):
+    seqs = Sequences.from_list([rng.normal(size=(n, 2)) for n in (4, 1, 6, 3)])
+    values = torch.cat([torch.from_numpy(seqs.values), torch.zeros(1, 2)])
+    idx = torch.tensor([2, 0, 1])
+    x, lens = collate(values, torch.from_numpy(seqs.offsets), idx)
+    ref, ref_lens = seqs.take([2, 0, 1]).pad(value=0.0)
+    assert lens.tolist() == ref_lens.tolist()
+    np.testing.assert_array_equal(x.numpy(), ref)

@@ -1,0 +1,179 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import seqae
+from seqae import IncompatibleModelError, SequenceAutoencoder, SequenceDataError, Sequences
+
+SMALL = dict(latent_dim=4, hidden_size=8, max_epochs=3, batch_size=4, seed=1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(42)
+    lengths = [1, 2, 5, 9, 14, 3, 7, 20, 1, 11, 6, 4, 16, 8, 2, 12]
+    arrays = []
+    for n in lengths:
+        t = np.arange(n)[:, None]
+        arrays.append(np.hstack([np.sin(t / 3.0), 10 + 5 * np.cos(t / 2.0)])
+                      + rng.normal(0, 0.1, (n, 2)))
+    return Sequences.from_list(arrays, ids=[f"s{i}" for i in range(len(lengths))])
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return SequenceAutoencoder(**SMALL).fit(data)
+
+
+def test_fit_returns_self_with_history(data):
+    ae = SequenceAutoencoder(**SMALL)
+    assert ae.fit(data) is ae
+    assert [r["epoch"] for r in ae.history_] == list(range(1, len(ae.history_) + 1))
+    for r in ae.history_:
+        assert np.isfinite(r["train_loss"]) and np.isfinite(r["val_loss"])
+    assert ae.n_features_in_ == 2
+    np.testing.assert_allclose(ae.mean_, ae.mean_)  # fitted attrs exist
+
+
+def test_sklearn_contract(fitted):
+    params = fitted.get_params()
+    assert params["latent_dim"] == 4 and params["hidden_size"] == 8
+    fresh = seqae.clone(fitted)
+    assert fresh.get_params() == params
+    assert not hasattr(fresh, "module_") and not hasattr(fresh, "history_")
+    assert fresh.set_params(latent_dim=6) is fresh and fresh.latent_dim == 6
+    with pytest.raises(ValueError, match="invalid parameter 'latentdim'"):
+        fresh.set_params(latentdim=3)
+    assert "latent_dim=6" in repr(fresh)
+    sk = pytest.importorskip("sklearn.base")
+    assert sk.clone(fitted).get_params() == params
+
+
+def test_unfitted_raises():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SequenceAutoencoder().encode([np.zeros((3, 1))])
+
+
+def test_encode_reconstruct_score_padding_invariance(fitted, data):
+    """Each sequence alone (no padding at all) gives what it gives inside a batch."""
+    Z = fitted.encode(data)
+    rec = fitted.reconstruct(data)
+    scores = fitted.score(data)
+    assert Z.shape == (len(data), 4) and np.isfinite(Z).all()
+    assert rec.lengths.tolist() == data.lengths.tolist()
+    assert rec.ids.tolist() == data.ids.tolist()
+    worst = 0.0
+    for i in range(len(data)):
+        alone = data[[i]]
+        worst = max(worst, np.abs(fitted.encode(alone)[0] - Z[i]).max())
+        worst = max(worst, np.abs(fitted.reconstruct(alone).values - rec[i]).max())
+        assert fitted.score(alone)[0] == pytest.approx(scores[i], rel=1e-5, abs=1e-7)
+    assert worst < 1e-4
+    # a different batch composition (reversed order, duplicated) changes nothing
+    perm = np.arange(len(data))[::-1]
+    twice = Sequences.concat([data.take(perm), data])
+    Z2 = fitted.encode(twice)
+    np.testing.assert_allclose(Z2[: len(data)], Z[perm], atol=1e-5)
+    np.testing.assert_allclose(Z2[len(data):], Z, atol=1e-5)
+
+
+def test_padded_input_with_nan_padding_gives_the_same(fitted, data):
+    x, lengths = data.pad(value=np.nan, length=int(data.lengths.max()) + 13)
+    again = Sequences.from_padded(x, lengths=lengths)
+    np.testing.assert_allclose(fitted.encode(again), fitted.encode(data), atol=1e-6)
+
+
+def test_score_is_mse_of_reconstruct_in_input_units(fitted, data):
+    rec = fitted.reconstruct(data)
+    scores = fitted.score(data)
+    for i in range(len(data)):
+        ref = np.mean((rec[i].astype(np.float64) - data[i]) ** 2)
+        assert scores[i] == pytest.approx(ref, rel=1e-4)
+    # reconstructions are in the input's units: feature 1 lives around 10
+    assert 5 < rec.values[:, 1].mean() < 15
+
+
+def test_decode_lengths(fitted, data):
+    Z = fitted.encode(data)
+    same = fitted.decode(Z, lengths=data.lengths)
+    np.testing.assert_allclose(same.values, fitted.reconstruct(data).values, atol=1e-5)
+    other = fitted.decode(Z[:3], lengths=[30, 1, 2])
+    assert other.lengths.tolist() == [30, 1, 2]
+    fixed = fitted.decode(Z[:2], lengths=5)
+    assert fixed.lengths.tolist() == [5, 5]
+    free = fitted.decode(Z)
+    assert len(free) == len(data) and (free.lengths >= 1).all()
+    with pytest.raises(SequenceDataError, match="lengths must be >= 1"):
+        fitted.decode(Z[:2], lengths=[3, 0])
+    with pytest.raises(ValueError, match=r"Z must be \(N, 4\)"):
+        fitted.decode(np.zeros((2, 3)))
+
+
+def test_modules_usable_alone(fitted, data):
+    x, lengths = data.pad()
+    xn = (torch.from_numpy(x) - torch.from_numpy(fitted.mean_)) / torch.from_numpy(fitted.std_)
+    with torch.no_grad():
+        z = fitted.encoder_(xn, lengths=torch.from_numpy(lengths))
+        y = fitted.decoder_(z, torch.from_numpy(lengths))
+    np.testing.assert_allclose(z.numpy(), fitted.encode(data), atol=1e-5)
+    assert y.shape == xn.shape
+
+
+def test_save_load_roundtrip(fitted, data, tmp_path):
+    d = fitted.save(tmp_path / "model")
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "metrics.csv",
+                                                    "weights.safetensors"]
+    loaded = SequenceAutoencoder.load(d)
+    assert loaded.get_params() == {**fitted.get_params(), "device": "auto"}
+    np.testing.assert_array_equal(loaded.encode(data), fitted.encode(data))
+    np.testing.assert_array_equal(loaded.score(data), fitted.score(data))
+    assert loaded.history_ == fitted.history_  # floats round-trip exactly through csv
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["feature_names"] is None and cfg["n_features"] == 2
+    assert cfg["seqae_version"] == seqae.__version__
+
+
+def test_load_refuses_damaged_or_foreign_dirs(fitted, tmp_path):
+    d = fitted.save(tmp_path / "m")
+    blob = bytearray((d / "weights.safetensors").read_bytes())
+    blob[-1] ^= 0xFF
+    (d / "weights.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(IncompatibleModelError, match="checksum"):
+        SequenceAutoencoder.load(d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["format_version"] = 999
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(IncompatibleModelError, match="format 999"):
+        SequenceAutoencoder.load(d)
+    with pytest.raises(IncompatibleModelError, match="no config.json"):
+        SequenceAutoencoder.load(tmp_path / "nothing")
+
+
+def test_same_seed_same_model(data):
+    a = SequenceAutoencoder(**SMALL).fit(data).encode(data)
+    b = SequenceAutoencoder(**SMALL).fit(data).encode(data)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_and_time_budget(data):
+    # lr=0: the validation loss never improves after epoch 1 -> stops after patience
+    ae = SequenceAutoencoder(**{**SMALL, "max_epochs": 50, "lr": 0.0, "patience": 2}).fit(data)
+    assert len(ae.history_) == 3
+    ae = SequenceAutoencoder(**{**SMALL, "max_epochs": 50, "max_time": 0.0}).fit(data)
+    assert len(ae.history_) == 1
+    val = data[:4]
+    ae = SequenceAutoencoder(**SMALL).fit(data, validation=val)
+    assert "val_loss" in ae.history_[0]
+
+
+def test_errors_on_wrong_data(fitted):
+    with pytest.raises(SequenceDataError, match="fitted on 2 features; the data have 3"):
+        fitted.encode([np.zeros((4, 3))])
+    with pytest.raises(SequenceDataError, match="tokens"):
+        SequenceAutoencoder(**SMALL).fit([np.array([1, 2, 3])])
+    with pytest.raises(TypeError, match="from_padded"):
+        fitted.encode(np.zeros((2, 3, 2)))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        SequenceAutoencoder(loss="l3").fit([np.zeros((3, 1))])

@@ -1,0 +1,23 @@
+"""Every ```python block of the README runs, top to bottom, as one script."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "the README has no python example"
+    monkeypatch.chdir(tmp_path)  # examples that save files write here
+    namespace: dict = {}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"README.md python block {i}", "exec"), namespace)
+
+
+def test_readme_starts_with_the_two_commands():
+    text = README.read_text()
+    head = text[: text.index("## ")] if "## " in text else text
+    assert "make demo" in head and "make test" in head
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "make test" in ci
