@@ -54,6 +54,9 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike) -> Path
         ax.scatter([epochs[best]], [val[best]], color="black", zorder=3,
                    label=f"best: epoch {epochs[best]}")
     ax.set_yscale("log")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("masked loss (standardised units)")
     ax.set_title("Training history")

@@ -191,3 +191,32 @@ def test_progress_lines_when_not_a_terminal(files):
     q = run("-q", "train", files / "long.parquet", "--out", files / "m_q", "--time-col", "t",
             *FAST)
     assert q.stderr == ""
+
+
+def test_progress_bar_on_a_terminal(files):
+    """With a real pseudo-terminal on stderr, training shows a rich progress bar instead
+    of per-epoch lines."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [*SEQAE, "train", str(files / "long.parquet"), "--out", str(files / "m_tty"),
+         "--time-col", "t", *FAST],
+        stdout=subprocess.DEVNULL, stderr=follower, env={**ENV, "COLUMNS": "100"},
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=300)
+    os.close(leader)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, screen
+    assert "training" in screen and "epoch 2" in screen  # the bar's own text
+    assert "epoch    1  train" not in screen  # no plain per-epoch lines on a terminal
