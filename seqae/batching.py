@@ -5,9 +5,10 @@ at random), cut into batches of similar length, and the batch order is shuffled 
 epoch. Two policies:
 
 * ``"tokens"``: each batch holds as many sequences as fit in a budget of padded steps
-  (``batch_size x mean length`` by default): short sequences travel in large batches,
-  long ones in small. On a CPU the cost of an RNN follows the padded steps, so this
-  keeps the work per batch level.
+  (``batch_size x mean length`` by default), but never fewer than ``batch_size // 2``:
+  short sequences travel in large batches, long ones in smaller ones. On a CPU the cost
+  of an RNN follows the padded steps plus a fixed cost per sequential step, so this
+  keeps the work per batch level without starving the long batches.
 * ``"count"``: ``batch_size`` sequences per batch. On a GPU an RNN's time follows the
   number of steps, not the batch width, so equal-count batches fill it best.
 
@@ -32,18 +33,20 @@ def _sorted_order(lengths: np.ndarray, rng: np.random.Generator | None) -> np.nd
     return perm[np.argsort(lengths[perm], kind="stable")]
 
 
-def _token_cuts(sorted_lengths: np.ndarray, max_tokens: int, max_batch: int) -> np.ndarray:
-    """Batch boundaries over ascending lengths so that ``count x longest <= max_tokens``.
+def _token_cuts(
+    sorted_lengths: np.ndarray, max_tokens: int, max_batch: int, min_batch: int = 1
+) -> np.ndarray:
+    """Batch boundaries over ascending lengths so that ``count x longest <= max_tokens``,
+    with at least ``min_batch`` and at most ``max_batch`` sequences per batch.
 
-    One binary search per batch (not per sequence). A sequence longer than the budget
-    gets a batch of its own.
+    One binary search per batch (not per sequence).
     """
     n = len(sorted_lengths)
     cuts = [0]
     i = 0
     while i < n:
         # Largest j with (j - i) * L[j - 1] <= max_tokens; cost is monotone in j.
-        lo, hi = i + 1, min(n, i + max_batch)
+        lo, hi = min(n, i + max(1, min_batch)), min(n, i + max_batch)
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if (mid - i) * int(sorted_lengths[mid - 1]) <= max_tokens:
@@ -81,7 +84,10 @@ def sorted_batches(
         raise ValueError(f"policy must be 'tokens' or 'count', got {policy!r}")
     if max_tokens is None:
         max_tokens = int(np.ceil(batch_size * lengths.mean()))
-    cuts = _token_cuts(lengths[order], max_tokens, max_batch=8 * batch_size)
+    # At least half a batch_size per batch: on a CPU a tiny batch of very long sequences
+    # costs many sequential steps for little work (measured in benchmarks/RESULTS.md).
+    cuts = _token_cuts(lengths[order], max_tokens, max_batch=8 * batch_size,
+                       min_batch=max(1, batch_size // 2))
     return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 

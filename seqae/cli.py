@@ -147,7 +147,7 @@ def _read_data(path: str, data_cfg: dict[str, Any]):
     """(Sequences, times or None, labels per sequence or None) from a file."""
     import numpy as np
 
-    from .data import Sequences
+    from .data import Sequences, list_columns, numeric_columns
     from .io import DataFileError, read_table
 
     p = Path(path)
@@ -161,10 +161,7 @@ def _read_data(path: str, data_cfg: dict[str, Any]):
         return read_sequences(p), None, None
     table = read_table(p)
     names = table.column_names
-    import pyarrow as pa
-
-    list_cols = [c for c in names if pa.types.is_list(table.schema.field(c).type)
-                 or pa.types.is_large_list(table.schema.field(c).type)]
+    list_cols = list_columns(table)
     if list_cols:
         time_col = None  # one row per sequence: the lists are already in order
     if label_col is not None and label_col not in names and data_cfg.get("label_optional"):
@@ -185,12 +182,7 @@ def _read_data(path: str, data_cfg: dict[str, Any]):
         if missing:
             raise DataFileError(f"{p}: no feature column {missing[0]!r}; its columns are {names}")
     else:
-        features = [
-            c for c in names
-            if c not in (id_col, time_col, label_col)
-            and (pa.types.is_integer(table.schema.field(c).type)
-                 or pa.types.is_floating(table.schema.field(c).type))
-        ]
+        features = numeric_columns(table, exclude=(id_col, time_col, label_col))
         if not features:
             raise DataFileError(f"{p}: no numeric feature columns in {names}")
     seqs, times = Sequences.from_table(

@@ -21,7 +21,26 @@ import numpy as np
 
 from .errors import SequenceDataError, describe
 
-__all__ = ["Sequences"]
+__all__ = ["Sequences", "numeric_columns", "list_columns"]
+
+
+def numeric_columns(table: Any, exclude: Iterable[str | None] = ()) -> list[str]:
+    """Names of a pyarrow table's integer and floating-point columns, less ``exclude``."""
+    import pyarrow as pa
+
+    skip = set(exclude)
+    return [
+        f.name for f in table.schema
+        if f.name not in skip and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))
+    ]
+
+
+def list_columns(table: Any) -> list[str]:
+    """Names of a pyarrow table's list columns (one sequence per row)."""
+    import pyarrow as pa
+
+    return [f.name for f in table.schema
+            if pa.types.is_list(f.type) or pa.types.is_large_list(f.type)]
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -329,13 +348,7 @@ class Sequences:
                     f"column {col!r} is not in the table; its columns are {names}"
                 )
         if features is None:
-            features = [
-                c
-                for c in names
-                if c not in (id, time)
-                and (pa.types.is_integer(table.schema.field(c).type)
-                     or pa.types.is_floating(table.schema.field(c).type))
-            ]
+            features = numeric_columns(table, exclude=(id, time))
             if not features:
                 raise SequenceDataError(
                     f"no numeric feature columns besides {id!r}/{time!r} in {names}"

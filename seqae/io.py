@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Sequences
+from .data import Sequences, list_columns, numeric_columns
 from .errors import SeqaeError
 
 __all__ = [
@@ -101,8 +101,6 @@ def read_sequences(
     if path.suffix.lower() == ".npz":
         return _read_npz(path)
     table = read_table(path)
-    import pyarrow as pa
-
     names = table.column_names
     if id_col not in names:
         raise DataFileError(f"{path}: no id column {id_col!r}; its columns are {names}")
@@ -111,17 +109,11 @@ def read_sequences(
     for c in features or []:
         if c not in names:
             raise DataFileError(f"{path}: no feature column {c!r}; its columns are {names}")
-    list_cols = [c for c in names if pa.types.is_list(table.schema.field(c).type)
-                 or pa.types.is_large_list(table.schema.field(c).type)]
+    list_cols = list_columns(table)
     if list_cols:
         return _from_list_columns(path, table, id_col, features or list_cols)
     if features is None:
-        features = [
-            c for c in names
-            if c not in (id_col, time_col, *(exclude or []))
-            and (pa.types.is_integer(table.schema.field(c).type)
-                 or pa.types.is_floating(table.schema.field(c).type))
-        ]
+        features = numeric_columns(table, exclude=(id_col, time_col, *(exclude or [])))
         if not features:
             raise DataFileError(f"{path}: no numeric feature columns in {names}")
     return Sequences.from_table(table, id=id_col, time=time_col, features=features)

@@ -2,10 +2,12 @@
 
 from .decoders import LengthHead, RepeatDecoder
 from .encoders import RNNEncoder, SequenceEncoder, gather_last, reverse_within_length
+from .keras import KerasMaskedRNN
 from .model import AutoencoderNet, ModelConfig
 
 __all__ = [
     "AutoencoderNet",
+    "KerasMaskedRNN",
     "LengthHead",
     "ModelConfig",
     "RNNEncoder",
