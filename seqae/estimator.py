@@ -17,17 +17,22 @@ import torch
 
 from .batching import sorted_batches
 from .data import Sequences
-from .errors import IncompatibleModelError, SequenceDataError
+from .errors import IncompatibleModelError, SequenceDataError, describe
 from .io import atomic_write_bytes, atomic_write_text
 from .losses import get_loss, masked_mse
 from .nn.model import AutoencoderNet, ModelConfig
 from .train import Callback, DeviceData, TrainConfig, resolve_device, train
+from .vocab import UNK, CharVocab
 
 __all__ = ["SequenceAutoencoder", "clone"]
 
 log = logging.getLogger("seqae")
 
 FORMAT_VERSION = 1
+
+
+def _is_texts(X: Any) -> bool:
+    return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(t, str) for t in X)
 
 
 def _as_sequences(X: Any) -> Sequences:
@@ -80,12 +85,15 @@ def clone(estimator: Any) -> Any:
 
 
 class SequenceAutoencoder(_Params):
-    """Recurrent autoencoder for variable-length multivariate sequences.
+    """Recurrent autoencoder for variable-length sequences: continuous, tokens or texts.
 
-    Each sequence is encoded to a fixed-size vector by a masked (bidirectional) RNN and
-    decoded back at its own length; the loss is averaged over valid steps only. Data are
-    standardised per feature with statistics over valid steps, and every output is
-    returned in the input's units.
+    Continuous ``(T_i, F)`` sequences, integer token sequences (an embedding in, a softmax
+    over the vocabulary out, masked cross-entropy) or a list of strings (a `CharVocab`
+    is learned in `fit` as ``vocab_``; texts in, texts out). Each sequence is encoded to
+    a fixed-size vector by a masked (bidirectional) RNN and decoded back at its own
+    length; the loss is averaged over valid steps only. Continuous data are standardised
+    per feature with statistics over valid steps, and every output is returned in the
+    input's units.
 
     Args:
         latent_dim: embedding size (default 32).
@@ -95,7 +103,9 @@ class SequenceAutoencoder(_Params):
         bidirectional: bidirectional encoder (default True).
         pooling: encoder summary: ``"last"``, ``"mean"``, ``"max"`` or a ``"+"``-joined
             combination (default ``"last"``).
-        decoder: ``"repeat"`` (default): the latent fed at each step.
+        decoder: ``"repeat"`` (default): the latent fed at each step, or
+            ``"autoregressive"``: each step also sees the previous one (teacher forcing in
+            training, free-running at inference, stopping at EOS for tokens).
         position: position channels fed to the repeat decoder besides the latent:
             ``"fourier"`` (``t / (L - 1)`` plus sin/cos of it, default), ``"relative"``
             (``t / (L - 1)`` only) or ``"none"``.
@@ -114,6 +124,8 @@ class SequenceAutoencoder(_Params):
         contamination: expected share of anomalies in the training data; sets
             ``threshold_``, the training-score quantile above which `is_anomaly` is True
             (default 0.01).
+        unknown: for text input, a character outside the vocabulary learned in `fit`
+            raises (``"error"``, default) or becomes ``<unk>`` (``"map"``).
         batching: ``"auto"``, ``"tokens"`` or ``"count"`` (see `seqae.batching`).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``...
         seed: random seed (default 0).
@@ -149,6 +161,7 @@ class SequenceAutoencoder(_Params):
         patience: int = 10,
         validation_fraction: float = 0.1,
         contamination: float = 0.01,
+        unknown: str = "error",
         batching: str = "auto",
         device: str = "auto",
         seed: int = 0,
@@ -173,6 +186,7 @@ class SequenceAutoencoder(_Params):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.contamination = contamination
+        self.unknown = unknown
         self.batching = batching
         self.device = device
         self.seed = seed
@@ -223,12 +237,10 @@ class SequenceAutoencoder(_Params):
                 ``validation_fraction`` of ``X`` is held out at random.
             callbacks: optional `seqae.train.Callback` instances.
         """
-        X = _as_sequences(X)
-        if X.is_tokens:
-            raise SequenceDataError(
-                "SequenceAutoencoder takes continuous (float) sequences; these are integer "
-                "tokens"
-            )
+        self.vocab_ = CharVocab.from_texts(X) if _is_texts(X) else None
+        X = self._sequences(X)
+        if validation is not None:
+            validation = self._sequences(validation)
         get_loss(self.loss)  # validate the name before any work
         device = resolve_device(self.device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -236,11 +248,11 @@ class SequenceAutoencoder(_Params):
             rng = np.random.default_rng(self.seed)
             train_seqs, val_seqs = X, None
             if validation is not None:
-                val_seqs = _as_sequences(validation)
-                if val_seqs.n_features != X.n_features:
+                val_seqs = validation
+                if val_seqs.is_tokens != X.is_tokens or val_seqs.n_features != X.n_features:
                     raise SequenceDataError(
-                        f"validation data have {val_seqs.n_features} features, training data "
-                        f"{X.n_features}"
+                        f"validation data ({val_seqs!r}) do not match the training data "
+                        f"({X!r})"
                     )
             elif self.validation_fraction and len(X) >= 10:
                 n_val = max(1, int(round(self.validation_fraction * len(X))))
@@ -248,13 +260,21 @@ class SequenceAutoencoder(_Params):
                 val_seqs, train_seqs = X.take(perm[:n_val]), X.take(perm[n_val:])
             self.n_features_in_ = X.n_features
             self.feature_names_in_ = X.feature_names
-            if self.normalize:
+            self.vocab_size_ = 0
+            if X.is_tokens:
+                self.vocab_size_ = (len(self.vocab_) if self.vocab_ is not None
+                                    else max(int(X.values.max()) + 1, UNK + 1))
+                if validation is not None:
+                    self._check_features(validation)
+                self.mean_ = self.std_ = None  # tokens are not normalised
+            elif self.normalize:
                 self.mean_, self.std_ = train_seqs.feature_stats()
             else:
                 self.mean_ = np.zeros(X.n_features, np.float32)
                 self.std_ = np.ones(X.n_features, np.float32)
             self.max_length_ = int(X.lengths.max())
             self.model_config_ = self._model_config(X.n_features, 4 * self.max_length_)
+            self.model_config_.vocab_size = self.vocab_size_
             self.module_ = AutoencoderNet(self.model_config_)
             # Start the length head at the typical length, so decode() without lengths is
             # sensible even after a short training.
@@ -297,7 +317,30 @@ class SequenceAutoencoder(_Params):
                 f"this {type(self).__name__} is not fitted yet: call fit() or load() first"
             )
 
+    def _sequences(self, X: Any) -> Sequences:
+        """`Sequences` from what the user passed (texts go through ``vocab_``)."""
+        if _is_texts(X):
+            vocab = getattr(self, "vocab_", None)
+            if vocab is None:
+                raise SequenceDataError("this model was not fitted on texts; pass Sequences")
+            return vocab.encode(X, unknown=self.unknown)
+        return _as_sequences(X)
+
     def _check_features(self, X: Sequences) -> None:
+        if self.vocab_size_:
+            if not X.is_tokens:
+                raise SequenceDataError(
+                    f"the model was fitted on tokens; the data have {X.n_features} features"
+                )
+            bad = np.flatnonzero(X.values >= self.vocab_size_)
+            if len(bad):
+                i = int(np.searchsorted(X.offsets, bad[0], side="right") - 1)
+                raise SequenceDataError(
+                    f"{describe(i, X.ids)} has token {X.values[bad[0]]} at step "
+                    f"{bad[0] - X.offsets[i]}, outside the vocabulary (0..{self.vocab_size_ - 1})",
+                    index=i,
+                )
+            return
         if X.is_tokens or X.n_features != self.n_features_in_:
             got = "tokens" if X.is_tokens else f"{X.n_features} features"
             raise SequenceDataError(
@@ -324,7 +367,7 @@ class SequenceAutoencoder(_Params):
 
     def encode(self, X: Sequences | list) -> np.ndarray:
         """``(N, latent_dim)`` embeddings, in the input's order."""
-        X = _as_sequences(X)
+        X = self._sequences(X)
         out = np.empty((len(X), self.latent_dim), dtype=np.float32)
 
         def fn(idx, x, lens):
@@ -339,52 +382,67 @@ class SequenceAutoencoder(_Params):
         return self.fit(X, **fit_params).encode(X)
 
     def _denormalize(self, y: torch.Tensor) -> torch.Tensor:
+        if self.mean_ is None:  # tokens
+            return y
         mean = torch.as_tensor(self.mean_, device=y.device)
         std = torch.as_tensor(self.std_, device=y.device)
         return y * std + mean
 
-    def reconstruct(self, X: Sequences | list) -> Sequences:
-        """Reconstructions at each input's own length, in the input's units."""
-        X = _as_sequences(X)
+    def _scatter(self, out: np.ndarray, offsets: np.ndarray, idx, y: np.ndarray, lens) -> None:
+        """Write the valid steps of padded batch ``y`` into flat ``out``."""
+        mask = np.arange(y.shape[1])[None, :] < np.asarray(lens)[:, None]
+        flat = (offsets[idx][:, None] + np.arange(y.shape[1])[None, :])[mask]
+        out[flat] = y[mask]
+
+    def reconstruct(self, X: Sequences | list) -> Sequences | list[str]:
+        """Reconstructions at each input's own length, in the input's units (free-running
+        for an autoregressive decoder). Texts in, texts out."""
+        texts = _is_texts(X)
+        X = self._sequences(X)
         values = np.empty_like(X.values)
 
         def fn(idx, x, lens):
-            recon, _ = self.module_(x, lens)
-            recon = self._denormalize(recon).cpu().numpy()  # (B, T, F)
-            mask = np.arange(recon.shape[1])[None, :] < lens.cpu().numpy()[:, None]
-            flat = (X.offsets[idx][:, None] + np.arange(recon.shape[1])[None, :])[mask]
-            values[flat] = recon[mask]
+            y = self._denormalize(self.module_.reconstruct(x, lens)).cpu().numpy()
+            self._scatter(values, X.offsets, idx, y, lens.cpu().numpy())
 
         self._run(X, fn)
-        return X.with_values(values)
+        rec = X.with_values(values)
+        return self.vocab_.decode(rec) if texts else rec
 
     def score(self, X: Sequences | list) -> np.ndarray:
-        """``(N,)`` mean squared reconstruction error over each sequence's valid steps and
-        features, in the input's units. Higher = more anomalous."""
-        X = _as_sequences(X)
+        """``(N,)`` anomaly scores, higher = more anomalous. Continuous data: mean squared
+        error of `reconstruct` over each sequence's valid steps and features, in the
+        input's units. Tokens: mean cross-entropy per valid token (and the EOS)."""
+        X = self._sequences(X)
         out = np.empty(len(X), dtype=np.float64)
 
         def fn(idx, x, lens):
-            recon, _ = self.module_(x, lens)
-            err = masked_mse(
-                self._denormalize(recon), self._denormalize(x), lens, reduction="sequence"
-            )
+            if self.vocab_size_:
+                err, _, _ = self.module_.loss(x, lens, None, reduction="sequence")
+            else:
+                rec = self.module_.reconstruct(x, lens)
+                err = masked_mse(self._denormalize(rec), self._denormalize(x), lens,
+                                 reduction="sequence")
             out[idx] = err.double().cpu().numpy()
 
         self._run(X, fn)
         return out
 
     @torch.no_grad()
-    def decode(self, Z: Any, lengths: Any = None) -> Sequences:
+    def decode(self, Z: Any, lengths: Any = None, max_length: int | None = None) -> Sequences:
         """Decode latent vectors into sequences.
 
         Args:
             Z: ``(N, latent_dim)`` embeddings (e.g. from `encode`).
             lengths: an int (every output that long) or ``(N,)`` lengths; None lets the
-                model predict each length from its latent.
+                model choose: tokens stop at EOS, continuous data take the lengths the
+                length head predicts from each latent.
+            max_length: most steps when tokens decode to EOS (default twice the longest
+                training sequence).
 
         Returns:
-            `Sequences` in the input's units.
+            `Sequences` in the input's units (token ids for tokens; ``vocab_.decode``
+            turns them into texts).
         """
         self._check_fitted()
         z_all = torch.as_tensor(np.asarray(Z, dtype=np.float32))
@@ -392,10 +450,8 @@ class SequenceAutoencoder(_Params):
             raise ValueError(f"Z must be (N, {self.latent_dim}), got {tuple(z_all.shape)}")
         n = z_all.shape[0]
         dev = self._device()
-        self.module_.eval()
-        if lengths is None:
-            lens_all = self.module_.length_head.predict(z_all.to(dev)).cpu().numpy()
-        else:
+        net = self.module_.eval()
+        if lengths is not None:
             lens_all = np.broadcast_to(np.asarray(lengths, dtype=np.int64), (n,)).copy()
             bad = np.flatnonzero(lens_all < 1)
             if len(bad):
@@ -404,15 +460,26 @@ class SequenceAutoencoder(_Params):
                     "be >= 1",
                     index=int(bad[0]),
                 )
+        elif self.vocab_size_:  # free-running to EOS: lengths come out of the decoding
+            cap = max_length or 2 * self.max_length_
+            outs, lens_list = [], []
+            for i in range(0, n, 512):
+                tok, ln = net.generate(z_all[i : i + 512].to(dev), cap)
+                outs += [t[: int(k)].cpu().numpy() for t, k in zip(tok, ln, strict=True)]
+                lens_list.append(ln.cpu().numpy())
+            return Sequences.from_list(outs) if outs else Sequences.from_list([])
+        else:
+            lens_all = net.length_head.predict(z_all.to(dev)).cpu().numpy()
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lens_all, out=offsets[1:])
-        values = np.empty((offsets[-1], self.n_features_in_), dtype=np.float32)
+        if self.vocab_size_:
+            values = np.empty(offsets[-1], dtype=np.int64)
+        else:
+            values = np.empty((offsets[-1], self.n_features_in_), dtype=np.float32)
         for idx in self._batches(lens_all):
             lens = torch.as_tensor(lens_all[idx], device=dev)
-            y = self._denormalize(self.module_.decode(z_all[idx].to(dev), lens)).cpu().numpy()
-            mask = np.arange(y.shape[1])[None, :] < lens_all[idx][:, None]
-            flat = (offsets[idx][:, None] + np.arange(y.shape[1])[None, :])[mask]
-            values[flat] = y[mask]
+            y = self._denormalize(net.decode(z_all[idx].to(dev), lens)).cpu().numpy()
+            self._scatter(values, offsets, idx, y, lens_all[idx])
         return Sequences(values, offsets, feature_names=self.feature_names_in_)
 
     # ------------------------------------------------------------------ modules
@@ -461,8 +528,10 @@ class SequenceAutoencoder(_Params):
             "model": self.model_config_.to_dict(),
             "n_features": self.n_features_in_,
             "feature_names": self.feature_names_in_,
-            "mean": self.mean_.tolist(),
-            "std": self.std_.tolist(),
+            "mean": None if self.mean_ is None else self.mean_.tolist(),
+            "std": None if self.std_ is None else self.std_.tolist(),
+            "vocab_size": self.vocab_size_,
+            "vocab": None if self.vocab_ is None else self.vocab_.to_dict(),
             "max_length": self.max_length_,
             "train_scores": self.train_scores_.tolist(),
             "threshold": self.threshold_,
@@ -501,8 +570,10 @@ class SequenceAutoencoder(_Params):
         est = cls(**params)
         est.n_features_in_ = config["n_features"]
         est.feature_names_in_ = config["feature_names"]
-        est.mean_ = np.asarray(config["mean"], np.float32)
-        est.std_ = np.asarray(config["std"], np.float32)
+        est.mean_ = None if config["mean"] is None else np.asarray(config["mean"], np.float32)
+        est.std_ = None if config["std"] is None else np.asarray(config["std"], np.float32)
+        est.vocab_size_ = config["vocab_size"]
+        est.vocab_ = None if config["vocab"] is None else CharVocab.from_dict(config["vocab"])
         est.max_length_ = config["max_length"]
         est.train_scores_ = np.asarray(config["train_scores"], np.float64)
         est.threshold_ = float(config["threshold"])

@@ -107,9 +107,8 @@ def evaluate(
     total, count = 0.0, 0
     for idx in sorted_batches(data.lengths, batch_size, policy):
         x, lens = data.batch(idx)
-        recon, _ = model(x, lens)
-        n = int(lens.sum()) * (x.shape[-1] if x.dim() == 3 else 1)
-        total += float(loss_fn(recon, x, lens, reduction="sum"))
+        loss, _, n = model.loss(x, lens, loss_fn, reduction="sum")
+        total += float(loss)
         count += n
     return total / max(count, 1)
 
@@ -124,7 +123,8 @@ def train(
 ) -> list[dict[str, Any]]:
     """Train ``model`` in place; returns the history, one dict per epoch.
 
-    ``loss_fn(pred, target, lengths, reduction)`` is a masked loss from `seqae.losses`.
+    ``loss_fn(pred, target, lengths, reduction)`` is a masked regression loss from
+    `seqae.losses`, used by ``model.loss`` for continuous data (tokens use cross-entropy).
     The monitored loss is ``val_loss`` when validation data are given, else
     ``train_loss``; the weights of the best epoch are restored at the end.
     """
@@ -148,20 +148,17 @@ def train(
         sampler.set_epoch(epoch)
         total, count, steps = 0.0, 0, 0
         for idx in sampler:
-            x, lens = train_data.batch(idx)  # (B, T, F), (B,)
-            recon, z = model(x, lens)
-            loss = loss_fn(recon, x, lens)
+            x, lens = train_data.batch(idx)  # (B, T, F) or (B, T) tokens, (B,)
+            loss, z, n = model.loss(x, lens, loss_fn)  # mean over the n valid elements
             length_loss = model.length_head.loss(z, lens)
             opt.zero_grad(set_to_none=True)
             (loss + length_loss).backward()
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
-            n_steps = int(lens.sum())
-            n = n_steps * x.shape[-1]
             total += float(loss.detach()) * n
             count += n
-            steps += n_steps
+            steps += int(lens.sum())
             if config.max_time is not None and time.perf_counter() - start >= config.max_time:
                 break  # the budget is spent: finish this epoch early
         record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1),

@@ -171,9 +171,32 @@ def test_early_stopping_and_time_budget(data):
 def test_errors_on_wrong_data(fitted):
     with pytest.raises(SequenceDataError, match="fitted on 2 features; the data have 3"):
         fitted.encode([np.zeros((4, 3))])
-    with pytest.raises(SequenceDataError, match="tokens"):
-        SequenceAutoencoder(**SMALL).fit([np.array([1, 2, 3])])
+    with pytest.raises(SequenceDataError, match="fitted on 2 features; the data have tokens"):
+        fitted.encode([np.array([1, 2, 3])])
     with pytest.raises(TypeError, match="from_padded"):
         fitted.encode(np.zeros((2, 3, 2)))
     with pytest.raises(ValueError, match="loss must be one of"):
         SequenceAutoencoder(loss="l3").fit([np.zeros((3, 1))])
+
+
+def test_reported_validation_loss_is_the_valid_steps_mean(data):
+    """Seed 003: the loss a model reports on held-out data (evaluate-style) is the mean
+    over valid elements, computed here independently from the reconstructions."""
+    val = data[[3, 7, 12]]
+    ae = SequenceAutoencoder(**{**SMALL, "max_epochs": 1, "lr": 0.0}).fit(data, validation=val)
+    rec = ae.reconstruct(val)
+    se = [(((rec[i] - val[i]) / ae.std_) ** 2).ravel() for i in range(len(val))]
+    expected = np.concatenate(se).mean()
+    assert ae.history_[0]["val_loss"] == pytest.approx(expected, rel=1e-4)
+    padded_mean = np.concatenate(se).sum() / (len(val) * val.lengths.max() * 2)
+    assert ae.history_[0]["val_loss"] != pytest.approx(padded_mean, rel=1e-2)
+
+
+def test_encode_now_decode_later(fitted, data, tmp_path):
+    """Seed 001: encode with one model object, decode the vectors later with another
+    (loaded from disk), at chosen lengths."""
+    Z = fitted.encode(data)
+    later = SequenceAutoencoder.load(fitted.save(tmp_path / "m"))
+    out = later.decode(Z, lengths=[7] * len(data))
+    np.testing.assert_allclose(out.values, fitted.decode(Z, lengths=7).values, atol=1e-6)
+    assert out.lengths.tolist() == [7] * len(data)

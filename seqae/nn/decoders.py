@@ -8,7 +8,7 @@ from torch import nn
 from ..masking import lengths_to_mask
 from .encoders import rnn_class
 
-__all__ = ["RepeatDecoder", "LengthHead", "POSITIONS"]
+__all__ = ["RepeatDecoder", "AutoregressiveDecoder", "LengthHead", "POSITIONS"]
 
 POSITIONS = ("none", "relative", "fourier")
 _N_FOURIER = 4  # sin/cos pairs of the relative position
@@ -137,3 +137,157 @@ class LengthHead(nn.Module):
     def predict(self, z: torch.Tensor) -> torch.Tensor:
         """``(B,)`` integer lengths in ``1..max_length``."""
         return torch.exp(self(z)).round().clamp(1, self.max_length).long()
+
+
+class AutoregressiveDecoder(nn.Module):
+    """Decodes one step at a time, each step seeing the previous one.
+
+    Training uses teacher forcing (the true previous step is fed); inference runs free,
+    feeding back its own previous output (greedy argmax for tokens). Every step also
+    gets the latent, and the initial state is computed from it.
+
+    Args:
+        latent_dim: size of the latent vector.
+        hidden_size: RNN units.
+        output_size: features per step (continuous) or vocabulary size (tokens).
+        num_layers / cell / dropout: as `RepeatDecoder`.
+        tokens: True for token data: an embedding of the previous token in, logits out.
+        embedding_dim: size of that embedding (default 32).
+
+    Call arguments (teacher forcing):
+        z: ``(B, latent_dim)``.
+        prev: the previous step of each position: ``(B, T)`` token ids (BOS first) or
+            ``(B, T, F)`` values (zeros first).
+        lengths: ``(B,)`` steps to produce per row.
+
+    Returns:
+        ``(B, T, output_size)`` outputs (logits for tokens), exact zeros past each length.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden_size: int,
+        output_size: int,
+        num_layers: int = 1,
+        cell: str = "lstm",
+        dropout: float = 0.0,
+        tokens: bool = False,
+        embedding_dim: int = 32,
+    ):
+        super().__init__()
+        self.tokens = tokens
+        self.cell = cell.lower()
+        self.num_layers = num_layers
+        self.hidden_size = hidden_size
+        self.output_size = output_size
+        if tokens:
+            self.embedding = nn.Embedding(output_size, embedding_dim, padding_idx=0)
+            in_size = embedding_dim
+        else:
+            self.embedding = None
+            in_size = output_size + 1  # previous values + relative position
+        n_states = 2 if self.cell == "lstm" else 1
+        self.init_state = nn.Linear(latent_dim, n_states * num_layers * hidden_size)
+        self.rnn = rnn_class(cell)(
+            in_size + latent_dim,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.head = nn.Linear(hidden_size, output_size)
+
+    initial_state = RepeatDecoder.initial_state
+
+    def _inputs(
+        self, z: torch.Tensor, prev: torch.Tensor, t0: int, lengths: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``(B, T, in)`` step inputs for steps ``t0 .. t0 + T - 1``."""
+        b, t = prev.shape[0], prev.shape[1]
+        if self.tokens:
+            feats = self.embedding(prev)  # (B, T, E)
+        else:
+            steps = torch.arange(t0, t0 + t, device=z.device, dtype=z.dtype)[None, :]
+            denom = (lengths.to(z.dtype) - 1).clamp(min=1)[:, None]  # (B, 1)
+            rel = (steps / denom).clamp(max=1.0)[..., None]  # (B, T, 1)
+            feats = torch.cat([prev, rel], -1)  # (B, T, F + 1)
+        return torch.cat([feats, z[:, None, :].expand(b, t, z.shape[-1])], -1)
+
+    def forward(self, z: torch.Tensor, prev: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        lengths = torch.as_tensor(lengths, device=z.device)
+        mask = lengths_to_mask(lengths, prev.shape[1])  # (B, T)
+        if self.tokens:
+            prev = torch.where(mask, prev, torch.zeros_like(prev))
+        else:
+            prev = torch.where(mask[..., None], prev, torch.zeros((), dtype=prev.dtype,
+                                                                  device=prev.device))
+        out, _ = self.rnn(self._inputs(z, prev, 0, lengths), self.initial_state(z))
+        y = self.head(out)  # (B, T, output_size)
+        return torch.where(mask[..., None], y, torch.zeros((), dtype=y.dtype, device=y.device))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        z: torch.Tensor,
+        max_len: int,
+        lengths: torch.Tensor | None = None,
+        bos: int = 1,
+        eos: int = 2,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Free-running decoding, batched (one Python step per time step, not per row).
+
+        Args:
+            z: ``(B, latent_dim)``.
+            max_len: most steps to produce.
+            lengths: optional ``(B,)`` exact lengths. Tokens: EOS is not allowed before a
+                row's length and the row stops there. Continuous data need lengths.
+            bos / eos: start and end token ids.
+
+        Returns:
+            ``(out, lengths)``: ``out`` is ``(B, T)`` token ids (PAD after the end, EOS not
+            included) or ``(B, T, F)`` values (zeros after the end).
+        """
+        b = z.shape[0]
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths, device=z.device)
+            max_len = int(lengths.max()) if b else 0
+        elif not self.tokens:
+            raise ValueError("continuous autoregressive decoding needs lengths")
+        state = self.initial_state(z)
+        if self.tokens:
+            prev = torch.full((b, 1), bos, dtype=torch.long, device=z.device)
+            out = torch.zeros(b, max_len, dtype=torch.long, device=z.device)
+            done = torch.zeros(b, dtype=torch.bool, device=z.device)
+            found = torch.full((b,), max_len, dtype=torch.long, device=z.device)
+        else:
+            prev = torch.zeros(b, 1, self.output_size, dtype=z.dtype, device=z.device)
+            out = torch.zeros(b, max_len, self.output_size, dtype=z.dtype, device=z.device)
+        for t in range(max_len):
+            h, state = self.rnn(self._inputs(z, prev, t, lengths), state)
+            y = self.head(h[:, 0])  # (B, V) or (B, F)
+            if self.tokens:
+                if lengths is not None:
+                    y[:, eos] = torch.where(t < lengths, float("-inf"), y[:, eos])
+                tok = y.argmax(-1)  # (B,)
+                if lengths is None:
+                    ended = (tok == eos) & ~done
+                    found = torch.where(ended, torch.full_like(found, t), found)
+                    done = done | ended
+                    tok = torch.where(done, torch.zeros_like(tok), tok)
+                    if bool(done.all()):
+                        break
+                out[:, t] = tok
+                prev = tok[:, None]
+            else:
+                out[:, t] = y
+                prev = y[:, None]
+        if lengths is None:
+            lengths = found.clamp(min=1)  # a row that ends at once still gets one step
+        mask = lengths_to_mask(lengths, max_len)
+        if self.tokens:
+            out = torch.where(mask, out, torch.zeros_like(out))
+        else:
+            out = torch.where(mask[..., None], out, torch.zeros((), dtype=out.dtype,
+                                                                device=out.device))
+        return out, lengths

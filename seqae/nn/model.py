@@ -5,12 +5,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .decoders import LengthHead, RepeatDecoder
+from ..losses import masked_cross_entropy
+from ..masking import lengths_to_mask
+from .decoders import AutoregressiveDecoder, LengthHead, RepeatDecoder
 from .encoders import RNNEncoder, SequenceEncoder, reverse_within_length
 
-__all__ = ["ModelConfig", "AutoencoderNet"]
+__all__ = ["ModelConfig", "AutoencoderNet", "DECODERS"]
+
+DECODERS = ("repeat", "autoregressive")
+BOS, EOS = 1, 2  # reserved token ids (see seqae.vocab)
 
 
 @dataclass
@@ -18,7 +24,7 @@ class ModelConfig:
     """Architecture of an `AutoencoderNet`.
 
     Args:
-        n_features: features per step of the data.
+        n_features: features per step of continuous data (1 for tokens).
         latent_dim: size of the embedding (default 32).
         hidden_size: RNN units per direction (default 128).
         num_layers: stacked RNN layers in encoder and decoder (default 1).
@@ -26,11 +32,14 @@ class ModelConfig:
         bidirectional: bidirectional encoder (default True).
         pooling: encoder summary, see `RNNEncoder` (default ``"last"``).
         dropout: between stacked layers (default 0).
-        decoder: ``"repeat"`` (default).
+        decoder: ``"repeat"`` (default) or ``"autoregressive"``.
         position: position channels of the repeat decoder: ``"relative"`` (default),
             ``"fourier"`` or ``"none"``.
         reverse_target: decode the sequence back to front (default False).
         max_length: longest length the length head may predict.
+        vocab_size: 0 for continuous data; the number of token ids for tokens (ids 0-3
+            are PAD, BOS, EOS, UNK).
+        embedding_dim: token embedding size (default 32).
     """
 
     n_features: int
@@ -45,29 +54,46 @@ class ModelConfig:
     position: str = "relative"
     reverse_target: bool = False
     max_length: int = 10_000
+    vocab_size: int = 0
+    embedding_dim: int = 32
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-class AutoencoderNet(nn.Module):
-    """Encoder + decoder + length head for continuous sequences.
+def _append_eos(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``(B, T + 1)`` targets: each row's tokens, then EOS at its length, then PAD."""
+    mask = lengths_to_mask(lengths, x.shape[1])
+    y = F.pad(torch.where(mask, x, torch.zeros_like(x)), (0, 1))  # (B, T + 1)
+    return y.scatter(1, lengths[:, None], EOS)
 
-    Call arguments:
-        x: ``(B, T, F)`` right-padded; padding may hold anything.
+
+class AutoencoderNet(nn.Module):
+    """Encoder + decoder + length head, for continuous or token sequences.
+
+    Call arguments (training, teacher forcing):
+        x: ``(B, T, F)`` floats or ``(B, T)`` token ids, right-padded; padding may hold
+            anything.
         lengths: ``(B,)``.
 
     Returns:
-        ``(reconstruction (B, T, F) with zeros at padding, z (B, latent_dim))``.
+        ``(output, z)``: reconstruction ``(B, T, F)`` (zeros at padding), or for tokens
+        logits ``(B, T + 1, V)`` for the tokens followed by EOS; ``z`` ``(B, latent_dim)``.
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        if config.decoder != "repeat":
-            raise ValueError(f"decoder must be 'repeat', got {config.decoder!r}")
+        if config.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {config.decoder!r}")
         self.config = config
+        self.tokens = config.vocab_size > 0
+        embedding = None
+        in_size = config.n_features
+        if self.tokens:
+            embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=0)
+            in_size = config.embedding_dim
         rnn = RNNEncoder(
-            config.n_features,
+            in_size,
             config.hidden_size,
             config.num_layers,
             config.cell,
@@ -75,29 +101,109 @@ class AutoencoderNet(nn.Module):
             config.dropout,
             config.pooling,
         )
-        self.encoder = SequenceEncoder(rnn, config.latent_dim)
-        self.decoder = RepeatDecoder(
-            config.latent_dim,
-            config.hidden_size,
-            config.n_features,
-            config.num_layers,
-            config.cell,
-            config.dropout,
-            config.position,
-        )
+        self.encoder = SequenceEncoder(rnn, config.latent_dim, embedding)
+        out_size = config.vocab_size if self.tokens else config.n_features
+        if config.decoder == "repeat":
+            self.decoder = RepeatDecoder(
+                config.latent_dim,
+                config.hidden_size,
+                out_size,
+                config.num_layers,
+                config.cell,
+                config.dropout,
+                config.position,
+            )
+        else:
+            self.decoder = AutoregressiveDecoder(
+                config.latent_dim,
+                config.hidden_size,
+                out_size,
+                config.num_layers,
+                config.cell,
+                config.dropout,
+                tokens=self.tokens,
+                embedding_dim=config.embedding_dim,
+            )
         self.length_head = LengthHead(config.latent_dim, config.max_length)
+
+    @property
+    def autoregressive(self) -> bool:
+        return self.config.decoder == "autoregressive"
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.encoder(x, lengths=lengths)  # (B, Z)
 
-    def decode(
-        self, z: torch.Tensor, lengths: torch.Tensor, max_len: int | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x, lengths)
+        if self.tokens:
+            target = _append_eos(x, lengths)  # (B, T + 1)
+            n = lengths + 1
+            if self.autoregressive:
+                prev = F.pad(target[:, :-1], (1, 0), value=BOS)  # (B, T + 1): BOS, x...
+                return self.decoder(z, prev, n), z
+            return self.decoder(z, n, target.shape[1]), z
+        if self.autoregressive:
+            prev = F.pad(x[:, :-1], (0, 0, 1, 0))  # (B, T, F): zeros, x_0 .. x_{T-2}
+            return self.decoder(z, prev, lengths), z
+        return self._repeat(z, lengths, x.shape[1]), z
+
+    def _repeat(self, z: torch.Tensor, lengths: torch.Tensor, max_len: int | None):
         y = self.decoder(z, lengths, max_len)  # (B, T, F)
         if self.config.reverse_target:
             y = reverse_within_length(y, lengths)
         return y
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.encode(x, lengths)
-        return self.decode(z, lengths, x.shape[1]), z
+    def loss(self, x: torch.Tensor, lengths: torch.Tensor, loss_fn, reduction: str = "mean"):
+        """``(loss, z, n_elements)``: the masked training loss of a batch.
+
+        Continuous data use ``loss_fn`` (a masked regression loss) over valid elements;
+        tokens use cross-entropy over the valid tokens and each row's EOS.
+        """
+        out, z = self(x, lengths)
+        if self.tokens:
+            target = _append_eos(x, lengths)
+            loss = masked_cross_entropy(out, target, lengths + 1, reduction=reduction)
+            return loss, z, int(lengths.sum()) + len(lengths)
+        return loss_fn(out, x, lengths, reduction=reduction), z, int(lengths.sum()) * x.shape[-1]
+
+    # ---------------------------------------------------------------- inference
+    @torch.no_grad()
+    def decode(
+        self, z: torch.Tensor, lengths: torch.Tensor, max_len: int | None = None
+    ) -> torch.Tensor:
+        """Outputs of exactly ``lengths`` steps: ``(B, T, F)`` values or ``(B, T)`` tokens
+        (greedy; EOS is not allowed before a row's length)."""
+        if self.autoregressive:
+            out, _ = self.decoder.generate(z, 0, lengths=lengths)
+        elif self.tokens:
+            logits = self.decoder(z, lengths, max_len)  # (B, T, V)
+            logits[..., EOS] = float("-inf")
+            out = torch.where(lengths_to_mask(lengths, logits.shape[1]), logits.argmax(-1), 0)
+        else:
+            out = self._repeat(z, lengths, max_len)  # (B, T, F)
+        if max_len is not None and out.shape[1] < max_len:
+            pad = (0, max_len - out.shape[1]) if out.dim() == 2 else (0, 0, 0,
+                                                                       max_len - out.shape[1])
+            out = F.pad(out, pad)
+        return out
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Outputs whose lengths the model chooses: ``(out, lengths)``. Tokens stop at
+        EOS (at most ``max_len`` steps); continuous data take the length head's lengths."""
+        if self.tokens and self.autoregressive:
+            return self.decoder.generate(z, max_len)
+        if self.tokens:  # repeat decoder: decode max_len steps, cut at the first EOS
+            n = torch.full((z.shape[0],), max_len, device=z.device)
+            tok = self.decoder(z, n, max_len).argmax(-1)  # (B, T)
+            is_eos = tok == EOS
+            lengths = torch.where(is_eos.any(1), is_eos.int().argmax(1), max_len).clamp(min=1)
+            tok = torch.where(lengths_to_mask(lengths, max_len), tok, 0)
+            return tok, lengths
+        lengths = self.length_head.predict(z)
+        return self.decode(z, lengths), lengths
+
+    def reconstruct(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Inference-time reconstruction at each input's own length (free-running for an
+        autoregressive decoder)."""
+        return self.decode(self.encode(x, lengths), lengths, x.shape[1])
