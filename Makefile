@@ -24,6 +24,7 @@ test: lint
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/words.py
 
 clean:
 	rm -rf $(VENV) seqae-demo .pytest_cache .ruff_cache

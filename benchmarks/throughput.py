@@ -10,6 +10,7 @@ max 1000) fed in different ways, each in its own process, side by side in one ru
   naive         every batch padded to the longest sequence of the data set (seed 000)
   packed        pack_padded_sequence on random batches
   batch 1       one sequence per step
+  --peers       the Keras 3 recipe of seed 000 and sequitur's LSTM_AE, if installed
 
 Each method trains for --seconds (after one warm-up step) and reports valid steps/s,
 its ratio to the limit, and the peak resident memory of its process; methods run
@@ -162,6 +163,57 @@ def _train_rate(method: str, args, q) -> None:
            "maxrss_mb": mem})
 
 
+def _peer_rate(method: str, args, q) -> None:
+    """Optional peers, same data and model size: the Keras 3 recipe of seed 000
+    (Masking + LSTM + RepeatVector + LSTM, padded to the longest, KERAS_BACKEND=torch)
+    and the `sequitur` package's LSTM_AE (one sequence per step, its own recipe)."""
+    import os
+
+    os.environ["KERAS_BACKEND"] = "torch"
+    seqs = make_data(args.n, args.features)
+    steps = 0
+    if method == "keras (seed 000)":
+        import keras
+
+        x, lens = seqs.pad(value=0.0)
+        t_max = x.shape[1]
+        inp = keras.Input(shape=(t_max, args.features))
+        h = keras.layers.Masking(mask_value=0.0)(inp)
+        h = keras.layers.LSTM(args.hidden)(h)
+        h = keras.layers.Dense(32)(h)
+        h = keras.layers.RepeatVector(t_max)(h)
+        h = keras.layers.LSTM(args.hidden, return_sequences=True)(h)
+        out = keras.layers.TimeDistributed(keras.layers.Dense(args.features))(h)
+        model = keras.Model(inp, out)
+        model.compile(optimizer="adam", loss="mse")
+        rng = np.random.default_rng(0)
+        model.train_on_batch(x[:args.batch], x[:args.batch])  # warm-up
+        start = time.perf_counter()
+        while time.perf_counter() - start < args.seconds:
+            idx = rng.choice(len(x), args.batch, replace=False)
+            model.train_on_batch(x[idx], x[idx])
+            steps += int(lens[idx].sum())
+    else:  # sequitur
+        import torch
+        from sequitur.models import LSTM_AE
+
+        model = LSTM_AE(args.features, 32, h_dims=[args.hidden])
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = torch.nn.MSELoss(reduction="sum")  # sequitur's quick_train loss
+        rng = np.random.default_rng(0)
+        start = time.perf_counter()
+        while time.perf_counter() - start < args.seconds:
+            s = torch.from_numpy(seqs[int(rng.integers(len(seqs)))])
+            opt.zero_grad()
+            loss = loss_fn(model(s), s)
+            loss.backward()
+            opt.step()
+            steps += len(s)
+    elapsed = time.perf_counter() - start
+    q.put({"method": method, "steps_per_s": steps / elapsed, "elapsed": elapsed,
+           "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
 def _encode_rate(method: str, args, q) -> None:
     import torch
 
@@ -187,6 +239,9 @@ def _encode_rate(method: str, args, q) -> None:
            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
+PEERS = ("keras (seed 000)", "sequitur")
+
+
 def _run(target, method, args):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
@@ -206,6 +261,8 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=None, help="default 64 on CPU, 256 on GPU")
     ap.add_argument("--batch", type=int, default=None, help="default 32 on CPU, 128 on GPU")
     ap.add_argument("--methods", default="limit,seqae fit,sorted count,naive,packed,batch 1")
+    ap.add_argument("--peers", action="store_true",
+                    help="also run the Keras 3 recipe and sequitur's LSTM_AE if installed")
     ap.add_argument("--repeats", type=int, default=3, help="runs per method (median kept)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
@@ -223,10 +280,15 @@ def main() -> None:
           f"{lengths.sum()} valid steps; LSTM hidden {args.hidden}, batch {args.batch}, "
           f"{args.seconds:.0f}s per method")
     methods = [s.strip() for s in args.methods.split(",")]
+    if args.peers:
+        import importlib.util
+
+        methods += [p for p, mod in zip(PEERS, ("keras", "sequitur"), strict=True)
+                    if importlib.util.find_spec(mod) is not None]
     runs: dict[str, list[dict]] = {m: [] for m in methods}
     for rep in range(args.repeats):  # interleaved, so machine load hits every method alike
         for m in methods:
-            r = _run(_train_rate, m, args)
+            r = _run(_peer_rate if m in PEERS else _train_rate, m, args)
             runs[m].append(r)
             print(f"  [{rep + 1}/{args.repeats}] {m:<14} {r['steps_per_s']:>10.0f} valid "
                   f"steps/s   peak mem {r['maxrss_mb']:.0f} MB", flush=True)

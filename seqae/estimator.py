@@ -110,6 +110,8 @@ class SequenceAutoencoder(_Params):
             ``"fourier"`` (``t / (L - 1)`` plus sin/cos of it, default), ``"relative"``
             (``t / (L - 1)`` only) or ``"none"``.
         dropout: between stacked layers (default 0).
+        token_dropout: autoregressive decoder on tokens: share of the previous tokens it
+            sees that are hidden as <unk> during training (default 0).
         loss: ``"mse"``, ``"mae"`` or ``"huber"`` (default ``"mse"``).
         normalize: standardise each feature (default True).
         max_epochs: upper bound on epochs (default 100).
@@ -150,6 +152,7 @@ class SequenceAutoencoder(_Params):
         decoder: str = "repeat",
         position: str = "fourier",
         dropout: float = 0.0,
+        token_dropout: float = 0.0,
         loss: str = "mse",
         normalize: bool = True,
         max_epochs: int = 100,
@@ -175,6 +178,7 @@ class SequenceAutoencoder(_Params):
         self.decoder = decoder
         self.position = position
         self.dropout = dropout
+        self.token_dropout = token_dropout
         self.loss = loss
         self.normalize = normalize
         self.max_epochs = max_epochs
@@ -205,6 +209,7 @@ class SequenceAutoencoder(_Params):
             decoder=self.decoder,
             position=self.position,
             max_length=max_length,
+            token_dropout=self.token_dropout,
         )
 
     def _train_config(self) -> TrainConfig:

@@ -153,6 +153,8 @@ class AutoregressiveDecoder(nn.Module):
         num_layers / cell / dropout: as `RepeatDecoder`.
         tokens: True for token data: an embedding of the previous token in, logits out.
         embedding_dim: size of that embedding (default 32).
+        token_dropout: in training, the share of previous tokens replaced by <unk>
+            (default 0).
 
     Call arguments (teacher forcing):
         z: ``(B, latent_dim)``.
@@ -174,9 +176,11 @@ class AutoregressiveDecoder(nn.Module):
         dropout: float = 0.0,
         tokens: bool = False,
         embedding_dim: int = 32,
+        token_dropout: float = 0.0,
     ):
         super().__init__()
         self.tokens = tokens
+        self.token_dropout = token_dropout
         self.cell = cell.lower()
         self.num_layers = num_layers
         self.hidden_size = hidden_size
@@ -219,6 +223,12 @@ class AutoregressiveDecoder(nn.Module):
         mask = lengths_to_mask(lengths, prev.shape[1])  # (B, T)
         if self.tokens:
             prev = torch.where(mask, prev, torch.zeros_like(prev))
+            if self.training and self.token_dropout > 0:
+                # Hide some previous tokens (as <unk>, never the leading BOS): the decoder
+                # must lean on the latent instead of memorising words as a language model.
+                drop = torch.rand(prev.shape, device=prev.device) < self.token_dropout
+                drop[:, 0] = False
+                prev = torch.where(drop & mask, torch.full_like(prev, 3), prev)
         else:
             prev = torch.where(mask[..., None], prev, torch.zeros((), dtype=prev.dtype,
                                                                   device=prev.device))

@@ -40,6 +40,8 @@ class ModelConfig:
         vocab_size: 0 for continuous data; the number of token ids for tokens (ids 0-3
             are PAD, BOS, EOS, UNK).
         embedding_dim: token embedding size (default 32).
+        token_dropout: autoregressive token decoder: share of previous tokens hidden as
+            <unk> in training (default 0).
     """
 
     n_features: int
@@ -56,6 +58,7 @@ class ModelConfig:
     max_length: int = 10_000
     vocab_size: int = 0
     embedding_dim: int = 32
+    token_dropout: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,6 +126,7 @@ class AutoencoderNet(nn.Module):
                 config.dropout,
                 tokens=self.tokens,
                 embedding_dim=config.embedding_dim,
+                token_dropout=config.token_dropout,
             )
         self.length_head = LengthHead(config.latent_dim, config.max_length)
 
