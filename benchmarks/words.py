@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--max-time", type=float, default=240.0)
     ap.add_argument("--hidden-size", type=int, default=256)
     ap.add_argument("--latent-dim", type=int, default=128)
-    ap.add_argument("--token-dropout", type=float, default=0.2)
+    ap.add_argument("--token-dropout", type=float, default=0.0)
     ap.add_argument("--cell", default="gru")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -72,7 +72,7 @@ def main() -> None:
     ae = seqae.SequenceAutoencoder(
         decoder="autoregressive", cell=args.cell, hidden_size=args.hidden_size,
         latent_dim=args.latent_dim, token_dropout=args.token_dropout,
-        max_time=args.max_time, max_epochs=10_000, patience=20, seed=args.seed,
+        max_time=args.max_time, max_epochs=10_000, seed=args.seed,
     )
     start = time.perf_counter()
     ae.fit(train)

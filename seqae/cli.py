@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--n", type=int, default=600, help="number of demo sequences")
 
     t = sub.add_parser("train", help="train a model on a data file")
-    t.add_argument("data", help="Parquet, CSV or NPZ file")
+    t.add_argument("data", help="Parquet, CSV, NPZ or .ts file")
     t.add_argument("--out", required=True, help="model directory to write")
     data_args(t)
     t.add_argument("--config", default=None, help="YAML (or JSON) file of settings")
@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     ]:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("model", help="model directory from `seqae train`")
-        sp.add_argument("data", help="Parquet, CSV or NPZ file")
+        sp.add_argument("data", help="Parquet, CSV, NPZ or .ts file")
         sp.add_argument("--out", required=True, help="output .parquet (default), .csv or .npy")
         data_args(sp, features=False)
         if name == "score":
@@ -159,6 +159,11 @@ def _read_data(path: str, data_cfg: dict[str, Any]):
         from .io import read_sequences
 
         return read_sequences(p), None, None
+    if p.suffix.lower() == ".ts":
+        from .io import read_ts
+
+        seqs, labels = read_ts(p)
+        return seqs, None, labels
     table = read_table(p)
     names = table.column_names
     list_cols = list_columns(table)

