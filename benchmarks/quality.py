@@ -114,7 +114,13 @@ def main() -> None:
     ap.add_argument("--dtw-window", type=float, default=None,
                     help="Sakoe-Chiba window as a share of the longest sequence")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--params", default="{}",
+                    help='JSON of SequenceAutoencoder settings, e.g. \'{"pooling": "last+mean"}\'')
+    ap.add_argument("--no-baselines", action="store_true")
     args = ap.parse_args()
+    import json
+
+    params = json.loads(args.params)
 
     import torch
 
@@ -130,14 +136,17 @@ def main() -> None:
                 f"{min(tr.lengths.min(), te.lengths.min())}-"
                 f"{max(tr.lengths.max(), te.lengths.max())}, {len(np.unique(ytr))} classes")
         start = time.perf_counter()
-        ae = seqae.SequenceAutoencoder(max_time=args.max_time, max_epochs=10_000,
-                                       seed=args.seed).fit(tr)
+        ae = seqae.SequenceAutoencoder(**{"max_time": args.max_time, "max_epochs": 10_000,
+                                          "seed": args.seed, **params}).fit(tr)
         fit_s = time.perf_counter() - start
         acc, c = svm_accuracy(ae.encode(tr), ytr, ae.encode(te), yte)
         rel = ae.score(te).mean() / te.values.var(axis=0).mean()
-        print(f"| {name} ({info}) | seqae default + RBF SVM | {acc:.4f} | {fit_s:.0f} | "
+        label = f"seqae {params} + RBF SVM" if params else "seqae default + RBF SVM"
+        print(f"| {name} ({info}) | {label} | {acc:.4f} | {fit_s:.0f} | "
               f"{len(ae.history_)} epochs, C={c:g}, test reconstruction MSE / variance "
               f"{rel:.3f} |", flush=True)
+        if args.no_baselines:
+            continue
         start = time.perf_counter()
         acc, c = svm_accuracy(summary_features(tr), ytr, summary_features(te), yte)
         print(f"| {name} | summary statistics + RBF SVM | {acc:.4f} | "

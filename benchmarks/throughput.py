@@ -53,8 +53,10 @@ def make_data(n: int, features: int, seed: int = 0):
 def _model(features: int, hidden: int, device):
     from seqae.nn import AutoencoderNet, ModelConfig
 
+    # The architecture SequenceAutoencoder(bidirectional=False) builds, so that every
+    # way of feeding the data trains the same model as `seqae fit`.
     cfg = ModelConfig(n_features=features, latent_dim=32, hidden_size=hidden,
-                      bidirectional=False, max_length=4000)
+                      bidirectional=False, position="fourier", max_length=4000)
     return AutoencoderNet(cfg).to(device)
 
 

@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--latent-dim", type=int, default=None)
     t.add_argument("--hidden-size", type=int, default=None)
     t.add_argument("--cell", choices=["lstm", "gru"], default=None)
-    t.add_argument("--decoder", choices=["repeat"], default=None)
+    t.add_argument("--decoder", choices=["repeat", "autoregressive"], default=None)
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--seed", type=int, default=None)

@@ -280,13 +280,7 @@ class SequenceAutoencoder(_Params):
             self.max_length_ = int(X.lengths.max())
             self.model_config_ = self._model_config(X.n_features, 4 * self.max_length_)
             self.model_config_.vocab_size = self.vocab_size_
-            self.module_ = AutoencoderNet(self.model_config_)
-            # Start the length head at the typical length, so decode() without lengths is
-            # sensible even after a short training.
-            head = self.module_.length_head.linear
-            torch.nn.init.zeros_(head.weight)
-            torch.nn.init.constant_(head.bias, float(np.log(train_seqs.lengths).mean()))
-            self.module_.to(device)
+            self.module_ = AutoencoderNet(self.model_config_).to(device)
             train_data = DeviceData(train_seqs, device, self.mean_, self.std_)
             val_data = (
                 DeviceData(val_seqs, device, self.mean_, self.std_) if val_seqs is not None
@@ -300,6 +294,12 @@ class SequenceAutoencoder(_Params):
                 val_data,
                 callbacks,
             )
+        # The length head (for decode without lengths) is a least-squares fit of log
+        # length on the final latents: exact, and free during training.
+        self.module_.length_head.fit_least_squares(
+            torch.as_tensor(self.encode(train_seqs), device=device),
+            torch.as_tensor(train_seqs.lengths, device=device),
+        )
         self.train_scores_ = self.score(train_seqs)
         self.threshold_ = self.threshold_for(self.contamination)
         return self
@@ -356,8 +356,7 @@ class SequenceAutoencoder(_Params):
         return next(self.module_.parameters()).device
 
     def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:
-        policy = "count" if self._device().type == "cuda" else "tokens"
-        return sorted_batches(lengths, max(4 * self.batch_size, 64), policy)
+        return sorted_batches(lengths, max(4 * self.batch_size, 64), "count")
 
     @torch.no_grad()
     def _run(self, X: Sequences, fn) -> None:

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -144,3 +145,20 @@ def test_token_embedding_encoder(rng):
         z0 = enc(tokens[:1, :3], lengths=torch.tensor([3]))
         z1 = enc(tokens[1:, :1], lengths=torch.tensor([1]))
     torch.testing.assert_close(z, torch.cat([z0, z1]), atol=1e-6, rtol=1e-6)
+
+
+def test_length_head_least_squares_matches_numpy(rng):
+    from seqae.nn import LengthHead
+
+    z = rng.normal(size=(50, 4))
+    lengths = np.exp(1.5 + z @ np.array([0.3, -0.2, 0.1, 0.0]))  # log-linear in z
+    lengths = np.maximum(np.round(lengths), 1)
+    head = LengthHead(4, 1000)
+    head.fit_least_squares(torch.tensor(z, dtype=torch.float32), torch.tensor(lengths),
+                           ridge=0.0)
+    X = np.hstack([z, np.ones((50, 1))])
+    coef, *_ = np.linalg.lstsq(X, np.log(lengths), rcond=None)
+    np.testing.assert_allclose(head.linear.weight.detach().numpy()[0], coef[:4], atol=1e-4)
+    assert head.linear.bias.item() == pytest.approx(coef[4], abs=1e-4)
+    pred = head.predict(torch.tensor(z, dtype=torch.float32)).numpy()
+    assert np.mean(np.abs(pred - lengths) <= 1) > 0.8

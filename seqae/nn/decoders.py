@@ -115,10 +115,12 @@ class RepeatDecoder(nn.Module):
 
 
 class LengthHead(nn.Module):
-    """Predicts a sequence length from its latent vector (regression on log length).
+    """Predicts a sequence length from its latent vector (linear regression on log
+    length).
 
-    Trained on the detached latent, so it never changes the embedding; used when
-    ``decode`` is asked for sequences without given lengths.
+    It never changes the embedding: `SequenceAutoencoder` fits it after training by least
+    squares on the training latents (`fit_least_squares`); `loss` is there for training
+    it by gradient instead. Used when ``decode`` is asked for sequences without lengths.
     """
 
     def __init__(self, latent_dim: int, max_length: int):
@@ -133,6 +135,17 @@ class LengthHead(nn.Module):
     def loss(self, z: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         target = torch.log(lengths.to(z.dtype))
         return (self(z.detach()) - target).square().mean()
+
+    @torch.no_grad()
+    def fit_least_squares(self, z: torch.Tensor, lengths: torch.Tensor, ridge: float = 1e-3):
+        """Set the weights to the ridge least-squares fit of log length on ``z``."""
+        z = z.double()
+        y = torch.log(lengths.double())
+        zc, yc = z - z.mean(0), y - y.mean()
+        a = zc.T @ zc + ridge * len(z) * torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
+        w = torch.linalg.solve(a, zc.T @ yc)
+        self.linear.weight.copy_(w[None, :].to(self.linear.weight.dtype))
+        self.linear.bias.fill_(float(y.mean() - z.mean(0) @ w))
 
     def predict(self, z: torch.Tensor) -> torch.Tensor:
         """``(B,)`` integer lengths in ``1..max_length``."""

@@ -26,15 +26,15 @@ class ModelConfig:
     Args:
         n_features: features per step of continuous data (1 for tokens).
         latent_dim: size of the embedding (default 32).
-        hidden_size: RNN units per direction (default 128).
+        hidden_size: RNN units per direction (default 64).
         num_layers: stacked RNN layers in encoder and decoder (default 1).
         cell: ``"lstm"`` or ``"gru"`` (default ``"lstm"``).
         bidirectional: bidirectional encoder (default True).
         pooling: encoder summary, see `RNNEncoder` (default ``"last"``).
         dropout: between stacked layers (default 0).
         decoder: ``"repeat"`` (default) or ``"autoregressive"``.
-        position: position channels of the repeat decoder: ``"relative"`` (default),
-            ``"fourier"`` or ``"none"``.
+        position: position channels of the repeat decoder: ``"fourier"`` (default),
+            ``"relative"`` or ``"none"``.
         reverse_target: decode the sequence back to front (default False).
         max_length: longest length the length head may predict.
         vocab_size: 0 for continuous data; the number of token ids for tokens (ids 0-3
@@ -46,14 +46,14 @@ class ModelConfig:
 
     n_features: int
     latent_dim: int = 32
-    hidden_size: int = 128
+    hidden_size: int = 64
     num_layers: int = 1
     cell: str = "lstm"
     bidirectional: bool = True
     pooling: str = "last"
     dropout: float = 0.0
     decoder: str = "repeat"
-    position: str = "relative"
+    position: str = "fourier"
     reverse_target: bool = False
     max_length: int = 10_000
     vocab_size: int = 0
