@@ -466,12 +466,11 @@ class SequenceAutoencoder(_Params):
                 )
         elif self.vocab_size_:  # free-running to EOS: lengths come out of the decoding
             cap = max_length or 2 * self.max_length_
-            outs, lens_list = [], []
+            outs = []
             for i in range(0, n, 512):
                 tok, ln = net.generate(z_all[i : i + 512].to(dev), cap)
                 outs += [t[: int(k)].cpu().numpy() for t, k in zip(tok, ln, strict=True)]
-                lens_list.append(ln.cpu().numpy())
-            return Sequences.from_list(outs) if outs else Sequences.from_list([])
+            return Sequences.from_list(outs)
         else:
             lens_all = net.length_head.predict(z_all.to(dev)).cpu().numpy()
         offsets = np.zeros(n + 1, dtype=np.int64)

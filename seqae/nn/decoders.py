@@ -119,8 +119,8 @@ class LengthHead(nn.Module):
     length).
 
     It never changes the embedding: `SequenceAutoencoder` fits it after training by least
-    squares on the training latents (`fit_least_squares`); `loss` is there for training
-    it by gradient instead. Used when ``decode`` is asked for sequences without lengths.
+    squares on the training latents (`fit_least_squares`). Used when ``decode`` is asked
+    for sequences without lengths.
     """
 
     def __init__(self, latent_dim: int, max_length: int):
@@ -131,10 +131,6 @@ class LengthHead(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``(B,)`` predicted log length."""
         return self.linear(z).squeeze(-1)
-
-    def loss(self, z: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        target = torch.log(lengths.to(z.dtype))
-        return (self(z.detach()) - target).square().mean()
 
     @torch.no_grad()
     def fit_least_squares(self, z: torch.Tensor, lengths: torch.Tensor, ridge: float = 1e-3):
