@@ -15,7 +15,7 @@ A fixed random split holds out --held-out words; the model trains on the rest fo
 --augment N adds N pseudo-words spliced from training words (a prefix of one and a
 suffix of another) to the training data.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/words.py --max-time 240
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/words.py --max-time 420
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main() -> None:
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--words", choices=["eff", "mnemonic"], default="eff")
     ap.add_argument("--held-out", type=int, default=1000)
-    ap.add_argument("--max-time", type=float, default=240.0)
+    ap.add_argument("--max-time", type=float, default=420.0)
     ap.add_argument("--hidden-size", type=int, default=256)
     ap.add_argument("--latent-dim", type=int, default=128)
     ap.add_argument("--token-dropout", type=float, default=0.0)
