@@ -11,8 +11,8 @@ epoch. Two policies:
   keeps the work per batch level without starving the long batches.
 * ``"count"`` (the default): ``batch_size`` sequences per batch. An RNN's time follows
   the number of sequential steps; sorted equal-count batches keep that lowest for the
-  same padding, and measured faster than the token budget on a 2-core CPU in every
-  side-by-side run (benchmarks/RESULTS.md). On a GPU it is the natural choice too.
+  same padding, and measured faster than the token budget on a 2-core CPU in 5 of 6
+  side-by-side runs (benchmarks/RESULTS.md). On a GPU it is the natural choice too.
 
 The collate is one gather from the flat values (no Python loop over sequences).
 """

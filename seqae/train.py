@@ -92,10 +92,10 @@ class DeviceData:
         return collate(self.values, self.offsets, torch.as_tensor(idx, device=self.device))
 
 
-def _policy(batching: str, device: torch.device) -> str:
+def _policy(batching: str) -> str:
     """Equal-count batches of length-sorted sequences, unless asked otherwise.
 
-    Measured on a 2-core CPU (benchmarks/RESULTS.md): in 4 of 4 side-by-side runs
+    Measured on a 2-core CPU (benchmarks/RESULTS.md): in 5 of 6 side-by-side runs
     equal-count sorted batches beat the token budget (fewer sequential RNN steps per
     epoch for the same padding); on a GPU an RNN's time follows the step count too.
     """
@@ -137,8 +137,7 @@ def train(
     ``train_loss``; the weights of the best epoch are restored at the end.
     """
     callbacks = callbacks or []
-    device = train_data.device
-    policy = _policy(config.batching, device)
+    policy = _policy(config.batching)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, factor=0.5, patience=max(1, config.patience // 3)
