@@ -50,12 +50,12 @@ def make_data(n: int, features: int, seed: int = 0):
     return Sequences(values, offsets)
 
 
-def _model(features: int, hidden: int, device):
+def _model(features: int, hidden: int, device, cell: str):
     from seqae.nn import AutoencoderNet, ModelConfig
 
     # The architecture SequenceAutoencoder(bidirectional=False) builds, so that every
     # way of feeding the data trains the same model as `seqae fit`.
-    cfg = ModelConfig(n_features=features, latent_dim=32, hidden_size=hidden,
+    cfg = ModelConfig(n_features=features, latent_dim=32, hidden_size=hidden, cell=cell,
                       bidirectional=False, position="fourier", max_length=4000)
     return AutoencoderNet(cfg).to(device)
 
@@ -104,7 +104,8 @@ def _train_rate(method: str, args, q) -> None:
     if method == "seqae fit":
         from seqae import SequenceAutoencoder
 
-        ae = SequenceAutoencoder(latent_dim=32, hidden_size=args.hidden, bidirectional=False,
+        ae = SequenceAutoencoder(latent_dim=32, hidden_size=args.hidden, cell=args.cell,
+                                 bidirectional=False,
                                  batch_size=args.batch, max_time=args.seconds,
                                  max_epochs=10_000, patience=10_000, validation_fraction=0,
                                  device=args.device)
@@ -115,7 +116,7 @@ def _train_rate(method: str, args, q) -> None:
         q.put({"method": method, "steps_per_s": steps / elapsed, "elapsed": elapsed,
                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
         return
-    net = _model(args.features, args.hidden, device)
+    net = _model(args.features, args.hidden, device, args.cell)
     fwd = PackedAE(net) if method == "packed" else net
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     data = DeviceData(seqs, device)
@@ -222,8 +223,9 @@ def _encode_rate(method: str, args, q) -> None:
     from seqae import SequenceAutoencoder
 
     seqs = make_data(args.n, args.features)
-    ae = SequenceAutoencoder(latent_dim=32, hidden_size=args.hidden, bidirectional=False,
-                             max_epochs=1, validation_fraction=0, device=args.device)
+    ae = SequenceAutoencoder(latent_dim=32, hidden_size=args.hidden, cell=args.cell,
+                             bidirectional=False, max_epochs=1, validation_fraction=0,
+                             device=args.device)
     ae.fit(seqs.take(np.arange(64)))
     if method == "seqae encode":
         ae.encode(seqs.take(np.arange(64)))
@@ -260,6 +262,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--n", type=int, default=2000, help="sequences")
     ap.add_argument("--features", type=int, default=8)
+    ap.add_argument("--cell", default="gru", help="seqae's RNN cell (default: the library's)")
     ap.add_argument("--hidden", type=int, default=None, help="default 64 on CPU, 256 on GPU")
     ap.add_argument("--batch", type=int, default=None, help="default 32 on CPU, 128 on GPU")
     ap.add_argument("--methods", default="limit,seqae fit,sorted count,naive,packed,batch 1")
@@ -279,7 +282,8 @@ def main() -> None:
           f"cpu={platform.processor() or platform.machine()}")
     print(f"# data: {args.n} sequences x {args.features} features, lengths mean "
           f"{lengths.mean():.1f}, median {np.median(lengths):.0f}, max {lengths.max()}, "
-          f"{lengths.sum()} valid steps; LSTM hidden {args.hidden}, batch {args.batch}, "
+          f"{lengths.sum()} valid steps; {args.cell.upper()} hidden {args.hidden}, "
+          f"batch {args.batch}, "
           f"{args.seconds:.0f}s per method")
     methods = [s.strip() for s in args.methods.split(",")]
     if args.peers:

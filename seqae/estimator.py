@@ -99,7 +99,7 @@ class SequenceAutoencoder(_Params):
         latent_dim: embedding size (default 32).
         hidden_size: RNN units per direction (default 64).
         num_layers: stacked RNN layers (default 1).
-        cell: ``"lstm"`` or ``"gru"`` (default ``"lstm"``).
+        cell: ``"gru"`` or ``"lstm"`` (default ``"gru"``).
         bidirectional: bidirectional encoder (default True).
         pooling: encoder summary: ``"last"``, ``"mean"``, ``"max"`` or a ``"+"``-joined
             combination (default ``"last"``).
@@ -146,7 +146,7 @@ class SequenceAutoencoder(_Params):
         latent_dim: int = 32,
         hidden_size: int = 64,
         num_layers: int = 1,
-        cell: str = "lstm",
+        cell: str = "gru",
         bidirectional: bool = True,
         pooling: str = "last",
         decoder: str = "repeat",

@@ -28,7 +28,7 @@ class ModelConfig:
         latent_dim: size of the embedding (default 32).
         hidden_size: RNN units per direction (default 64).
         num_layers: stacked RNN layers in encoder and decoder (default 1).
-        cell: ``"lstm"`` or ``"gru"`` (default ``"lstm"``).
+        cell: ``"gru"`` or ``"lstm"`` (default ``"gru"``).
         bidirectional: bidirectional encoder (default True).
         pooling: encoder summary, see `RNNEncoder` (default ``"last"``).
         dropout: between stacked layers (default 0).
@@ -48,7 +48,7 @@ class ModelConfig:
     latent_dim: int = 32
     hidden_size: int = 64
     num_layers: int = 1
-    cell: str = "lstm"
+    cell: str = "gru"
     bidirectional: bool = True
     pooling: str = "last"
     dropout: float = 0.0
