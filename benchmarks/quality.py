@@ -82,10 +82,15 @@ def svm_accuracy(f_train, y_train, f_test, y_test) -> tuple[float, float]:
 
 
 def znorm(seqs):
-    """Each sequence standardised by its own mean and std over its steps (per channel)."""
+    """Each sequence standardised by its own mean and std over its steps (per channel):
+    ``(Sequences, (N, 2F) array of each sequence's mean and log std)``."""
     from seqae import Sequences
 
-    return Sequences.from_list([(s - s.mean(0)) / np.maximum(s.std(0), 1e-8) for s in seqs])
+    mean = np.array([s.mean(0) for s in seqs])  # (N, F)
+    std = np.array([s.std(0) for s in seqs]) + 1e-8  # (N, F)
+    rows = np.repeat(np.arange(len(seqs)), seqs.lengths)  # sequence of every step
+    out = Sequences((seqs.values - mean[rows]) / std[rows], seqs.offsets)
+    return out, np.hstack([mean, np.log(std)])
 
 
 def summary_features(seqs) -> np.ndarray:
@@ -214,10 +219,9 @@ def main() -> None:
     for name in [s.strip() for s in args.datasets.split(",")]:
         tr, ytr, te, yte = load(name, args.split_seed)
         scales = None
-        if args.znorm:  # the per-sequence level and scale that z-normalising removes
-            scales = [np.array([np.r_[x.mean(0), np.log(x.std(0) + 1e-8)] for x in s])
-                      for s in (tr, te)]
-            tr, te = znorm(tr), znorm(te)
+        if args.znorm:  # keep the per-sequence level and scale that z-normalising removes
+            (tr, scale_tr), (te, scale_te) = znorm(tr), znorm(te)
+            scales = scale_tr, scale_te
         info = (f"{len(tr)}+{len(te)} seqs, {tr.n_features} ch, lengths "
                 f"{min(tr.lengths.min(), te.lengths.min())}-"
                 f"{max(tr.lengths.max(), te.lengths.max())}, {len(np.unique(ytr))} classes")
@@ -227,7 +231,8 @@ def main() -> None:
             ae = seqae.SequenceAutoencoder(**{"max_time": args.max_time, "max_epochs": 10_000,
                                               "seed": args.seed, **params}).fit(tr)
             fit_s = time.perf_counter() - start
-            acc, c = svm_accuracy(ae.encode(tr), ytr, ae.encode(te), yte)
+            z_tr, z_te = ae.encode(tr), ae.encode(te)
+            acc, c = svm_accuracy(z_tr, ytr, z_te, yte)
             rel = ae.score(te).mean() / te.values.var(axis=0).mean()
             best = min(ae.history_, key=lambda r: r.get("val_loss", r["train_loss"]))
             label = f"seqae {shown} + RBF SVM" if shown else "seqae default + RBF SVM"
@@ -236,8 +241,8 @@ def main() -> None:
                   f"{ae.history_[-1]['lr']:.1e}), C={c:g}, test reconstruction MSE / variance "
                   f"{rel:.3f} |", flush=True)
             if scales is not None:
-                acc, c = svm_accuracy(np.hstack([ae.encode(tr), scales[0]]), ytr,
-                                      np.hstack([ae.encode(te), scales[1]]), yte)
+                acc, c = svm_accuracy(np.hstack([z_tr, scales[0]]), ytr,
+                                      np.hstack([z_te, scales[1]]), yte)
                 print(f"| {name} | {label} + each sequence's mean and log std | {acc:.4f} | "
                       f"{fit_s:.0f} | C={c:g} |", flush=True)
         if "summary" in methods:
