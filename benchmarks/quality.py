@@ -88,7 +88,7 @@ def znorm(seqs):
 
     mean = np.array([s.mean(0) for s in seqs])  # (N, F)
     std = np.array([s.std(0) for s in seqs]) + 1e-8  # (N, F)
-    rows = np.repeat(np.arange(len(seqs)), seqs.lengths)  # sequence of every step
+    rows = seqs.step_index
     out = Sequences((seqs.values - mean[rows]) / std[rows], seqs.offsets)
     return out, np.hstack([mean, np.log(std)])
 

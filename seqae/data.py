@@ -401,6 +401,11 @@ class Sequences:
         return self._lengths
 
     @property
+    def step_index(self) -> np.ndarray:
+        """``(n_steps,)`` the index of the sequence each row of ``values`` belongs to."""
+        return np.repeat(np.arange(len(self)), self._lengths)
+
+    @property
     def is_tokens(self) -> bool:
         """True when the values are integer tokens rather than continuous features."""
         return self.values.ndim == 1
@@ -498,7 +503,7 @@ class Sequences:
         n = len(self)
         shape = (n, t) if self.is_tokens else (n, t, self.n_features)
         out = np.full(shape, value, dtype=self.values.dtype)
-        seq = np.repeat(np.arange(n), lens)
+        seq = self.step_index
         step = np.arange(self.n_steps) - self.offsets[seq]
         if side == "pre":
             step = step + (t - lens)[seq]
@@ -520,6 +525,23 @@ class Sequences:
         v = self.values.astype(np.float64)
         mean = v.mean(axis=0)
         std = v.std(axis=0)
+        std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        return mean.astype(np.float32), std.astype(np.float32)
+
+    def sequence_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each sequence's per-feature mean and standard deviation over its own steps:
+        two ``(N, F)`` float32 arrays. As in `feature_stats`, computed in float64, and a
+        feature with zero spread within a sequence gets std 1."""
+        if self.is_tokens:
+            raise TypeError("sequence statistics are for continuous data, not tokens")
+        n = len(self)
+        if n == 0:
+            empty = np.zeros((0, self.n_features), np.float32)
+            return empty, empty.copy()
+        v = self.values.astype(np.float64)
+        starts, lens = self.offsets[:-1], self.lengths[:, None]
+        mean = np.add.reduceat(v, starts, axis=0) / lens  # (N, F)
+        std = np.sqrt(np.add.reduceat((v - mean[self.step_index]) ** 2, starts, axis=0) / lens)
         std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
         return mean.astype(np.float32), std.astype(np.float32)
 

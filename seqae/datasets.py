@@ -82,7 +82,7 @@ def demo_table(n: int = 600, seed: int = 0) -> pa.Table:
     shuffled."""
     seqs, labels, _ = make_demo(n, seed)
     rng = np.random.default_rng(seed + 1)
-    seq_index = np.repeat(np.arange(len(seqs)), seqs.lengths)
+    seq_index = seqs.step_index
     step = np.arange(seqs.n_steps) - seqs.offsets[seq_index]
     order = rng.permutation(seqs.n_steps)
     cols = {"id": seqs.ids[seq_index][order], "t": step[order]}

@@ -202,7 +202,7 @@ def sequences_to_table(seqs: Sequences, time_values: Sequences | None = None):
     """Long table of ``seqs``: ``id, t, <features>`` (``t`` = step or given times)."""
     import pyarrow as pa
 
-    seq_index = np.repeat(np.arange(len(seqs)), seqs.lengths)
+    seq_index = seqs.step_index
     ids = seqs.ids if seqs.ids is not None else np.arange(len(seqs))
     cols = {"id": ids[seq_index]}
     if time_values is not None:

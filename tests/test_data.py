@@ -152,6 +152,24 @@ def test_feature_stats_over_valid_steps_only(rng):
     assert m.tolist() == [5.0] and sd.tolist() == [1.0]  # constant feature: not divided by 0
 
 
+def test_sequence_stats_match_a_per_sequence_loop(rng):
+    arrays = [rng.normal(loc=rng.normal(0, 50), scale=10.0 ** rng.uniform(-3, 3), size=(n, 2))
+              for n in (1, 2, 9, 4, 30)]
+    arrays.append(np.column_stack([np.full(5, 7.0), np.arange(5.0)]))  # one flat feature
+    s = Sequences.from_list(arrays)
+    mean, std = s.sequence_stats()
+    assert mean.shape == std.shape == (len(arrays), 2)
+    for i in range(len(arrays)):
+        a = s[i].astype(np.float64)  # the float32 values the Sequences hold
+        np.testing.assert_allclose(mean[i], a.mean(0), rtol=1e-6, atol=1e-6)
+        ref = a.std(0)
+        ref = np.where(ref > 0, ref, 1.0)  # length 1 / constant: std 1, not 0
+        np.testing.assert_allclose(std[i], ref, rtol=1e-5)
+    assert s.step_index.tolist() == np.repeat(np.arange(len(arrays)), s.lengths).tolist()
+    with pytest.raises(TypeError):
+        Sequences.from_list([np.array([1, 2, 3])]).sequence_stats()
+
+
 def _long_table():
     # Rows deliberately out of order; ids are strings, first seen order: s2, s1.
     return pa.table(
