@@ -33,6 +33,7 @@ _MODEL_FLAGS = {
     "val_fraction": "validation_fraction",
     "contamination": "contamination",
 }
+_NORMALIZE = {"global": True, "sequence": "sequence", "none": False}  # --normalize values
 _DATA_KEYS = ("id_col", "time_col", "features", "label_col")
 RUN_CONFIG = "run.json"
 
@@ -84,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--val-fraction", type=float, default=None)
     t.add_argument("--contamination", type=float, default=None)
+    t.add_argument("--normalize", choices=list(_NORMALIZE), default=None,
+                   help="standardise each feature over the data (global, the default), "
+                   "each sequence by its own mean and std (sequence), or not at all (none)")
 
     for name, helptext in [
         ("encode", "write one embedding row per sequence (id, z0..zK)"),
@@ -279,6 +283,8 @@ def cmd_train(args) -> int:
         v = getattr(args, flag, None)
         if v is not None:
             params[param] = v
+    if getattr(args, "normalize", None) is not None:
+        params["normalize"] = _NORMALIZE[args.normalize]
     from .estimator import SequenceAutoencoder
 
     valid = set(SequenceAutoencoder._param_names())

@@ -113,7 +113,14 @@ class SequenceAutoencoder(_Params):
         token_dropout: autoregressive decoder on tokens: share of the previous tokens it
             sees that are hidden as <unk> during training (default 0).
         loss: ``"mse"``, ``"mae"`` or ``"huber"`` (default ``"mse"``).
-        normalize: standardise each feature (default True).
+        normalize: ``True`` (default): standardise each feature with statistics over the
+            training data's valid steps; ``"sequence"``: standardise each sequence by its
+            own per-feature mean and std, so that sequences whose scales differ by orders
+            of magnitude weigh alike in the loss and the embedding describes shape only
+            (`reconstruct` puts each sequence's level and scale back; `score` and `decode`
+            are in standardised units; `Sequences.sequence_stats` gives the level and
+            scale; a feature without spread in a sequence, e.g. a single step, is centred
+            only); ``False``: raw values.
         max_epochs: upper bound on epochs (default 100).
         max_time: training budget in seconds (default None: no limit).
         batch_size: typical sequences per batch (default 32).
@@ -154,7 +161,7 @@ class SequenceAutoencoder(_Params):
         dropout: float = 0.0,
         token_dropout: float = 0.0,
         loss: str = "mse",
-        normalize: bool = True,
+        normalize: bool | str = True,
         max_epochs: int = 100,
         max_time: float | None = None,
         batch_size: int = 32,
@@ -247,6 +254,10 @@ class SequenceAutoencoder(_Params):
         if validation is not None:
             validation = self._sequences(validation)
         get_loss(self.loss)  # validate the name before any work
+        if self.normalize not in (True, False, "sequence"):
+            raise ValueError(
+                f"normalize must be True, False or 'sequence', got {self.normalize!r}"
+            )
         device = resolve_device(self.device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
@@ -272,19 +283,20 @@ class SequenceAutoencoder(_Params):
                 if validation is not None:
                     self._check_features(validation)
                 self.mean_ = self.std_ = None  # tokens are not normalised
-            elif self.normalize:
+            elif self.normalize is True:
                 self.mean_, self.std_ = train_seqs.feature_stats()
-            else:
+            else:  # raw values, or already standardised per sequence below
                 self.mean_ = np.zeros(X.n_features, np.float32)
                 self.std_ = np.ones(X.n_features, np.float32)
             self.max_length_ = int(X.lengths.max())
             self.model_config_ = self._model_config(X.n_features, 4 * self.max_length_)
             self.model_config_.vocab_size = self.vocab_size_
             self.module_ = AutoencoderNet(self.model_config_).to(device)
-            train_data = DeviceData(train_seqs, device, self.mean_, self.std_)
+            train_data = DeviceData(self._standardize_each(train_seqs)[0], device,
+                                    self.mean_, self.std_)
             val_data = (
-                DeviceData(val_seqs, device, self.mean_, self.std_) if val_seqs is not None
-                else None
+                DeviceData(self._standardize_each(val_seqs)[0], device, self.mean_, self.std_)
+                if val_seqs is not None else None
             )
             self.history_ = train(
                 self.module_,
@@ -358,16 +370,28 @@ class SequenceAutoencoder(_Params):
     def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:
         return sorted_batches(lengths, max(4 * self.batch_size, 64), "count")
 
+    def _standardize_each(self, X: Sequences):
+        """With ``normalize="sequence"``: ``(X standardised per sequence, (mean, std))``,
+        each ``(N, F)``; otherwise ``(X, None)``."""
+        if self.normalize != "sequence" or X.is_tokens:
+            return X, None
+        mean, std = X.sequence_stats()
+        rows = X.step_index
+        return X.with_values((X.values - mean[rows]) / std[rows]), (mean, std)
+
     @torch.no_grad()
-    def _run(self, X: Sequences, fn) -> None:
-        """Call ``fn(idx, x, lengths)`` on length-sorted batches of normalised data."""
+    def _run(self, X: Sequences, fn):
+        """Call ``fn(idx, x, lengths)`` on length-sorted batches of normalised data;
+        returns the per-sequence ``(mean, std)`` with ``normalize="sequence"``, else None."""
         self._check_fitted()
         self._check_features(X)
         self.module_.eval()
+        X, stats = self._standardize_each(X)
         data = DeviceData(X, self._device(), self.mean_, self.std_)
         for idx in self._batches(X.lengths):
             x, lens = data.batch(idx)
             fn(idx, x, lens)
+        return stats
 
     def encode(self, X: Sequences | list) -> np.ndarray:
         """``(N, latent_dim)`` embeddings, in the input's order."""
@@ -409,14 +433,18 @@ class SequenceAutoencoder(_Params):
             y = self._denormalize(self.module_.reconstruct(x, lens)).cpu().numpy()
             self._scatter(values, X.offsets, idx, y, lens.cpu().numpy())
 
-        self._run(X, fn)
+        stats = self._run(X, fn)
+        if stats is not None:  # put each sequence's own level and scale back
+            rows = X.step_index
+            values = values * stats[1][rows] + stats[0][rows]
         rec = X.with_values(values)
         return self.vocab_.decode(rec) if texts else rec
 
     def score(self, X: Sequences | list) -> np.ndarray:
         """``(N,)`` anomaly scores, higher = more anomalous. Continuous data: mean squared
         error of `reconstruct` over each sequence's valid steps and features, in the
-        input's units. Tokens: mean cross-entropy per valid token (and the EOS)."""
+        input's units (with ``normalize="sequence"``, in each sequence's standardised
+        units). Tokens: mean cross-entropy per valid token (and the EOS)."""
         X = self._sequences(X)
         out = np.empty(len(X), dtype=np.float64)
 

@@ -184,6 +184,18 @@ def test_config_yaml(files):
     assert r.returncode == 2 and "unknown setting(s) ['latent_dimm']" in r.stderr
 
 
+def test_normalize_per_sequence_flag(files):
+    out = files / "m_seqnorm"
+    run("train", files / "long.parquet", "--out", out, "--time-col", "t", "--normalize",
+        "sequence", *FAST)
+    assert json.loads((out / "run.json").read_text())["model"]["normalize"] == "sequence"
+    from seqae import SequenceAutoencoder
+
+    assert SequenceAutoencoder.load(out).normalize == "sequence"
+    r = run("train", files / "long.parquet", "--out", out, "--normalize", "minmax", ok=False)
+    assert r.returncode == 2 and "--normalize" in r.stderr
+
+
 def test_progress_lines_when_not_a_terminal(files):
     r = run("train", files / "long.parquet", "--out", files / "m_p", "--time-col", "t", *FAST)
     epochs = [ln for ln in r.stderr.splitlines() if ln.startswith("epoch")]

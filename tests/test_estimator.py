@@ -34,7 +34,11 @@ def test_fit_returns_self_with_history(data):
     for r in ae.history_:
         assert np.isfinite(r["train_loss"]) and np.isfinite(r["val_loss"])
     assert ae.n_features_in_ == 2
-    np.testing.assert_allclose(ae.mean_, ae.mean_)  # fitted attrs exist
+    assert ae.mean_.shape == ae.std_.shape == (2,)
+    whole = SequenceAutoencoder(**{**SMALL, "max_epochs": 1, "validation_fraction": 0}).fit(data)
+    mean, std = data.feature_stats()  # normalised with the training data's statistics
+    np.testing.assert_array_equal(whole.mean_, mean)
+    np.testing.assert_array_equal(whole.std_, std)
 
 
 def test_sklearn_contract(fitted):
@@ -200,3 +204,71 @@ def test_encode_now_decode_later(fitted, data, tmp_path):
     out = later.decode(Z, lengths=[7] * len(data))
     np.testing.assert_allclose(out.values, fitted.decode(Z, lengths=7).values, atol=1e-6)
     assert out.lengths.tolist() == [7] * len(data)
+
+
+# ------------------------------------------------------------ normalize="sequence"
+@pytest.fixture(scope="module")
+def per_seq(data):
+    return SequenceAutoencoder(normalize="sequence", **SMALL).fit(data)
+
+
+def _rescaled(data, seed):
+    """Each sequence and feature scaled by 1e-3..1e3 and shifted: (Sequences, a, b)."""
+    rng = np.random.default_rng(seed)
+    a = 10.0 ** rng.uniform(-3, 3, size=(len(data), data.n_features))
+    b = a * rng.normal(0, 5, size=a.shape)
+    rows = data.step_index
+    return data.with_values((data.values * a[rows] + b[rows]).astype(np.float32)), a, b
+
+
+def test_sequence_normalization_matches_a_per_sequence_reference(per_seq, data):
+    """Each sequence standardised by its own statistics, run alone through the network,
+    and put back in its units: what reconstruct returns for the whole batch."""
+    rec = per_seq.reconstruct(data)
+    net = per_seq.module_
+    for i, s in enumerate(data):
+        m, sd = s.mean(0), s.std(0)
+        sd = np.where(sd > 0, sd, 1.0)
+        x = torch.as_tensor(((s - m) / sd)[None], dtype=torch.float32)
+        with torch.no_grad():
+            y = net.reconstruct(x, torch.tensor([len(s)]))[0].numpy() * sd + m
+        np.testing.assert_allclose(rec[i], y, rtol=1e-4, atol=1e-4)
+    assert per_seq.encode(data).shape == (len(data), 4)
+
+
+def test_sequence_normalization_embeds_shape_whatever_the_scale(per_seq, data):
+    moved, a, b = _rescaled(data, 0)
+    Z = per_seq.encode(data)
+    np.testing.assert_allclose(per_seq.encode(moved), Z, atol=1e-4)
+    rec, rec_moved = per_seq.reconstruct(data), per_seq.reconstruct(moved)
+    rows = data.step_index
+    err = (rec_moved.values - (rec.values * a[rows] + b[rows])) / a[rows]
+    spread = data.lengths[rows] > 1  # a single step has no scale: it is centred only
+    assert np.abs(err[spread]).max() < 1e-3  # reconstructions come back in their units
+    np.testing.assert_allclose(per_seq.score(moved), per_seq.score(data), rtol=1e-3, atol=1e-6)
+    for i in (0, 7, 8):  # alone = in the batch; NaN padding changes nothing
+        np.testing.assert_allclose(per_seq.encode(data[[i]])[0], Z[i], atol=1e-5)
+    x, lengths = data.pad(value=np.nan, length=int(data.lengths.max()) + 5)
+    np.testing.assert_allclose(per_seq.encode(Sequences.from_padded(x, lengths=lengths)), Z,
+                               atol=1e-6)
+
+
+def test_sequence_normalization_scores_in_standardised_units(per_seq, data):
+    rec = per_seq.reconstruct(data)
+    _, std = data.sequence_stats()
+    scores = per_seq.score(data)
+    for i in range(len(data)):
+        ref = np.mean(((rec[i].astype(np.float64) - data[i]) / std[i]) ** 2)
+        assert scores[i] == pytest.approx(ref, rel=1e-3, abs=1e-7)
+
+
+def test_sequence_normalization_survives_save_load(per_seq, data, tmp_path):
+    loaded = SequenceAutoencoder.load(per_seq.save(tmp_path / "m"))
+    assert loaded.normalize == "sequence"
+    np.testing.assert_array_equal(loaded.reconstruct(data).values,
+                                  per_seq.reconstruct(data).values)
+
+
+def test_normalize_rejects_unknown_modes(data):
+    with pytest.raises(ValueError, match="normalize must be"):
+        SequenceAutoencoder(normalize="minmax", **SMALL).fit(data)
