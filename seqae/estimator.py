@@ -283,9 +283,9 @@ class SequenceAutoencoder(_Params):
                 if validation is not None:
                     self._check_features(validation)
                 self.mean_ = self.std_ = None  # tokens are not normalised
-            elif self.normalize is True:
+            elif self.normalize and self.normalize != "sequence":
                 self.mean_, self.std_ = train_seqs.feature_stats()
-            else:  # raw values, or already standardised per sequence below
+            else:  # raw values, or standardised per sequence (see _standardize_each)
                 self.mean_ = np.zeros(X.n_features, np.float32)
                 self.std_ = np.ones(X.n_features, np.float32)
             self.max_length_ = int(X.lengths.max())
