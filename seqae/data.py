@@ -50,6 +50,13 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _as_float32_stats(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``(mean, std)``, with std 1 where a feature has no spread (it is centred,
+    not divided by ~0)."""
+    std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
 class Sequences:
     """A ragged batch of variable-length sequences: flat values + offsets.
 
@@ -524,9 +531,7 @@ class Sequences:
             raise TypeError("feature statistics are for continuous data, not tokens")
         v = self.values.astype(np.float64)
         mean = v.mean(axis=0)
-        std = v.std(axis=0)
-        std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
-        return mean.astype(np.float32), std.astype(np.float32)
+        return _as_float32_stats(mean, v.std(axis=0))
 
     def sequence_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Each sequence's per-feature mean and standard deviation over its own steps:
@@ -542,8 +547,7 @@ class Sequences:
         starts, lens = self.offsets[:-1], self.lengths[:, None]
         mean = np.add.reduceat(v, starts, axis=0) / lens  # (N, F)
         std = np.sqrt(np.add.reduceat((v - mean[self.step_index]) ** 2, starts, axis=0) / lens)
-        std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
-        return mean.astype(np.float32), std.astype(np.float32)
+        return _as_float32_stats(mean, std)
 
     @classmethod
     def concat(cls, parts: Sequence[Sequences]) -> Sequences:
