@@ -272,3 +272,15 @@ def test_sequence_normalization_survives_save_load(per_seq, data, tmp_path):
 def test_normalize_rejects_unknown_modes(data):
     with pytest.raises(ValueError, match="normalize must be"):
         SequenceAutoencoder(normalize="minmax", **SMALL).fit(data)
+
+
+def test_lstm_cell_alone_equals_in_batch_and_survives_save_load(data, tmp_path):
+    """The default is a GRU; the LSTM stays a first-class choice."""
+    ae = SequenceAutoencoder(cell="lstm", **SMALL).fit(data)
+    assert isinstance(ae.module_.decoder.rnn, torch.nn.LSTM)
+    Z = ae.encode(data)
+    for i in (0, 7, 8):  # lengths 1, 20, 1
+        np.testing.assert_allclose(ae.encode(data[[i]])[0], Z[i], atol=1e-5)
+    loaded = SequenceAutoencoder.load(ae.save(tmp_path / "lstm"))
+    assert loaded.cell == "lstm" and isinstance(loaded.module_.decoder.rnn, torch.nn.LSTM)
+    np.testing.assert_array_equal(loaded.encode(data), Z)
