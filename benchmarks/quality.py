@@ -199,6 +199,7 @@ def main() -> None:
     import torch
 
     import seqae
+    from seqae.train import best_epoch
 
     if model_over:
         make_config = seqae.SequenceAutoencoder._model_config
@@ -236,7 +237,7 @@ def main() -> None:
             rel = ae.score(te).mean()  # normalize="sequence" scores standardised data
             if ae.normalize != "sequence":
                 rel /= te.values.var(axis=0).mean()
-            best = min(ae.history_, key=lambda r: r.get("val_loss", r["train_loss"]))
+            best = best_epoch(ae.history_)
             label = f"seqae {shown} + RBF SVM" if shown else "seqae default + RBF SVM"
             print(f"| {name} | {label} | {acc:.4f} | {fit_s:.0f} | "
                   f"{len(ae.history_)} epochs (best {best['epoch']}, final lr "

@@ -309,8 +309,11 @@ def cmd_train(args) -> int:
 
 def _best_epoch(history) -> str:
     """'best epoch 12: train loss 0.1, validation loss 0.2' (the weights kept)."""
-    key = "val_loss" if "val_loss" in history[0] else "train_loss"
-    best = min(history, key=lambda r: r[key])
+    from .train import best_epoch
+
+    best = best_epoch(history)
+    if best is None:
+        return "no epoch reached a finite loss"
     text = f"best epoch {best['epoch']}: train loss {best['train_loss']:.4f}"
     if "val_loss" in best:
         text += f", validation loss {best['val_loss']:.4f}"

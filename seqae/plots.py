@@ -48,11 +48,13 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike) -> Path
     epochs = [r["epoch"] for r in history]
     ax.plot(epochs, [r["train_loss"] for r in history], label="train", lw=2)
     if history and "val_loss" in history[0]:
-        val = [r["val_loss"] for r in history]
-        ax.plot(epochs, val, label="validation", lw=2)
-        best = int(np.argmin(val))
-        ax.scatter([epochs[best]], [val[best]], color="black", zorder=3,
-                   label=f"best: epoch {epochs[best]}")
+        from .train import best_epoch
+
+        ax.plot(epochs, [r["val_loss"] for r in history], label="validation", lw=2)
+        best = best_epoch(history)  # the epoch whose weights were kept
+        if best is not None:
+            ax.scatter([best["epoch"]], [best["val_loss"]], color="black", zorder=3,
+                       label=f"best: epoch {best['epoch']}")
     ax.set_yscale("log")
     from matplotlib.ticker import MaxNLocator
 

@@ -19,7 +19,7 @@ from torch import nn
 from .batching import LengthBucketSampler, collate, sorted_batches
 from .data import Sequences
 
-__all__ = ["TrainConfig", "Callback", "DeviceData", "train", "resolve_device"]
+__all__ = ["TrainConfig", "Callback", "DeviceData", "train", "best_epoch", "resolve_device"]
 
 log = logging.getLogger("seqae")
 
@@ -106,6 +106,28 @@ def _policy(batching: str) -> str:
     return batching
 
 
+def _monitored(record: dict[str, Any]) -> float:
+    return record.get("val_loss", record["train_loss"])
+
+
+def _improves(loss: float, best: float) -> bool:
+    return math.isinf(best) or loss < best - 1e-6 * abs(best)
+
+
+def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The record of the epoch whose weights `train` kept (by the same rule: the
+    monitored loss, a relative improvement of 1e-6, nothing after a non-finite loss);
+    None if no epoch had a finite loss."""
+    best, kept = math.inf, None
+    for record in history:
+        loss = _monitored(record)
+        if not math.isfinite(loss):
+            break
+        if _improves(loss, best):
+            best, kept = loss, record
+    return kept
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, data: DeviceData, loss_fn, batch_size: int, policy: str
@@ -174,13 +196,13 @@ def train(
         record["lr"] = opt.param_groups[0]["lr"]
         record["time"] = time.perf_counter() - start
         history.append(record)
-        monitored = record.get("val_loss", record["train_loss"])
+        monitored = _monitored(record)
         if not math.isfinite(monitored):
             log.warning("epoch %d: loss is %s; stopping and keeping the best epoch", epoch,
                         monitored)
             break
         sched.step(monitored)
-        if math.isinf(best) or monitored < best - 1e-6 * abs(best):
+        if _improves(monitored, best):
             best, bad_epochs = monitored, 0
             best_state = copy.deepcopy(model.state_dict())
         else:

@@ -284,3 +284,18 @@ def test_lstm_cell_alone_equals_in_batch_and_survives_save_load(data, tmp_path):
     loaded = SequenceAutoencoder.load(ae.save(tmp_path / "lstm"))
     assert loaded.cell == "lstm" and isinstance(loaded.module_.decoder.rnn, torch.nn.LSTM)
     np.testing.assert_array_equal(loaded.encode(data), Z)
+
+
+def test_best_epoch_follows_the_rule_train_keeps_weights_by():
+    from seqae.train import best_epoch
+
+    def hist(losses, key="val_loss"):
+        return [{"epoch": i + 1, "train_loss": 9.0, key: v} for i, v in enumerate(losses)]
+
+    # epoch 3 improves by less than 1e-6 (not kept); nothing after a NaN counts
+    h = hist([1.0, 0.5, 0.5 * (1 - 1e-7), 0.4, float("nan"), 0.1])
+    assert best_epoch(h)["epoch"] == 4
+    assert best_epoch([{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": 1.0}])[
+        "epoch"] == 2  # no validation: the training loss is monitored
+    assert best_epoch(hist([float("inf"), 1.0])) is None
+
