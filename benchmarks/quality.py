@@ -168,13 +168,11 @@ def main() -> None:
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--datasets", default="digits,vowels")
     ap.add_argument("--max-time", type=float, default=180.0, help="seqae training budget, s")
-    ap.add_argument("--no-dtw", action="store_true")
     ap.add_argument("--dtw-window", type=float, default=None,
                     help="Sakoe-Chiba window as a share of the longest sequence")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--params", default="{}",
                     help='JSON of SequenceAutoencoder settings, e.g. \'{"pooling": "last+mean"}\'')
-    ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--methods", default="seqae,summary,naive,dtw",
                     help="which of seqae, summary, naive, dtw to run")
     ap.add_argument("--naive-seconds", type=float, default=60.0,
@@ -185,10 +183,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = ap.parse_args()
     methods = set(args.methods.split(","))
-    if args.no_baselines:
-        methods = {"seqae"}
-    if args.no_dtw:
-        methods.discard("dtw")
     import json
 
     params = json.loads(args.params)
