@@ -82,14 +82,12 @@ def svm_accuracy(f_train, y_train, f_test, y_test) -> tuple[float, float]:
 
 
 def znorm(seqs):
-    """Each sequence standardised by its own mean and std over its steps (per channel):
+    """Each sequence standardised by its own mean and std over its steps (per channel),
+    as ``SequenceAutoencoder(normalize="sequence")`` does:
     ``(Sequences, (N, 2F) array of each sequence's mean and log std)``."""
-    from seqae import Sequences
-
-    mean = np.array([s.mean(0) for s in seqs])  # (N, F)
-    std = np.array([s.std(0) for s in seqs]) + 1e-8  # (N, F)
+    mean, std = seqs.sequence_stats()  # (N, F) each
     rows = seqs.step_index
-    out = Sequences((seqs.values - mean[rows]) / std[rows], seqs.offsets)
+    out = seqs.with_values((seqs.values - mean[rows]) / std[rows])
     return out, np.hstack([mean, np.log(std)])
 
 
