@@ -40,6 +40,10 @@ def _package_dir(name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+UCR = {"vowels": "JapaneseVowels", "plaid": "PLAID", "acsf1": "ACSF1", "osuleaf": "OSULeaf",
+       "arrowhead": "ArrowHead", "gunpoint": "GunPoint", "italy": "ItalyPowerDemand"}
+
+
 def load(name: str, split_seed: int = 0):
     """``(train Sequences, y_train, test Sequences, y_test)``; ``split_seed`` picks the
     stratified half split of the digits (the other sets have an official split)."""
@@ -57,7 +61,7 @@ def load(name: str, split_seed: int = 0):
         test_mask = np.ones(len(y), bool)
         test_mask[train_idx] = False
         return seqs[train_idx], y[train_idx], seqs[test_mask], y[test_mask]
-    folder = {"vowels": "JapaneseVowels", "plaid": "PLAID"}[name]
+    folder = UCR.get(name, name)
     base = _package_dir("sktime") / "datasets" / "data" / folder
     tr, ytr = read_ts(base / f"{folder}_TRAIN.ts")
     te, yte = read_ts(base / f"{folder}_TEST.ts")

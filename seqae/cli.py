@@ -33,7 +33,7 @@ _MODEL_FLAGS = {
     "val_fraction": "validation_fraction",
     "contamination": "contamination",
 }
-_NORMALIZE = {"global": True, "sequence": "sequence", "none": False}  # --normalize values
+_NORMALIZE = ("auto", "global", "sequence", "none")  # --normalize values (seqae.scaling)
 _DATA_KEYS = ("id_col", "time_col", "features", "label_col")
 RUN_CONFIG = "run.json"
 
@@ -85,9 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--val-fraction", type=float, default=None)
     t.add_argument("--contamination", type=float, default=None)
-    t.add_argument("--normalize", choices=list(_NORMALIZE), default=None,
-                   help="standardise each feature over the data (global, the default), "
-                   "each sequence by its own mean and std (sequence), or not at all (none)")
+    t.add_argument("--normalize", choices=_NORMALIZE, default=None,
+                   help="standardise each feature over the data (global), each sequence by "
+                   "its own mean and std (sequence), not at all (none), or pick global or "
+                   "sequence from the spread of the sequences' scales (auto, the default)")
 
     for name, helptext in [
         ("encode", "write one embedding row per sequence (id, z0..zK)"),
@@ -284,7 +285,7 @@ def cmd_train(args) -> int:
         if v is not None:
             params[param] = v
     if getattr(args, "normalize", None) is not None:
-        params["normalize"] = _NORMALIZE[args.normalize]
+        params["normalize"] = args.normalize
     from .estimator import SequenceAutoencoder
 
     valid = set(SequenceAutoencoder._param_names())

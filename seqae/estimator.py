@@ -20,7 +20,9 @@ from .data import Sequences
 from .errors import IncompatibleModelError, SequenceDataError, describe
 from .io import atomic_write_bytes, atomic_write_text
 from .losses import get_loss, masked_mse
+from .nn.encoders import conv_depth_for
 from .nn.model import AutoencoderNet, ModelConfig
+from .scaling import Scaler
 from .train import Callback, DeviceData, TrainConfig, resolve_device, train
 from .vocab import UNK, CharVocab
 
@@ -113,14 +115,16 @@ class SequenceAutoencoder(_Params):
         token_dropout: autoregressive decoder on tokens: share of the previous tokens it
             sees that are hidden as <unk> during training (default 0).
         loss: ``"mse"``, ``"mae"`` or ``"huber"`` (default ``"mse"``).
-        normalize: ``True`` (default): standardise each feature with statistics over the
-            training data's valid steps; ``"sequence"``: standardise each sequence by its
-            own per-feature mean and std, so that sequences whose scales differ by orders
-            of magnitude weigh alike in the loss and the embedding describes shape only
-            (`reconstruct` puts each sequence's level and scale back; `score` and `decode`
-            are in standardised units; `Sequences.sequence_stats` gives the level and
-            scale; a feature without spread in a sequence, e.g. a single step, is centred
-            only); ``False``: raw values.
+        normalize: ``"auto"`` (default), ``"global"`` (or True), ``"sequence"`` or
+            ``"none"`` (or False); a `seqae.scaling.Scaler` is fitted as ``scaler_``.
+            ``"global"`` standardises each feature with statistics over the training
+            data's valid steps; ``"sequence"`` each sequence by its own per-feature mean
+            and std, so that sequences whose scales differ by orders of magnitude weigh
+            alike in the loss and the embedding describes shape only (`reconstruct` puts
+            each sequence's level and scale back; `score` and `decode` are in
+            standardised units); ``"auto"`` picks ``"sequence"`` when the per-sequence
+            stds of a feature spread over more than two orders of magnitude, else
+            ``"global"``.
         max_epochs: upper bound on epochs (default 100).
         max_time: training budget in seconds (default None: no limit).
         batch_size: typical sequences per batch (default 32).
@@ -156,12 +160,15 @@ class SequenceAutoencoder(_Params):
         cell: str = "gru",
         bidirectional: bool = True,
         pooling: str = "last",
+        encoder: str = "rnn",
+        depth: int | None = None,
+        contrastive: float = 0.0,
         decoder: str = "repeat",
         position: str = "fourier",
         dropout: float = 0.0,
         token_dropout: float = 0.0,
         loss: str = "mse",
-        normalize: bool | str = True,
+        normalize: bool | str = "auto",
         max_epochs: int = 100,
         max_time: float | None = None,
         batch_size: int = 32,
@@ -182,6 +189,9 @@ class SequenceAutoencoder(_Params):
         self.cell = cell
         self.bidirectional = bidirectional
         self.pooling = pooling
+        self.encoder = encoder
+        self.depth = depth
+        self.contrastive = contrastive
         self.decoder = decoder
         self.position = position
         self.dropout = dropout
@@ -212,10 +222,13 @@ class SequenceAutoencoder(_Params):
             cell=self.cell,
             bidirectional=self.bidirectional,
             pooling=self.pooling,
+            encoder=self.encoder,
+            depth=self.depth if self.depth is not None else conv_depth_for(max_length),
+            contrastive=self.contrastive,
             dropout=self.dropout,
             decoder=self.decoder,
             position=self.position,
-            max_length=max_length,
+            max_length=4 * max_length,
             token_dropout=self.token_dropout,
         )
 
@@ -254,10 +267,7 @@ class SequenceAutoencoder(_Params):
         if validation is not None:
             validation = self._sequences(validation)
         get_loss(self.loss)  # validate the name before any work
-        if self.normalize not in (True, False, "sequence"):
-            raise ValueError(
-                f"normalize must be True, False or 'sequence', got {self.normalize!r}"
-            )
+        scaler = Scaler(self.normalize)  # validates the mode before any work
         device = resolve_device(self.device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
@@ -282,22 +292,15 @@ class SequenceAutoencoder(_Params):
                                     else max(int(X.values.max()) + 1, UNK + 1))
                 if validation is not None:
                     self._check_features(validation)
-                self.mean_ = self.std_ = None  # tokens are not normalised
-            elif self.normalize and self.normalize != "sequence":
-                self.mean_, self.std_ = train_seqs.feature_stats()
-            else:  # raw values, or standardised per sequence (see _standardize_each)
-                self.mean_ = np.zeros(X.n_features, np.float32)
-                self.std_ = np.ones(X.n_features, np.float32)
+                self.scaler_ = None  # tokens are not scaled
+            else:
+                self.scaler_ = scaler.fit(train_seqs)
             self.max_length_ = int(X.lengths.max())
-            self.model_config_ = self._model_config(X.n_features, 4 * self.max_length_)
+            self.model_config_ = self._model_config(X.n_features, self.max_length_)
             self.model_config_.vocab_size = self.vocab_size_
             self.module_ = AutoencoderNet(self.model_config_).to(device)
-            train_data = DeviceData(self._standardize_each(train_seqs)[0], device,
-                                    self.mean_, self.std_)
-            val_data = (
-                DeviceData(self._standardize_each(val_seqs)[0], device, self.mean_, self.std_)
-                if val_seqs is not None else None
-            )
+            train_data = DeviceData(self._scale(train_seqs)[0], device)
+            val_data = None if val_seqs is None else DeviceData(self._scale(val_seqs)[0], device)
             self.history_ = train(
                 self.module_,
                 get_loss(self.loss),
@@ -370,24 +373,32 @@ class SequenceAutoencoder(_Params):
     def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:
         return sorted_batches(lengths, max(4 * self.batch_size, 64), "count")
 
-    def _standardize_each(self, X: Sequences):
-        """With ``normalize="sequence"``: ``(X standardised per sequence, (mean, std))``,
-        each ``(N, F)``; otherwise ``(X, None)``."""
-        if self.normalize != "sequence" or X.is_tokens:
+    @property
+    def mean_(self) -> np.ndarray | None:
+        """``(F,)`` feature means used for standardisation (None for tokens)."""
+        return None if self.scaler_ is None else self.scaler_.mean_
+
+    @property
+    def std_(self) -> np.ndarray | None:
+        """``(F,)`` feature stds used for standardisation (None for tokens)."""
+        return None if self.scaler_ is None else self.scaler_.std_
+
+    def _scale(self, X: Sequences):
+        """``(X standardised by scaler_, per-sequence (mean, std))``; tokens pass as they
+        are, with None."""
+        if X.is_tokens:
             return X, None
-        mean, std = X.sequence_stats()
-        rows = X.step_index
-        return X.with_values((X.values - mean[rows]) / std[rows]), (mean, std)
+        return self.scaler_.transform(X)
 
     @torch.no_grad()
     def _run(self, X: Sequences, fn):
-        """Call ``fn(idx, x, lengths)`` on length-sorted batches of normalised data;
-        returns the per-sequence ``(mean, std)`` with ``normalize="sequence"``, else None."""
+        """Call ``fn(idx, x, lengths)`` on length-sorted batches of standardised data;
+        returns the per-sequence ``(mean, std)`` the scaler used (None for tokens)."""
         self._check_fitted()
         self._check_features(X)
         self.module_.eval()
-        X, stats = self._standardize_each(X)
-        data = DeviceData(X, self._device(), self.mean_, self.std_)
+        X, stats = self._scale(X)
+        data = DeviceData(X, self._device())
         for idx in self._batches(X.lengths):
             x, lens = data.batch(idx)
             fn(idx, x, lens)
@@ -409,13 +420,6 @@ class SequenceAutoencoder(_Params):
     def fit_transform(self, X: Sequences | list, y: Any = None, **fit_params) -> np.ndarray:
         return self.fit(X, **fit_params).encode(X)
 
-    def _denormalize(self, y: torch.Tensor) -> torch.Tensor:
-        if self.mean_ is None:  # tokens
-            return y
-        mean = torch.as_tensor(self.mean_, device=y.device)
-        std = torch.as_tensor(self.std_, device=y.device)
-        return y * std + mean
-
     def _scatter(self, out: np.ndarray, offsets: np.ndarray, idx, y: np.ndarray, lens) -> None:
         """Write the valid steps of padded batch ``y`` into flat ``out``."""
         mask = np.arange(y.shape[1])[None, :] < np.asarray(lens)[:, None]
@@ -430,31 +434,32 @@ class SequenceAutoencoder(_Params):
         values = np.empty_like(X.values)
 
         def fn(idx, x, lens):
-            y = self._denormalize(self.module_.reconstruct(x, lens)).cpu().numpy()
+            y = self.module_.reconstruct(x, lens).cpu().numpy()
             self._scatter(values, X.offsets, idx, y, lens.cpu().numpy())
 
         stats = self._run(X, fn)
-        if stats is not None:  # put each sequence's own level and scale back
-            rows = X.step_index
-            values = values * stats[1][rows] + stats[0][rows]
         rec = X.with_values(values)
-        return self.vocab_.decode(rec) if texts else rec
+        if texts:
+            return self.vocab_.decode(rec)
+        return rec if stats is None else self.scaler_.inverse(rec, stats)
 
     def score(self, X: Sequences | list) -> np.ndarray:
         """``(N,)`` anomaly scores, higher = more anomalous. Continuous data: mean squared
         error of `reconstruct` over each sequence's valid steps and features, in the
-        input's units (with ``normalize="sequence"``, in each sequence's standardised
-        units). Tokens: mean cross-entropy per valid token (and the EOS)."""
+        input's units (when the scaler standardises each sequence, in each sequence's
+        standardised units: see `seqae.scaling.Scaler.score_scale`). Tokens: mean
+        cross-entropy per valid token (and the EOS)."""
         X = self._sequences(X)
         out = np.empty(len(X), dtype=np.float64)
+        scale = None if self.scaler_ is None else torch.as_tensor(self.scaler_.score_scale,
+                                                                   device=self._device())
 
         def fn(idx, x, lens):
             if self.vocab_size_:
                 err, _, _ = self.module_.loss(x, lens, None, reduction="sequence")
             else:
                 rec = self.module_.reconstruct(x, lens)
-                err = masked_mse(self._denormalize(rec), self._denormalize(x), lens,
-                                 reduction="sequence")
+                err = masked_mse(rec * scale, x * scale, lens, reduction="sequence")
             out[idx] = err.double().cpu().numpy()
 
         self._run(X, fn)
@@ -509,9 +514,16 @@ class SequenceAutoencoder(_Params):
             values = np.empty((offsets[-1], self.n_features_in_), dtype=np.float32)
         for idx in self._batches(lens_all):
             lens = torch.as_tensor(lens_all[idx], device=dev)
-            y = self._denormalize(net.decode(z_all[idx].to(dev), lens)).cpu().numpy()
+            y = net.decode(z_all[idx].to(dev), lens).cpu().numpy()
             self._scatter(values, offsets, idx, y, lens_all[idx])
-        return Sequences(values, offsets, feature_names=self.feature_names_in_)
+        out = Sequences(values, offsets, feature_names=self.feature_names_in_)
+        if self.vocab_size_:
+            return out
+        # in the training data's units ("global"), or standardised ("sequence": a latent
+        # carries no level or scale to put back)
+        f = self.n_features_in_
+        return self.scaler_.inverse(out, (np.broadcast_to(self.scaler_.mean_, (n, f)),
+                                          np.broadcast_to(self.scaler_.std_, (n, f))))
 
     # ------------------------------------------------------------------ modules
     @property
@@ -559,8 +571,7 @@ class SequenceAutoencoder(_Params):
             "model": self.model_config_.to_dict(),
             "n_features": self.n_features_in_,
             "feature_names": self.feature_names_in_,
-            "mean": None if self.mean_ is None else self.mean_.tolist(),
-            "std": None if self.std_ is None else self.std_.tolist(),
+            "scaler": None if self.scaler_ is None else self.scaler_.to_dict(),
             "vocab_size": self.vocab_size_,
             "vocab": None if self.vocab_ is None else self.vocab_.to_dict(),
             "max_length": self.max_length_,
@@ -601,8 +612,7 @@ class SequenceAutoencoder(_Params):
         est = cls(**params)
         est.n_features_in_ = config["n_features"]
         est.feature_names_in_ = config["feature_names"]
-        est.mean_ = None if config["mean"] is None else np.asarray(config["mean"], np.float32)
-        est.std_ = None if config["std"] is None else np.asarray(config["std"], np.float32)
+        est.scaler_ = None if config["scaler"] is None else Scaler.from_dict(config["scaler"])
         est.vocab_size_ = config["vocab_size"]
         est.vocab_ = None if config["vocab"] is None else CharVocab.from_dict(config["vocab"])
         est.max_length_ = config["max_length"]

@@ -34,6 +34,7 @@ __all__ = [
     "MaskedHuberLoss",
     "MaskedCrossEntropyLoss",
     "get_loss",
+    "info_nce",
 ]
 
 _REDUCTIONS = ("mean", "sum", "sequence", "none")
@@ -166,6 +167,26 @@ def masked_cross_entropy(
     elem = F.cross_entropy(logits.reshape(-1, v), targets.reshape(-1), reduction="none")
     elem = torch.where(mask, elem.reshape(targets.shape), zero)
     return _reduce(elem, mask, reduction)
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Symmetric InfoNCE: row i of ``a`` should be closer to row i of ``b`` than to any
+    other row of ``b`` (and the other way round), by cosine similarity.
+
+    Args:
+        a, b: ``(B, D)`` two views of the same B items (e.g. two crops of B sequences).
+        temperature: scale of the similarities (default 0.1).
+
+    Returns:
+        The mean cross-entropy of picking the matching row, over both directions; 0 for
+        a batch of fewer than 2 rows (nothing to tell apart).
+    """
+    if a.shape[0] < 2:
+        return (a.sum() + b.sum()) * 0.0
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    logits = a @ b.T / temperature  # (B, B)
+    target = torch.arange(a.shape[0], device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
 class _MaskedLoss(nn.Module):

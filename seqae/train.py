@@ -72,13 +72,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 class DeviceData:
-    """A `Sequences` held on a device as flat values (+ one zero row) and offsets."""
+    """A `Sequences` held on a device as flat values (+ one zero row) and offsets
+    (already standardised: see `seqae.scaling.Scaler`)."""
 
-    def __init__(self, seqs: Sequences, device: torch.device, mean=None, std=None):
-        v = seqs.values
-        if mean is not None:
-            v = (v - mean) / std
-        values = torch.as_tensor(np.ascontiguousarray(v))
+    def __init__(self, seqs: Sequences, device: torch.device):
+        values = torch.as_tensor(np.ascontiguousarray(seqs.values))
         pad = torch.zeros((1,) + tuple(values.shape[1:]), dtype=values.dtype)
         self.values = torch.cat([values, pad]).to(device)
         self.offsets = torch.as_tensor(seqs.offsets).to(device)

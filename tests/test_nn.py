@@ -4,9 +4,17 @@ import torch
 from torch import nn
 
 from helpers import check_padding_invariance, random_seqs
-from seqae.losses import masked_mse
-from seqae.nn import AutoencoderNet, ModelConfig, RepeatDecoder, RNNEncoder, SequenceEncoder
+from seqae.losses import info_nce, masked_mse
+from seqae.nn import (
+    AutoencoderNet,
+    ConvEncoder,
+    ModelConfig,
+    RepeatDecoder,
+    RNNEncoder,
+    SequenceEncoder,
+)
 from seqae.nn.encoders import gather_last, reverse_within_length
+from seqae.nn.model import random_crops
 
 LENGTHS = [1, 6, 3, 9, 1, 4]
 
@@ -162,3 +170,126 @@ def test_length_head_least_squares_matches_numpy(rng):
     assert head.linear.bias.item() == pytest.approx(coef[4], abs=1e-4)
     pred = head.predict(torch.tensor(z, dtype=torch.float32)).numpy()
     assert np.mean(np.abs(pred - lengths) <= 1) > 0.8
+
+
+# ------------------------------------------------------------------ convolutional encoder
+LONG_LENGTHS = [1, 6, 3, 40, 1, 17]
+
+
+@pytest.mark.parametrize("depth", [1, 4])
+@pytest.mark.parametrize("kernel_size", [3, 5])
+@pytest.mark.parametrize("pooling", ["max", "last+mean"])
+def test_conv_encoder_padding_invariance(rng, depth, kernel_size, pooling):
+    enc = ConvEncoder(3, 5, depth=depth, kernel_size=kernel_size, pooling=pooling).eval()
+    seqs = random_seqs(rng, LONG_LENGTHS)
+    check_padding_invariance(lambda x, lens: enc(x, lens)[1], seqs)  # summary (B, D)
+    check_padding_invariance(lambda x, lens: enc(x, lens)[0], seqs)  # outputs (B, T, D)
+
+
+def _conv_reference(enc: ConvEncoder, s: np.ndarray) -> np.ndarray:
+    """Independent reference for one unpadded sequence: each dilated convolution written
+    out as a sum over taps in numpy, reading zeros outside the sequence."""
+    def conv(h, conv_mod):  # h (T, C)
+        w = conv_mod.weight.detach().numpy()  # (C_out, C_in, K)
+        d, k = conv_mod.dilation[0], w.shape[2]
+        out = np.tile(conv_mod.bias.detach().numpy(), (len(h), 1))
+        for j in range(k):
+            shift = (j - (k - 1) // 2) * d
+            src = np.zeros_like(h)
+            lo, hi = max(0, -shift), min(len(h), len(h) - shift)
+            if lo < hi:
+                src[lo:hi] = h[lo + shift : hi + shift]
+            out += src @ w[:, :, j].T
+        return out
+
+    def gelu(v):
+        return np.asarray(torch.nn.functional.gelu(torch.from_numpy(v)))
+
+    h = s @ enc.proj.weight.detach().numpy().T + enc.proj.bias.detach().numpy()
+    for block in enc.blocks:
+        h = h + conv(gelu(conv(gelu(h), block.conv1)), block.conv2)
+    return h
+
+
+def test_conv_encoder_matches_numpy_reference(rng):
+    enc = ConvEncoder(2, 4, depth=3, kernel_size=3, pooling="max+mean").eval()
+    seqs = random_seqs(rng, [1, 5, 23], n_features=2)
+    x = torch.zeros(3, 23, 2)
+    for b, s in enumerate(seqs):
+        x[b, : len(s)] = torch.from_numpy(s)
+    with torch.no_grad():
+        out, summary = enc(x, lengths=torch.tensor([1, 5, 23]))
+    for b, s in enumerate(seqs):
+        ref = _conv_reference(enc, s.astype(np.float64))
+        np.testing.assert_allclose(out[b, : len(s)].numpy(), ref, atol=1e-5)
+        np.testing.assert_allclose(summary[b].numpy(),
+                                   np.concatenate([ref.max(0), ref.mean(0)]), atol=1e-5)
+
+
+def test_conv_depth_covers_length():
+    from seqae.nn.encoders import conv_depth_for
+
+    for n in (1, 24, 150, 427, 1460, 10_000):
+        d = conv_depth_for(n)
+        field = 1 + 4 * (2**d - 1)
+        assert field >= n or d == 10
+        assert d == 2 or 1 + 4 * (2 ** (d - 1) - 1) < n  # the fewest that cover it
+
+
+@pytest.mark.parametrize("encoder", ["rnn", "conv"])
+def test_autoencoder_net_with_contrastive_term(rng, encoder):
+    """The crop-agreement term is added in training only; evaluation reports the plain
+    reconstruction loss, which stays padding-invariant."""
+    cfg = ModelConfig(n_features=3, latent_dim=4, hidden_size=6, encoder=encoder, depth=2,
+                      pooling="max", contrastive=0.5)
+    net = AutoencoderNet(cfg)
+    seqs = random_seqs(rng, LENGTHS)
+    x, lens = torch.zeros(6, 9, 3), torch.tensor(LENGTHS)
+    for b, s in enumerate(seqs):
+        x[b, : len(s)] = torch.from_numpy(s)
+    net.eval()
+    check_padding_invariance(lambda x, lens: net(x, lens)[0], seqs)
+    plain, _, _ = net.loss(x, lens, masked_mse)
+    net.train()
+    torch.manual_seed(3)
+    with_term, z, _ = net.loss(x, lens, masked_mse)
+    torch.manual_seed(3)
+    crop, crop_lens = random_crops(x, lens, 0.5)
+    expected = plain + 0.5 * info_nce(z, net.encode(crop, crop_lens))
+    torch.testing.assert_close(with_term, expected)
+    with_term.backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_random_crops_stay_within_each_sequence():
+    lens = torch.tensor([1, 2, 10, 50])
+    x = torch.arange(4 * 50, dtype=torch.float32).view(4, 50, 1) + 1  # no zero inside
+    x[0, 1:] = float("nan")
+    x[1, 2:] = float("nan")
+    x[2, 10:] = float("nan")
+    for _ in range(50):
+        crops, c = random_crops(x, lens, 0.5)
+        assert torch.isfinite(crops).all()  # padding is never read
+        for b in range(4):
+            n, L = int(c[b]), int(lens[b])
+            assert (L + 1) // 2 <= n <= L or (L == 1 and n == 1)
+            row = crops[b, :n, 0]
+            start = int(row[0] - x[b, 0, 0])
+            assert 0 <= start <= L - n
+            assert torch.equal(row, x[b, start : start + n, 0])  # contiguous
+            assert (crops[b, n:] == 0).all()
+
+
+def test_info_nce_matches_hand_computation():
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    b = torch.tensor([[2.0, 0.1], [0.3, 1.0], [1.0, 1.2]])
+    loss = info_nce(a, b, temperature=0.5)
+    an = a.numpy() / np.linalg.norm(a.numpy(), axis=1, keepdims=True)
+    bn = b.numpy() / np.linalg.norm(b.numpy(), axis=1, keepdims=True)
+    s = an @ bn.T / 0.5
+
+    def ce(m):  # mean over rows of -log softmax at the diagonal
+        return np.mean([np.log(np.exp(r).sum()) - r[i] for i, r in enumerate(m)])
+
+    assert float(loss) == pytest.approx(0.5 * (ce(s) + ce(s.T)), rel=1e-5)
+    assert float(info_nce(a[:1], b[:1])) == 0.0

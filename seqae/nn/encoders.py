@@ -19,7 +19,14 @@ from torch import nn
 
 from ..masking import masked_max, masked_mean, resolve_mask
 
-__all__ = ["RNNEncoder", "SequenceEncoder", "reverse_within_length", "gather_last"]
+__all__ = [
+    "ConvEncoder",
+    "RNNEncoder",
+    "SequenceEncoder",
+    "conv_depth_for",
+    "gather_last",
+    "reverse_within_length",
+]
 
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 _POOLS = ("last", "mean", "max")
@@ -111,10 +118,7 @@ class RNNEncoder(nn.Module):
     ):
         super().__init__()
         rnn = rnn_class(cell)
-        self.pools = tuple(pooling.split("+"))
-        for p in self.pools:
-            if p not in _POOLS:
-                raise ValueError(f"pooling parts must be in {_POOLS}, got {pooling!r}")
+        self.pools = _check_pools(pooling)
         self.bidirectional = bidirectional
         self.num_layers = num_layers
         d = 2 if bidirectional else 1
@@ -159,28 +163,143 @@ class RNNEncoder(nn.Module):
         else:
             out, _ = self.rnn(h)
             h = torch.where(m3, out, zero)  # (B, T, H)
-        parts = []
-        for p in self.pools:
-            if p == "last":
-                if self.bidirectional:
-                    hs = self.hidden_size
-                    parts.append(gather_last(h[..., :hs], lengths))  # forward final state
-                    parts.append(h[:, 0, hs:])  # backward final state: it ends at step 0
-                else:
-                    parts.append(gather_last(h, lengths))  # (B, H)
-            elif p == "mean":
-                parts.append(masked_mean(h, mask))
-            else:
-                parts.append(masked_max(h, mask))
-        summary = torch.cat(parts, -1) if len(parts) > 1 else parts[0]  # (B, out_features)
-        return h, summary
+        def last() -> torch.Tensor:  # the final state of each direction
+            if not self.bidirectional:
+                return gather_last(h, lengths)  # (B, H)
+            hs = self.hidden_size  # backward final state: it ends at step 0
+            return torch.cat([gather_last(h[..., :hs], lengths), h[:, 0, hs:]], -1)
+
+        return h, _pool(h, mask, self.pools, last)  # (B, T, D*H), (B, out_features)
+
+
+def _pool(h: torch.Tensor, mask: torch.Tensor, pools: tuple[str, ...], last) -> torch.Tensor:
+    """``(B, D * len(pools))``: the valid outputs ``h`` ``(B, T, D)`` summarised."""
+    parts = []
+    for p in pools:
+        if p == "last":
+            parts.append(last())
+        elif p == "mean":
+            parts.append(masked_mean(h, mask))
+        else:
+            parts.append(masked_max(h, mask))
+    return torch.cat(parts, -1) if len(parts) > 1 else parts[0]
+
+
+def _check_pools(pooling: str) -> tuple[str, ...]:
+    pools = tuple(pooling.split("+"))
+    for p in pools:
+        if p not in _POOLS:
+            raise ValueError(f"pooling parts must be in {_POOLS}, got {pooling!r}")
+    return pools
+
+
+def conv_depth_for(max_length: int, kernel_size: int = 3, most: int = 10) -> int:
+    """Fewest `ConvEncoder` blocks whose receptive field covers ``max_length`` steps
+    (at least 2, at most ``most``): block i has two convolutions dilated by ``2**i``."""
+    depth = 2
+    while depth < most and 1 + 2 * (kernel_size - 1) * (2**depth - 1) < max_length:
+        depth += 1
+    return depth
+
+
+class _ConvBlock(nn.Module):
+    """Residual block: GELU, dilated conv, GELU, dilated conv, plus the input."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int):
+        super().__init__()
+        pad = dilation * (kernel_size - 1) // 2
+        self.conv1 = nn.Conv1d(channels, channels, kernel_size, padding=pad, dilation=dilation)
+        self.conv2 = nn.Conv1d(channels, channels, kernel_size, padding=pad, dilation=dilation)
+
+    def forward(self, h: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        # h (B, C, T) is zero at padding; zero again after each conv so that what a
+        # valid step reads past its sequence's end is 0, as for the sequence alone.
+        zero = torch.zeros((), dtype=h.dtype, device=h.device)
+        y = torch.where(m, self.conv1(nn.functional.gelu(h)), zero)
+        y = torch.where(m, self.conv2(nn.functional.gelu(y)), zero)
+        return h + y
+
+
+class ConvEncoder(nn.Module):
+    """Dilated residual convolutions over right-padded sequences, parallel over time.
+
+    A linear map takes each step to ``hidden_size`` channels; block i applies two
+    convolutions of width ``kernel_size`` dilated by ``2**i`` with a residual path, so
+    ``depth`` blocks see ``1 + 2 (k - 1) (2**depth - 1)`` steps around each step (2,045 for
+    the 9 blocks `conv_depth_for` picks for 1,460 steps). Non-causal: each output sees both
+    sides. Padding never reaches a valid output: padded positions are set to zero before
+    the first convolution and after every one, which is exactly what a convolution's own
+    zero padding gives a sequence alone, so a sequence's outputs do not depend on its batch
+    (tested). Cost grows linearly with length, unlike an RNN's sequential steps.
+
+    Args:
+        input_size: features per step.
+        hidden_size: channels (default 64).
+        depth: residual blocks (default 6; see `conv_depth_for`).
+        kernel_size: odd convolution width (default 3).
+        pooling: ``"max"`` (default), ``"mean"``, ``"last"`` (the output at each
+            sequence's last valid step) or a ``"+"``-joined combination.
+
+    Call arguments:
+        x: ``(B, T, input_size)``; padding may hold anything, NaN included.
+        lengths: ``(B,)`` valid lengths, or
+        mask: ``(B, T)`` bool, True = valid step (must be right-padded). Not both.
+
+    Returns:
+        ``(outputs, summary)``: ``outputs`` ``(B, T, hidden_size)`` with exact zeros at
+        padding, ``summary`` ``(B, out_features)``.
+
+    Example:
+        >>> enc = ConvEncoder(3, 8, depth=3)
+        >>> out, s = enc(torch.randn(2, 5, 3), lengths=torch.tensor([5, 2]))
+        >>> tuple(out.shape), tuple(s.shape), out[1, 2:].abs().sum().item()
+        ((2, 5, 8), (2, 8), 0.0)
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int = 64,
+        depth: int = 6,
+        kernel_size: int = 3,
+        pooling: str = "max",
+    ):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.pools = _check_pools(pooling)
+        self.hidden_size = hidden_size
+        self.out_features = hidden_size * len(self.pools)
+        self.proj = nn.Linear(input_size, hidden_size)
+        self.blocks = nn.ModuleList(_ConvBlock(hidden_size, kernel_size, 2**i)
+                                    for i in range(depth))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = resolve_mask(x, lengths, mask)  # (B, T)
+        lengths = _check_right_padded(mask)  # (B,)
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        m = mask[:, None, :]  # (B, 1, T)
+        h = torch.where(mask[..., None], x, zero)  # (B, T, F), padding -> 0
+        h = torch.where(m, self.proj(h).transpose(1, 2), zero)  # (B, C, T)
+        for block in self.blocks:
+            h = block(h, m)
+        h = h.transpose(1, 2)  # (B, T, C), zero at padding
+        return h, _pool(h, mask, self.pools, lambda: gather_last(h, lengths))
 
 
 class SequenceEncoder(nn.Module):
-    """Sequences -> latent vectors: optional token embedding, `RNNEncoder`, linear map.
+    """Sequences -> latent vectors: optional token embedding, an encoder, linear map.
 
     Args:
-        rnn: the `RNNEncoder`.
+        rnn: the `RNNEncoder` or `ConvEncoder` (anything returning ``(outputs, summary)``
+            with an ``out_features`` attribute).
         latent_dim: size of the latent vector.
         embedding: optional ``nn.Embedding`` applied first (token input).
 

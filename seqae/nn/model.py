@@ -8,14 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import masked_cross_entropy
+from ..losses import info_nce, masked_cross_entropy
 from ..masking import lengths_to_mask
 from .decoders import AutoregressiveDecoder, LengthHead, RepeatDecoder
-from .encoders import RNNEncoder, SequenceEncoder, reverse_within_length
+from .encoders import ConvEncoder, RNNEncoder, SequenceEncoder, reverse_within_length
 
-__all__ = ["ModelConfig", "AutoencoderNet", "DECODERS"]
+__all__ = ["ModelConfig", "AutoencoderNet", "DECODERS", "ENCODERS", "random_crops"]
 
 DECODERS = ("repeat", "autoregressive")
+ENCODERS = ("rnn", "conv")
 BOS, EOS = 1, 2  # reserved token ids (see seqae.vocab)
 
 
@@ -42,6 +43,13 @@ class ModelConfig:
         embedding_dim: token embedding size (default 32).
         token_dropout: autoregressive token decoder: share of previous tokens hidden as
             <unk> in training (default 0).
+        encoder: ``"rnn"`` (default) or ``"conv"`` (`ConvEncoder`: dilated convolutions).
+        depth: `ConvEncoder` blocks (default 6).
+        kernel_size: `ConvEncoder` convolution width (default 3).
+        contrastive: weight of the crop-agreement term added to the training loss: the
+            latent of each sequence and of a random crop of it must match under InfoNCE
+            among the batch (default 0 = plain reconstruction).
+        crop_min: shortest crop, as a share of the sequence's length (default 0.5).
     """
 
     n_features: int
@@ -59,6 +67,11 @@ class ModelConfig:
     vocab_size: int = 0
     embedding_dim: int = 32
     token_dropout: float = 0.0
+    encoder: str = "rnn"
+    depth: int = 6
+    kernel_size: int = 3
+    contrastive: float = 0.0
+    crop_min: float = 0.5
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +82,36 @@ def _append_eos(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     mask = lengths_to_mask(lengths, x.shape[1])
     y = F.pad(torch.where(mask, x, torch.zeros_like(x)), (0, 1))  # (B, T + 1)
     return y.scatter(1, lengths[:, None], EOS)
+
+
+def random_crops(
+    x: torch.Tensor, lengths: torch.Tensor, min_share: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random contiguous crop of each right-padded row, right-padded again.
+
+    Row b keeps ``c_b = ceil(u L_b)`` steps, ``u ~ U(min_share, 1)``, from a uniform start
+    within its own length (padding is never read as data). Uses torch's global generator.
+
+    Args:
+        x: ``(B, T, ...)``.
+        lengths: ``(B,)`` valid lengths (>= 1).
+        min_share: shortest crop as a share of each row's length.
+
+    Returns:
+        ``(crops (B, T', ...), crop lengths (B,))``, ``T' = max c_b``; padding is zero.
+    """
+    lens = lengths.to(x.device)
+    u = torch.empty(lens.shape, device=x.device).uniform_(min_share, 1.0)  # (B,)
+    c = torch.ceil(u * lens).long().clamp(min=1).minimum(lens.clamp(min=1))  # (B,)
+    start = (torch.rand(lens.shape, device=x.device) * (lens - c + 1)).long()  # (B,)
+    t = int(c.max()) if c.numel() else 0
+    steps = torch.arange(t, device=x.device)[None, :]  # (1, T')
+    keep = steps < c[:, None]  # (B, T')
+    idx = torch.where(keep, start[:, None] + steps, 0)  # (B, T')
+    idx = idx.reshape(idx.shape + (1,) * (x.dim() - 2)).expand((-1, -1) + x.shape[2:])
+    crops = x.gather(1, idx)
+    keep = keep.reshape(keep.shape + (1,) * (x.dim() - 2))
+    return torch.where(keep, crops, torch.zeros((), dtype=x.dtype, device=x.device)), c
 
 
 class AutoencoderNet(nn.Module):
@@ -95,15 +138,21 @@ class AutoencoderNet(nn.Module):
         if self.tokens:
             embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=0)
             in_size = config.embedding_dim
-        rnn = RNNEncoder(
-            in_size,
-            config.hidden_size,
-            config.num_layers,
-            config.cell,
-            config.bidirectional,
-            config.dropout,
-            config.pooling,
-        )
+        if config.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {config.encoder!r}")
+        if config.encoder == "conv":
+            rnn = ConvEncoder(in_size, config.hidden_size, config.depth, config.kernel_size,
+                              config.pooling)
+        else:
+            rnn = RNNEncoder(
+                in_size,
+                config.hidden_size,
+                config.num_layers,
+                config.cell,
+                config.bidirectional,
+                config.dropout,
+                config.pooling,
+            )
         self.encoder = SequenceEncoder(rnn, config.latent_dim, embedding)
         out_size = config.vocab_size if self.tokens else config.n_features
         if config.decoder == "repeat":
@@ -161,14 +210,22 @@ class AutoencoderNet(nn.Module):
         """``(loss, z, n_elements)``: the masked training loss of a batch.
 
         Continuous data use ``loss_fn`` (a masked regression loss) over valid elements;
-        tokens use cross-entropy over the valid tokens and each row's EOS.
+        tokens use cross-entropy over the valid tokens and each row's EOS. In training
+        mode with ``config.contrastive > 0`` and ``reduction="mean"``, the crop-agreement
+        term is added (evaluation reports reconstruction alone).
         """
         out, z = self(x, lengths)
         if self.tokens:
             target = _append_eos(x, lengths)
             loss = masked_cross_entropy(out, target, lengths + 1, reduction=reduction)
-            return loss, z, int(lengths.sum()) + len(lengths)
-        return loss_fn(out, x, lengths, reduction=reduction), z, int(lengths.sum()) * x.shape[-1]
+            n = int(lengths.sum()) + len(lengths)
+        else:
+            loss = loss_fn(out, x, lengths, reduction=reduction)
+            n = int(lengths.sum()) * x.shape[-1]
+        if self.training and self.config.contrastive > 0 and reduction == "mean":
+            crop, crop_lengths = random_crops(x, lengths, self.config.crop_min)
+            loss = loss + self.config.contrastive * info_nce(z, self.encode(crop, crop_lengths))
+        return loss, z, n
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
