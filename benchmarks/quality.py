@@ -200,7 +200,7 @@ def main() -> None:
     if model_over:
         make_config = seqae.SequenceAutoencoder._model_config
 
-        def _patched(self, *a, **k):
+        def _patched(self, *a, **k):  # noqa: ANN202
             cfg = make_config(self, *a, **k)
             for key, value in model_over.items():
                 setattr(cfg, key, value)

@@ -31,6 +31,11 @@ __all__ = ["SequenceAutoencoder", "clone"]
 log = logging.getLogger("seqae")
 
 FORMAT_VERSION = 1
+# validation_fraction="auto" holds out 10 % only when that is at least this many
+# sequences: early stopping on 4 or 5 held-out sequences follows noise, not the model.
+MIN_VALIDATION = 50
+# encoder="auto": a median length above this many steps picks the convolutional encoder.
+LONG = 100
 
 
 def _is_texts(X: Any) -> bool:
@@ -104,7 +109,17 @@ class SequenceAutoencoder(_Params):
         cell: ``"gru"`` or ``"lstm"`` (default ``"gru"``).
         bidirectional: bidirectional encoder (default True).
         pooling: encoder summary: ``"last"``, ``"mean"``, ``"max"`` or a ``"+"``-joined
-            combination (default ``"last"``).
+            combination; ``"auto"`` (default): ``"max"`` with the convolutional encoder,
+            ``"last"`` (the final states) with the RNN.
+        encoder: ``"rnn"`` (the bidirectional ``cell``), ``"conv"`` (dilated residual
+            convolutions, `seqae.nn.ConvEncoder`) or ``"auto"`` (default): ``"conv"`` when
+            the median training length exceeds 100 steps, else ``"rnn"``.
+        depth: convolution blocks; None (default) = the fewest whose receptive field
+            covers the longest training sequence (at most 10).
+        contrastive: weight of the crop-agreement term: the latent of a sequence and of
+            a random crop of it (half to all of it) must pick each other out of the batch
+            (InfoNCE); ``"auto"`` (default): 1 with the convolutional encoder, 0 with the
+            RNN.
         decoder: ``"repeat"`` (default): the latent fed at each step, or
             ``"autoregressive"``: each step also sees the previous one (teacher forcing in
             training, free-running at inference, stopping at EOS for tokens).
@@ -133,7 +148,9 @@ class SequenceAutoencoder(_Params):
         grad_clip: max gradient norm (default 1.0).
         patience: early-stopping patience in epochs (default 10).
         validation_fraction: share of the training data held out for early stopping
-            when ``fit`` gets no validation set (default 0.1; 0 = monitor train loss).
+            when ``fit`` gets no validation set; ``"auto"`` (default): 10 % when that is
+            at least 50 sequences (500 or more in all), else none; 0 = none. Without
+            held-out data the training loss is monitored.
         contamination: expected share of anomalies in the training data; sets
             ``threshold_``, the training-score quantile above which `is_anomaly` is True
             (default 0.01).
@@ -159,10 +176,10 @@ class SequenceAutoencoder(_Params):
         num_layers: int = 1,
         cell: str = "gru",
         bidirectional: bool = True,
-        pooling: str = "last",
-        encoder: str = "rnn",
+        pooling: str = "auto",
+        encoder: str = "auto",
         depth: int | None = None,
-        contrastive: float = 0.0,
+        contrastive: float | str = "auto",
         decoder: str = "repeat",
         position: str = "fourier",
         dropout: float = 0.0,
@@ -176,7 +193,7 @@ class SequenceAutoencoder(_Params):
         weight_decay: float = 0.0,
         grad_clip: float = 1.0,
         patience: int = 10,
-        validation_fraction: float = 0.1,
+        validation_fraction: float | str = "auto",
         contamination: float = 0.01,
         unknown: str = "error",
         batching: str = "auto",
@@ -213,7 +230,21 @@ class SequenceAutoencoder(_Params):
         self.seed = seed
 
     # ------------------------------------------------------------------ configs
-    def _model_config(self, n_features: int, max_length: int) -> ModelConfig:
+    def _recipe(self, lengths: np.ndarray) -> dict[str, Any]:
+        """``encoder``, ``pooling`` and ``contrastive`` with each ``"auto"`` resolved from
+        the training lengths: sequences of more than `LONG` steps (median) get the
+        convolutional encoder, max pooling and the crop-agreement term; shorter ones the
+        bidirectional GRU's final states and plain reconstruction."""
+        long = float(np.median(lengths)) > LONG if len(lengths) else False
+        encoder = self.encoder if self.encoder != "auto" else ("conv" if long else "rnn")
+        pooling = self.pooling if self.pooling != "auto" else (
+            "max" if encoder == "conv" else "last")
+        contrastive = self.contrastive if self.contrastive != "auto" else (
+            1.0 if encoder == "conv" else 0.0)
+        return {"encoder": encoder, "pooling": pooling, "contrastive": float(contrastive)}
+
+    def _model_config(self, n_features: int, max_length: int,
+                      recipe: dict[str, Any]) -> ModelConfig:
         return ModelConfig(
             n_features=n_features,
             latent_dim=self.latent_dim,
@@ -221,10 +252,8 @@ class SequenceAutoencoder(_Params):
             num_layers=self.num_layers,
             cell=self.cell,
             bidirectional=self.bidirectional,
-            pooling=self.pooling,
-            encoder=self.encoder,
             depth=self.depth if self.depth is not None else conv_depth_for(max_length),
-            contrastive=self.contrastive,
+            **recipe,
             dropout=self.dropout,
             decoder=self.decoder,
             position=self.position,
@@ -280,8 +309,7 @@ class SequenceAutoencoder(_Params):
                         f"validation data ({val_seqs!r}) do not match the training data "
                         f"({X!r})"
                     )
-            elif self.validation_fraction and len(X) >= 10:
-                n_val = max(1, int(round(self.validation_fraction * len(X))))
+            elif (n_val := self._n_validation(len(X))):
                 perm = rng.permutation(len(X))
                 val_seqs, train_seqs = X.take(perm[:n_val]), X.take(perm[n_val:])
             self.n_features_in_ = X.n_features
@@ -296,7 +324,8 @@ class SequenceAutoencoder(_Params):
             else:
                 self.scaler_ = scaler.fit(train_seqs)
             self.max_length_ = int(X.lengths.max())
-            self.model_config_ = self._model_config(X.n_features, self.max_length_)
+            self.model_config_ = self._model_config(X.n_features, self.max_length_,
+                                                    self._recipe(train_seqs.lengths))
             self.model_config_.vocab_size = self.vocab_size_
             self.module_ = AutoencoderNet(self.model_config_).to(device)
             train_data = DeviceData(self._scale(train_seqs)[0], device)
@@ -318,6 +347,15 @@ class SequenceAutoencoder(_Params):
         self.train_scores_ = self.score(train_seqs)
         self.threshold_ = self.threshold_for(self.contamination)
         return self
+
+    def _n_validation(self, n: int) -> int:
+        """How many of ``n`` training sequences to hold out for early stopping."""
+        if self.validation_fraction == "auto":
+            n_val = int(round(0.1 * n))
+            return n_val if n_val >= MIN_VALIDATION else 0
+        if not self.validation_fraction or n < 10:
+            return 0
+        return max(1, int(round(self.validation_fraction * n)))
 
     def threshold_for(self, contamination: float) -> float:
         """The score above which a share ``contamination`` of the training data lies."""

@@ -130,14 +130,19 @@ def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
 def evaluate(
     model: nn.Module, data: DeviceData, loss_fn, batch_size: int, policy: str
 ) -> float:
-    """Masked loss over every valid element of ``data`` (not a mean of batch means)."""
+    """Masked loss over every valid element of ``data`` (not a mean of batch means).
+
+    Whatever the loss draws at random (the crops of the crop-agreement term) comes from
+    a fixed seed, so the same weights always get the same figure."""
     model.eval()
     total, count = 0.0, 0
-    for idx in sorted_batches(data.lengths, batch_size, policy):
-        x, lens = data.batch(idx)
-        loss, _, n = model.loss(x, lens, loss_fn, reduction="sum")
-        total += float(loss)
-        count += n
+    with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
+        torch.manual_seed(0)
+        for idx in sorted_batches(data.lengths, batch_size, policy):
+            x, lens = data.batch(idx)
+            loss, _, n = model.loss(x, lens, loss_fn, reduction="sum")
+            total += float(loss)
+            count += n
     return total / max(count, 1)
 
 

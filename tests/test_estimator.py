@@ -28,7 +28,7 @@ def fitted(data):
 
 
 def test_fit_returns_self_with_history(data):
-    ae = SequenceAutoencoder(**SMALL)
+    ae = SequenceAutoencoder(**SMALL, validation_fraction=0.1)
     assert ae.fit(data) is ae
     assert [r["epoch"] for r in ae.history_] == list(range(1, len(ae.history_) + 1))
     for r in ae.history_:
@@ -39,6 +39,25 @@ def test_fit_returns_self_with_history(data):
     mean, std = data.feature_stats()  # normalised with the training data's statistics
     np.testing.assert_array_equal(whole.mean_, mean)
     np.testing.assert_array_equal(whole.std_, std)
+
+
+def test_validation_split_auto_only_with_enough_sequences(data):
+    """validation_fraction="auto" holds out 10 % only when that is >= 50 sequences."""
+    from seqae.estimator import MIN_VALIDATION
+
+    small = SequenceAutoencoder(**{**SMALL, "max_epochs": 1}).fit(data)
+    assert small.validation_fraction == "auto"
+    assert "val_loss" not in small.history_[0]  # 16 sequences: train on all of them
+    ae = SequenceAutoencoder()
+    assert ae._n_validation(489) == 0 and ae._n_validation(10 * MIN_VALIDATION) == 50
+    assert ae._n_validation(1500) == 150
+    ae.set_params(validation_fraction=0.1)
+    assert ae._n_validation(16) == 2 and ae._n_validation(9) == 0
+    rng = np.random.default_rng(0)
+    many = Sequences.from_list([rng.normal(size=(3, 1)) for _ in range(500)])
+    big = SequenceAutoencoder(**{**SMALL, "max_epochs": 1}).fit(many)
+    assert "val_loss" in big.history_[0]
+    assert sum(r["steps"] for r in big.history_) == 450 * 3  # 50 held out
 
 
 def test_sklearn_contract(fitted):
@@ -299,3 +318,70 @@ def test_best_epoch_follows_the_rule_train_keeps_weights_by():
         "epoch"] == 2  # no validation: the training loss is monitored
     assert best_epoch(hist([float("inf"), 1.0])) is None
 
+
+
+# ------------------------------------------------ the long-sequence recipe (encoder="auto")
+@pytest.fixture(scope="module")
+def long_data():
+    rng = np.random.default_rng(7)
+    lengths = [101, 140, 1, 180, 120, 2, 150, 133, 111, 170, 160, 105]  # median > 100
+    return Sequences.from_list([np.cumsum(rng.normal(size=(n, 1)), 0) for n in lengths])
+
+
+@pytest.fixture(scope="module")
+def conv_fitted(long_data):
+    return SequenceAutoencoder(**{**SMALL, "max_epochs": 2}).fit(long_data)
+
+
+def test_auto_recipe_follows_the_median_length(conv_fitted, fitted):
+    cfg = conv_fitted.model_config_
+    assert (cfg.encoder, cfg.pooling, cfg.contrastive) == ("conv", "max", 1.0)
+    assert cfg.depth == 6  # the fewest blocks whose receptive field covers 180 steps
+    short = fitted.model_config_  # the short demo data keep issue 6's recipe
+    assert (short.encoder, short.pooling, short.contrastive) == ("rnn", "last", 0.0)
+    forced = SequenceAutoencoder(encoder="rnn", contrastive=0.5)._recipe(np.array([500]))
+    assert forced == {"encoder": "rnn", "pooling": "last", "contrastive": 0.5}
+
+
+def test_conv_recipe_padding_invariance(conv_fitted, long_data):
+    """Alone = in the batch, whatever the padding holds, lengths 1 and 2 included."""
+    Z, scores = conv_fitted.encode(long_data), conv_fitted.score(long_data)
+    rec = conv_fitted.reconstruct(long_data)
+    for i in range(len(long_data)):
+        alone = long_data.take([i])
+        np.testing.assert_allclose(conv_fitted.encode(alone)[0], Z[i], atol=1e-5)
+        np.testing.assert_allclose(conv_fitted.reconstruct(alone)[0], rec[i], atol=1e-5)
+        assert conv_fitted.score(alone)[0] == pytest.approx(scores[i], rel=1e-5, abs=1e-7)
+    x, lengths = long_data.pad(value=np.nan, length=int(long_data.lengths.max()) + 9)
+    again = Sequences.from_padded(x, lengths=lengths)
+    np.testing.assert_allclose(conv_fitted.encode(again), Z, atol=1e-5)
+
+
+def test_conv_recipe_save_load_and_decode(conv_fitted, long_data, tmp_path):
+    same = SequenceAutoencoder.load(conv_fitted.save(tmp_path / "m"))
+    assert same.model_config_ == conv_fitted.model_config_
+    np.testing.assert_array_equal(same.encode(long_data), conv_fitted.encode(long_data))
+    out = same.decode(same.encode(long_data)[:2], lengths=[7, 300])
+    assert out.lengths.tolist() == [7, 300] and np.isfinite(out.values).all()
+
+
+def test_scaler_auto_picks_per_sequence_scaling_for_spread_scales(data):
+    from seqae.scaling import AUTO_SPREAD, Scaler
+
+    rng = np.random.default_rng(3)
+    scales = 10.0 ** rng.uniform(-4, 2, size=40)  # six orders of magnitude, as PLAID
+    spread = Sequences.from_list([s * rng.normal(size=(20, 1)) for s in scales])
+    ae = SequenceAutoencoder(**{**SMALL, "max_epochs": 1}).fit(spread)
+    assert ae.scaler_.mode_ == "sequence" and ae.scaler_.spread_ > AUTO_SPREAD
+    np.testing.assert_array_equal(ae.mean_, np.zeros(1, np.float32))
+    sc = Scaler().fit(data)  # the demo data: scales alike, global statistics
+    assert sc.mode_ == "global" and sc.spread_ < AUTO_SPREAD
+    std, stats = sc.transform(data)
+    mean, sd = data.feature_stats()
+    np.testing.assert_allclose(std.values, (data.values - mean) / sd, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sc.inverse(std, stats).values, data.values, rtol=1e-5,
+                               atol=1e-5)
+    back = Scaler.from_dict(json.loads(json.dumps(sc.to_dict())))
+    np.testing.assert_array_equal(back.transform(data)[0].values, std.values)
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        Scaler("minmax")

@@ -238,8 +238,8 @@ def test_conv_depth_covers_length():
 
 @pytest.mark.parametrize("encoder", ["rnn", "conv"])
 def test_autoencoder_net_with_contrastive_term(rng, encoder):
-    """The crop-agreement term is added in training only; evaluation reports the plain
-    reconstruction loss, which stays padding-invariant."""
+    """The crop-agreement term is added to the reconstruction loss, to a sum as n times
+    the term; the network's outputs stay padding-invariant."""
     cfg = ModelConfig(n_features=3, latent_dim=4, hidden_size=6, encoder=encoder, depth=2,
                       pooling="max", contrastive=0.5)
     net = AutoencoderNet(cfg)
@@ -249,14 +249,18 @@ def test_autoencoder_net_with_contrastive_term(rng, encoder):
         x[b, : len(s)] = torch.from_numpy(s)
     net.eval()
     check_padding_invariance(lambda x, lens: net(x, lens)[0], seqs)
-    plain, _, _ = net.loss(x, lens, masked_mse)
+    check_padding_invariance(lambda x, lens: net(x, lens)[1], seqs)
+    torch.manual_seed(3)
+    total_sum, _, n = net.loss(x, lens, masked_mse, reduction="sum")
     net.train()
     torch.manual_seed(3)
     with_term, z, _ = net.loss(x, lens, masked_mse)
+    recon = masked_mse(net(x, lens)[0], x, lens)
     torch.manual_seed(3)
     crop, crop_lens = random_crops(x, lens, 0.5)
-    expected = plain + 0.5 * info_nce(z, net.encode(crop, crop_lens))
+    expected = recon + 0.5 * info_nce(z, net.encode(crop, crop_lens))
     torch.testing.assert_close(with_term, expected)
+    torch.testing.assert_close(total_sum / n, expected)  # no dropout: same in eval mode
     with_term.backward()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
 

@@ -210,9 +210,11 @@ class AutoencoderNet(nn.Module):
         """``(loss, z, n_elements)``: the masked training loss of a batch.
 
         Continuous data use ``loss_fn`` (a masked regression loss) over valid elements;
-        tokens use cross-entropy over the valid tokens and each row's EOS. In training
-        mode with ``config.contrastive > 0`` and ``reduction="mean"``, the crop-agreement
-        term is added (evaluation reports reconstruction alone).
+        tokens use cross-entropy over the valid tokens and each row's EOS. With
+        ``config.contrastive > 0`` and a ``"mean"`` or ``"sum"`` reduction, the
+        crop-agreement term is added (to a sum as ``n_elements`` times the term, so that
+        sum / n_elements is the same objective); its crops come from torch's global
+        generator.
         """
         out, z = self(x, lengths)
         if self.tokens:
@@ -222,9 +224,10 @@ class AutoencoderNet(nn.Module):
         else:
             loss = loss_fn(out, x, lengths, reduction=reduction)
             n = int(lengths.sum()) * x.shape[-1]
-        if self.training and self.config.contrastive > 0 and reduction == "mean":
+        if self.config.contrastive > 0 and reduction in ("mean", "sum"):
             crop, crop_lengths = random_crops(x, lengths, self.config.crop_min)
-            loss = loss + self.config.contrastive * info_nce(z, self.encode(crop, crop_lengths))
+            term = self.config.contrastive * info_nce(z, self.encode(crop, crop_lengths))
+            loss = loss + (term if reduction == "mean" else term * n)
         return loss, z, n
 
     # ---------------------------------------------------------------- inference
