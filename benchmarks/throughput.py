@@ -50,13 +50,22 @@ def make_data(n: int, features: int, seed: int = 0):
     return Sequences(values, offsets)
 
 
-def _model(features: int, hidden: int, device, cell: str):
+def _recipe(encoder: str) -> dict:
+    """What SequenceAutoencoder's "auto" resolves each encoder to."""
+    if encoder == "conv":  # dilated convolutions, max pooling, crop-agreement term
+        return {"encoder": "conv", "pooling": "max", "contrastive": 1.0}
+    return {"encoder": "rnn", "pooling": "last", "contrastive": 0.0}
+
+
+def _model(features: int, hidden: int, device, cell: str, encoder: str, max_len: int):
     from seqae.nn import AutoencoderNet, ModelConfig
+    from seqae.nn.encoders import conv_depth_for
 
     # The architecture SequenceAutoencoder(bidirectional=False) builds, so that every
     # way of feeding the data trains the same model as `seqae fit`.
     cfg = ModelConfig(n_features=features, latent_dim=32, hidden_size=hidden, cell=cell,
-                      bidirectional=False, position="fourier", max_length=4000)
+                      bidirectional=False, position="fourier", max_length=4000,
+                      depth=conv_depth_for(max_len), **_recipe(encoder))
     return AutoencoderNet(cfg).to(device)
 
 
@@ -105,7 +114,7 @@ def _train_rate(method: str, args, q) -> None:
         from seqae import SequenceAutoencoder
 
         ae = SequenceAutoencoder(latent_dim=32, hidden_size=args.hidden, cell=args.cell,
-                                 bidirectional=False,
+                                 bidirectional=False, **_recipe(args.encoder),
                                  batch_size=args.batch, max_time=args.seconds,
                                  max_epochs=10_000, patience=10_000, validation_fraction=0,
                                  device=args.device)
@@ -116,7 +125,8 @@ def _train_rate(method: str, args, q) -> None:
         q.put({"method": method, "steps_per_s": steps / elapsed, "elapsed": elapsed,
                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
         return
-    net = _model(args.features, args.hidden, device, args.cell)
+    net = _model(args.features, args.hidden, device, args.cell, args.encoder,
+                 int(make_lengths(args.n).max()))
     fwd = PackedAE(net) if method == "packed" else net
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     data = DeviceData(seqs, device)
@@ -141,8 +151,11 @@ def _train_rate(method: str, args, q) -> None:
         idx_t = torch.as_tensor(idx, device=device)
         x, lens = collate(data.values, data.offsets, idx_t,
                           max_len=global_max if method == "naive" else None)
-        recon, z = fwd(x, lens)
-        loss = masked_mse(recon, x, lens)
+        if method == "packed":
+            recon, z = fwd(x, lens)
+            loss = masked_mse(recon, x, lens)
+        else:  # the model's own training loss (the crop term too, when it has one)
+            loss, _, _ = net.loss(x, lens, masked_mse)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -263,6 +276,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="sequences")
     ap.add_argument("--features", type=int, default=8)
     ap.add_argument("--cell", default="gru", help="seqae's RNN cell (default: the library's)")
+    ap.add_argument("--encoder", choices=["rnn", "conv"], default="rnn",
+                    help="rnn: the GRU recipe; conv: dilated convolutions, max pooling and "
+                    "the crop term (what encoder='auto' picks for long sequences)")
     ap.add_argument("--hidden", type=int, default=None, help="default 64 on CPU, 256 on GPU")
     ap.add_argument("--batch", type=int, default=None, help="default 32 on CPU, 128 on GPU")
     ap.add_argument("--methods", default="limit,seqae fit,sorted count,naive,packed,batch 1")

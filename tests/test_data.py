@@ -225,5 +225,9 @@ def test_concat_and_with_values(rng):
 
 def test_public_api_names():
     for name in ["Sequences", "SequenceAutoencoder", "lengths_to_mask", "mask_from_value",
-                 "clone", "SequenceDataError"]:
+                 "clone", "SequenceDataError", "Scaler", "scaling"]:
         assert name in seqae.__all__ and hasattr(seqae, name)
+    assert seqae.Scaler is seqae.scaling.Scaler
+    for name in ["ConvEncoder", "RNNEncoder", "AutoencoderNet"]:  # issue 11's blocks
+        assert name in seqae.nn.__all__ and hasattr(seqae.nn, name)
+    assert "info_nce" in seqae.losses.__all__
