@@ -15,12 +15,15 @@ A fixed random split holds out --held-out words; the model trains on the rest fo
 --augment N adds N pseudo-words spliced from training words (a prefix of one and a
 suffix of another) to the training data.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/words.py --max-time 420
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/words.py --train 4000 --max-time 240
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/words.py --max-time 420 \\
+        --params '{"hidden_size": 256, "latent_dim": 128}'     # issue 3's run
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from importlib import resources
 
@@ -70,12 +73,15 @@ def main() -> None:
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--words", choices=["eff", "mnemonic"], default="eff")
     ap.add_argument("--held-out", type=int, default=1000)
-    ap.add_argument("--max-time", type=float, default=420.0)
-    ap.add_argument("--hidden-size", type=int, default=256)
-    ap.add_argument("--latent-dim", type=int, default=128)
-    ap.add_argument("--token-dropout", type=float, default=0.0)
-    ap.add_argument("--cell", default="gru")
+    ap.add_argument("--train", type=int, default=None,
+                    help="train on this many of the other words (default: all; issue 11: 4000)")
+    ap.add_argument("--max-time", type=float, default=240.0)
+    ap.add_argument("--params", default="{}",
+                    help="JSON of SequenceAutoencoder settings besides "
+                    "decoder='autoregressive' (default: the library's defaults), e.g. "
+                    '\'{"hidden_size": 256, "latent_dim": 128}\' (issue 3\'s model)')
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     ap.add_argument("--augment", type=int, default=0,
                     help="add this many spliced pseudo-words to the training data")
     args = ap.parse_args()
@@ -84,22 +90,22 @@ def main() -> None:
 
     import seqae
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     words = load_words(args.words)
     perm = np.random.default_rng(args.seed).permutation(len(words))
     held = [words[i] for i in perm[: args.held_out]]
-    train = [words[i] for i in perm[args.held_out :]]
-    ae = seqae.SequenceAutoencoder(
-        decoder="autoregressive", cell=args.cell, hidden_size=args.hidden_size,
-        latent_dim=args.latent_dim, token_dropout=args.token_dropout,
-        max_time=args.max_time, max_epochs=10_000, seed=args.seed,
-    )
+    train = [words[i] for i in perm[args.held_out :]][: args.train]
+    params = json.loads(args.params)
+    ae = seqae.SequenceAutoencoder(**{"decoder": "autoregressive", "max_time": args.max_time,
+                                      "max_epochs": 10_000, "seed": args.seed, **params})
     start = time.perf_counter()
     ae.fit(train + splice(train, args.augment, args.seed) if args.augment else train)
     fit_s = time.perf_counter() - start
     tr, ho = evaluate(ae, train), evaluate(ae, held)
     print(f"# words={args.words} ({len(train)} train, {len(held)} held out), "
-          f"{args.cell} hidden {args.hidden_size}, latent {args.latent_dim}, token dropout "
-          f"{args.token_dropout}, {args.augment} spliced pseudo-words; torch "
+          f"SequenceAutoencoder(decoder='autoregressive', {params or 'defaults'}), "
+          f"{args.augment} spliced pseudo-words; torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads")
     print(f"# trained {len(ae.history_)} epochs in {fit_s:.0f}s "
           f"(max_time {args.max_time:.0f}s)\n")

@@ -35,6 +35,7 @@ __all__ = [
     "MaskedCrossEntropyLoss",
     "get_loss",
     "info_nce",
+    "hierarchical_contrastive",
 ]
 
 _REDUCTIONS = ("mean", "sum", "sequence", "none")
@@ -187,6 +188,81 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torc
     logits = a @ b.T / temperature  # (B, B)
     target = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def _masked_pair_ce(sim: torch.Tensor, valid: torch.Tensor, half: int) -> torch.Tensor:
+    """``(loss sum, count)`` of picking the partner ``(j + half) mod 2 half`` of each
+    valid row j of ``sim`` ``(G, 2 half, 2 half)`` among the other valid columns."""
+    n = sim.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=sim.device)
+    # candidates of each valid row; an invalid row sees every column, so that no row is
+    # all -inf (its gradient would be NaN even where the result is masked out)
+    cols = (valid[:, None, :] & ~eye) | ~valid[:, :, None]  # (G, 2h, 2h)
+    logits = sim.masked_fill(~cols, float("-inf"))
+    partner = (torch.arange(n, device=sim.device) + half) % n  # (2h,)
+    pos = logits.gather(2, partner.view(1, n, 1).expand(sim.shape[0], n, 1)).squeeze(2)
+    ce = torch.logsumexp(logits, -1) - pos  # (G, 2h); inf/nan where the row is invalid
+    ce = torch.where(valid, ce, torch.zeros((), dtype=ce.dtype, device=ce.device))
+    return ce.sum(), valid.sum()
+
+
+def _pool_pairs(r: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked max pooling by 2 along time: ``(B, T, C), (B, T) -> (B, ceil(T/2), ...)``."""
+    if r.shape[1] % 2:
+        r, m = F.pad(r, (0, 0, 0, 1)), F.pad(m, (0, 1))
+    b, t, c = r.shape
+    neg = torch.full((), float("-inf"), dtype=r.dtype, device=r.device)
+    r = torch.where(m[..., None], r, neg).view(b, t // 2, 2, c).amax(2)
+    m = m.view(b, t // 2, 2).any(2)
+    return torch.where(m[..., None], r, torch.zeros((), dtype=r.dtype, device=r.device)), m
+
+
+def hierarchical_contrastive(
+    r1: torch.Tensor, r2: torch.Tensor, mask: torch.Tensor, max_steps: int = 256
+) -> torch.Tensor:
+    """Timestamp-level contrast of two views of the same steps, at every time scale.
+
+    ``r1[b, t]`` and ``r2[b, t]`` represent step t of sequence b seen in two different
+    contexts. At each scale, each representation must pick its partner (by dot product)
+    among the other sequences' representations of the same step (instance term) and among
+    the other steps of its own sequence (temporal term; skipped once one step is left).
+    The steps are then max-pooled by two and the terms repeated until one step remains;
+    the result is the mean over scales of the two terms' average. Inputs longer than
+    ``max_steps`` are pooled first (the temporal term costs ``T**2`` per sequence).
+    Padding (``mask`` False) is neither an anchor nor a candidate.
+
+    Args:
+        r1, r2: ``(B, T, C)``.
+        mask: ``(B, T)``, True = a valid step (the same for both views).
+        max_steps: longest time axis the terms are computed on (default 256).
+
+    Returns:
+        A scalar; 0 when nothing can be told apart (one sequence of one step).
+    """
+    zero = torch.zeros((), dtype=r1.dtype, device=r1.device)
+    r1, r2 = torch.where(mask[..., None], r1, zero), torch.where(mask[..., None], r2, zero)
+    while r1.shape[1] > max_steps:
+        (r1, m1), (r2, _) = _pool_pairs(r1, mask), _pool_pairs(r2, mask)
+        mask = m1
+    total, scales = r1.sum() * 0.0, 0
+    b = r1.shape[0]
+    while True:
+        z = torch.cat([r1, r2], 0).transpose(0, 1)  # (T, 2B, C)
+        valid = torch.cat([mask, mask], 0).T  # (T, 2B)
+        s, n = _masked_pair_ce(z @ z.transpose(1, 2), valid, b)
+        inst = s / n.clamp(min=1)
+        if r1.shape[1] > 1:
+            zt = torch.cat([r1, r2], 1)  # (B, 2T, C)
+            s, n = _masked_pair_ce(zt @ zt.transpose(1, 2), torch.cat([mask, mask], 1),
+                                   r1.shape[1])
+            total = total + 0.5 * (inst + s / n.clamp(min=1))
+        else:
+            total = total + inst
+        scales += 1
+        if r1.shape[1] == 1:
+            return total / scales
+        (r1, m1), (r2, _) = _pool_pairs(r1, mask), _pool_pairs(r2, mask)
+        mask = m1
 
 
 class _MaskedLoss(nn.Module):

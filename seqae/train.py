@@ -23,6 +23,11 @@ __all__ = ["TrainConfig", "Callback", "DeviceData", "train", "best_epoch", "reso
 
 log = logging.getLogger("seqae")
 
+# An epoch (one history record, one early-stopping and learning-rate decision) is at
+# least this many optimizer steps: on 36 sequences a single pass is 2 steps, and patience
+# counted in such passes stopped training after a few dozen steps.
+MIN_EPOCH_STEPS = 32
+
 
 @dataclass
 class TrainConfig:
@@ -37,6 +42,8 @@ class TrainConfig:
         grad_clip: max gradient norm, 0 = off (default 1.0).
         patience: epochs without improvement of the monitored loss before stopping
             (default 10); the learning rate halves after ``patience // 3`` such epochs.
+            An epoch makes as many passes over the data as it takes to reach
+            `MIN_EPOCH_STEPS` optimizer steps (one pass unless the data are tiny).
         batching: ``"count"``, ``"tokens"`` or ``"auto"`` (= count; see `seqae.batching`).
         seed: seeds init, shuffling and dropout (default 0).
     """
@@ -146,6 +153,13 @@ def evaluate(
     return total / max(count, 1)
 
 
+def _passes(sampler: LengthBucketSampler, epoch: int, passes: int):
+    """The batches of ``passes`` passes over the data, each shuffled from its own seed."""
+    for p in range(passes):
+        sampler.set_epoch((epoch - 1) * passes + p + 1)
+        yield from sampler
+
+
 def train(
     model: nn.Module,
     loss_fn,
@@ -170,6 +184,7 @@ def train(
     sampler = LengthBucketSampler(
         train_data.lengths, config.batch_size, policy=policy, seed=config.seed
     )
+    passes = max(1, math.ceil(MIN_EPOCH_STEPS / max(1, len(sampler))))
     for cb in callbacks:
         cb.on_train_begin(model, config)
     history: list[dict[str, Any]] = []
@@ -177,9 +192,8 @@ def train(
     start = time.perf_counter()
     for epoch in range(1, config.max_epochs + 1):
         model.train()
-        sampler.set_epoch(epoch)
         total, count, steps = 0.0, 0, 0
-        for idx in sampler:
+        for idx in _passes(sampler, epoch, passes):
             x, lens = train_data.batch(idx)  # (B, T, F) or (B, T) tokens, (B,)
             loss, _, n = model.loss(x, lens, loss_fn)  # mean over the n valid elements
             opt.zero_grad(set_to_none=True)
@@ -193,7 +207,7 @@ def train(
             if config.max_time is not None and time.perf_counter() - start >= config.max_time:
                 break  # the budget is spent: finish this epoch early
         record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1),
-                                  "steps": steps}
+                                  "steps": steps, "passes": passes}
         if val_data is not None:
             record["val_loss"] = evaluate(model, val_data, loss_fn, 4 * config.batch_size, policy)
         record["lr"] = opt.param_groups[0]["lr"]

@@ -385,3 +385,29 @@ def test_scaler_auto_picks_per_sequence_scaling_for_spread_scales(data):
     np.testing.assert_array_equal(back.transform(data)[0].values, std.values)
     with pytest.raises(ValueError, match="normalize must be one of"):
         Scaler("minmax")
+
+
+def test_tiny_data_epochs_make_several_passes(data):
+    """An epoch is at least MIN_EPOCH_STEPS optimizer steps: 16 sequences in batches of 4
+    are 4 steps a pass, so an epoch makes 8 passes and trains every valid step 8 times."""
+    from seqae.train import MIN_EPOCH_STEPS
+
+    seen = []
+
+    class Count(seqae.train.Callback):
+        def on_epoch_end(self, epoch, record):
+            seen.append((record["passes"], record["steps"]))
+
+    ae = SequenceAutoencoder(**{**SMALL, "max_epochs": 2})
+    ae.fit(data, callbacks=[Count()])
+    passes = -(-MIN_EPOCH_STEPS // 4)
+    assert seen == [(passes, passes * int(data.lengths.sum()))] * 2
+    # each pass is its own shuffle: the batch orders differ between passes and epochs
+    from seqae.batching import LengthBucketSampler
+    from seqae.train import _passes
+
+    sampler = LengthBucketSampler(data.lengths, 4, seed=1)
+    one = [tuple(b) for b in _passes(sampler, 1, passes)]
+    two = [tuple(b) for b in _passes(sampler, 2, passes)]
+    assert len(one) == passes * 4 and one != two
+    assert sorted(i for b in one for i in b) == sorted(list(range(16)) * passes)

@@ -135,3 +135,72 @@ def test_seed_003_masked_loss_is_the_valid_steps_mean():
     per_tok = -np.log(np.take_along_axis(probs, y_true[..., None], -1)[..., 0])
     assert got == pytest.approx(per_tok[mask.numpy()].mean(), rel=1e-6)
     assert got != pytest.approx(per_tok.mean(), rel=1e-3)
+
+
+def _hierarchical_reference(r1, r2, counts):
+    """numpy, one sequence and one step at a time: the instance and temporal terms at
+    every scale, each sequence's valid steps max-pooled by two (ceil) between scales."""
+    def ce(anchor, cands, pos):  # -log softmax of the partner among the candidates
+        logits = np.array([anchor @ c for c in cands])
+        return np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[pos]
+
+    rows1 = [r1[b, :n].astype(np.float64) for b, n in enumerate(counts)]
+    rows2 = [r2[b, :n].astype(np.float64) for b, n in enumerate(counts)]
+    total, scales = 0.0, 0
+    while True:
+        longest = max(len(r) for r in rows1)
+        inst = []
+        for t in range(longest):
+            live = [b for b in range(len(rows1)) if len(rows1[b]) > t]
+            z = [rows1[b][t] for b in live] + [rows2[b][t] for b in live]
+            k = len(live)
+            for i in range(2 * k):
+                cands = [z[j] for j in range(2 * k) if j != i]
+                partner = (i + k) % (2 * k)
+                inst.append(ce(z[i], cands, partner - (partner > i)))
+        inst = np.mean(inst)
+        if longest > 1:
+            temp = []
+            for a, b in zip(rows1, rows2, strict=True):
+                z, n = list(a) + list(b), len(a)
+                for i in range(2 * n):
+                    cands = [z[j] for j in range(2 * n) if j != i]
+                    partner = (i + n) % (2 * n)
+                    temp.append(ce(z[i], cands, partner - (partner > i)))
+            total += 0.5 * (inst + np.mean(temp))
+        else:
+            total += inst
+        scales += 1
+        if longest == 1:
+            return total / scales
+
+        def pool(r):
+            return np.array([r[i : i + 2].max(0) for i in range(0, len(r), 2)])
+
+        rows1, rows2 = [pool(r) for r in rows1], [pool(r) for r in rows2]
+
+
+def test_hierarchical_contrastive_matches_a_loop_reference():
+    from seqae.losses import hierarchical_contrastive
+
+    g = torch.Generator().manual_seed(0)
+    counts = [5, 1, 3, 8]
+    r1, r2 = torch.randn(4, 8, 3, generator=g), torch.randn(4, 8, 3, generator=g)
+    mask = torch.arange(8)[None, :] < torch.tensor(counts)[:, None]
+    r1[~mask], r2[~mask] = float("nan"), float("nan")  # padding must not be read
+    r1.requires_grad_(True)
+    loss = hierarchical_contrastive(r1, r2, mask)
+    ref = _hierarchical_reference(r1.detach().numpy(), r2.numpy(), counts)
+    assert loss.item() == pytest.approx(ref, rel=1e-5)
+    loss.backward()
+    assert torch.isfinite(r1.grad).all() and (r1.grad[~mask] == 0).all()
+    # a lone step of a lone sequence has nothing to be told apart from
+    one = torch.ones(1, 1, 3)
+    assert float(hierarchical_contrastive(one, one, torch.ones(1, 1, dtype=torch.bool))) == 0
+    # longer than max_steps: pooled first, same as pooling by hand
+    long1, long2 = torch.randn(2, 20, 3, generator=g), torch.randn(2, 20, 3, generator=g)
+    full = torch.ones(2, 20, dtype=torch.bool)
+    pooled = hierarchical_contrastive(long1, long2, full, max_steps=10)
+    by_hand = hierarchical_contrastive(long1.view(2, 10, 2, 3).amax(2),
+                                       long2.view(2, 10, 2, 3).amax(2), full[:, :10])
+    assert float(pooled) == pytest.approx(float(by_hand), rel=1e-6)

@@ -179,8 +179,10 @@ LONG_LENGTHS = [1, 6, 3, 40, 1, 17]
 @pytest.mark.parametrize("depth", [1, 4])
 @pytest.mark.parametrize("kernel_size", [3, 5])
 @pytest.mark.parametrize("pooling", ["max", "last+mean"])
-def test_conv_encoder_padding_invariance(rng, depth, kernel_size, pooling):
-    enc = ConvEncoder(3, 5, depth=depth, kernel_size=kernel_size, pooling=pooling).eval()
+@pytest.mark.parametrize("output_size", [None, 7])
+def test_conv_encoder_padding_invariance(rng, depth, kernel_size, pooling, output_size):
+    enc = ConvEncoder(3, 5, depth=depth, kernel_size=kernel_size, pooling=pooling,
+                      output_size=output_size).eval()
     seqs = random_seqs(rng, LONG_LENGTHS)
     check_padding_invariance(lambda x, lens: enc(x, lens)[1], seqs)  # summary (B, D)
     check_padding_invariance(lambda x, lens: enc(x, lens)[0], seqs)  # outputs (B, T, D)
@@ -297,3 +299,52 @@ def test_info_nce_matches_hand_computation():
 
     assert float(loss) == pytest.approx(0.5 * (ce(s) + ce(s.T)), rel=1e-5)
     assert float(info_nce(a[:1], b[:1])) == 0.0
+
+
+def test_overlapping_crops_share_a_stretch_of_each_sequence():
+    from seqae.nn.model import overlapping_crops
+
+    lens = torch.tensor([1, 2, 7, 30])
+    x = torch.arange(4 * 30, dtype=torch.float32).view(4, 30, 1) + 1
+    for b, n in enumerate(lens.tolist()):
+        x[b, n:] = float("nan")
+    for _ in range(50):
+        (v1, l1, o1), (v2, l2, o2), c = overlapping_crops(x, lens)
+        assert torch.isfinite(v1).all() and torch.isfinite(v2).all()
+        for b, n in enumerate(lens.tolist()):
+            a = int(v1[b, 0, 0] - x[b, 0, 0])  # where each crop starts in its sequence
+            s = int(v2[b, 0, 0] - x[b, 0, 0])
+            assert 0 <= a <= s and s + int(c[b]) <= n and min(2, n) <= int(c[b])
+            assert a + int(l1[b]) == s + int(c[b]) and s + int(l2[b]) <= n
+            assert int(o1[b]) == s - a and int(o2[b]) == 0
+            assert torch.equal(v1[b, o1[b] : o1[b] + c[b]], v2[b, : c[b]])  # the overlap
+            assert (v1[b, l1[b]:] == 0).all() and (v2[b, l2[b]:] == 0).all()
+
+
+def test_hierarchical_term_and_hidden_steps(rng):
+    """hide=None equals hiding nothing; hidden steps change the outputs; the model's
+    hierarchical term is finite with NaN padding and lengths 1."""
+    enc = ConvEncoder(2, 4, depth=2).eval()
+    x = torch.randn(2, 6, 2)
+    lens = torch.tensor([6, 3])
+    with torch.no_grad():
+        ref = enc(x, lens)[0]
+        none = enc(x, lens, hide=torch.zeros(2, 6, dtype=torch.bool))[0]
+        hid = enc(x, lens, hide=torch.tensor([[False, True] + [False] * 4] * 2))[0]
+    torch.testing.assert_close(none, ref)
+    assert not torch.allclose(hid[0], ref[0]) and (hid[1, 3:] == 0).all()
+    cfg = ModelConfig(n_features=2, latent_dim=4, hidden_size=6, encoder="conv", depth=2,
+                      pooling="max", contrastive=1.0, contrast="hierarchical")
+    net = AutoencoderNet(cfg)
+    x = torch.randn(3, 9, 2)
+    lens = torch.tensor([9, 1, 4])
+    x[1, 1:], x[2, 4:] = float("nan"), float("nan")
+    loss, _, _ = net.loss(x, lens, masked_mse)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    net.eval()
+    seqs = random_seqs(rng, LONG_LENGTHS, n_features=2)
+    check_padding_invariance(lambda x, lens: net(x, lens)[1], seqs)
+    with pytest.raises(ValueError, match="needs encoder='conv'"):
+        AutoencoderNet(ModelConfig(n_features=2, contrast="hierarchical"))

@@ -239,15 +239,19 @@ class ConvEncoder(nn.Module):
         kernel_size: odd convolution width (default 3).
         pooling: ``"max"`` (default), ``"mean"``, ``"last"`` (the output at each
             sequence's last valid step) or a ``"+"``-joined combination.
+        output_size: channels of a final per-step linear layer before pooling (default
+            None: none, the blocks' ``hidden_size`` channels are pooled).
 
     Call arguments:
         x: ``(B, T, input_size)``; padding may hold anything, NaN included.
         lengths: ``(B,)`` valid lengths, or
         mask: ``(B, T)`` bool, True = valid step (must be right-padded). Not both.
+        hide: optional ``(B, T)`` bool, True = a valid step whose projected input is set
+            to zero (a training augmentation: the step is seen through its context only).
 
     Returns:
-        ``(outputs, summary)``: ``outputs`` ``(B, T, hidden_size)`` with exact zeros at
-        padding, ``summary`` ``(B, out_features)``.
+        ``(outputs, summary)``: ``outputs`` ``(B, T, output_size or hidden_size)`` with
+        exact zeros at padding, ``summary`` ``(B, out_features)``.
 
     Example:
         >>> enc = ConvEncoder(3, 8, depth=3)
@@ -263,6 +267,7 @@ class ConvEncoder(nn.Module):
         depth: int = 6,
         kernel_size: int = 3,
         pooling: str = "max",
+        output_size: int | None = None,
     ):
         super().__init__()
         if kernel_size % 2 != 1:
@@ -271,26 +276,31 @@ class ConvEncoder(nn.Module):
             raise ValueError(f"depth must be >= 1, got {depth}")
         self.pools = _check_pools(pooling)
         self.hidden_size = hidden_size
-        self.out_features = hidden_size * len(self.pools)
+        self.out_features = (output_size or hidden_size) * len(self.pools)
         self.proj = nn.Linear(input_size, hidden_size)
         self.blocks = nn.ModuleList(_ConvBlock(hidden_size, kernel_size, 2**i)
                                     for i in range(depth))
+        self.out = nn.Linear(hidden_size, output_size) if output_size else None
 
     def forward(
         self,
         x: torch.Tensor,
         lengths: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
+        hide: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         mask = resolve_mask(x, lengths, mask)  # (B, T)
         lengths = _check_right_padded(mask)  # (B,)
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         m = mask[:, None, :]  # (B, 1, T)
         h = torch.where(mask[..., None], x, zero)  # (B, T, F), padding -> 0
-        h = torch.where(m, self.proj(h).transpose(1, 2), zero)  # (B, C, T)
+        seen = m if hide is None else m & ~hide[:, None, :]
+        h = torch.where(seen, self.proj(h).transpose(1, 2), zero)  # (B, C, T)
         for block in self.blocks:
             h = block(h, m)
         h = h.transpose(1, 2)  # (B, T, C), zero at padding
+        if self.out is not None:
+            h = torch.where(mask[..., None], self.out(h), zero)  # (B, T, output_size)
         return h, _pool(h, mask, self.pools, lambda: gather_last(h, lengths))
 
 

@@ -8,15 +8,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import info_nce, masked_cross_entropy
+from ..losses import hierarchical_contrastive, info_nce, masked_cross_entropy
 from ..masking import lengths_to_mask
 from .decoders import AutoregressiveDecoder, LengthHead, RepeatDecoder
 from .encoders import ConvEncoder, RNNEncoder, SequenceEncoder, reverse_within_length
 
-__all__ = ["ModelConfig", "AutoencoderNet", "DECODERS", "ENCODERS", "random_crops"]
+__all__ = ["ModelConfig", "AutoencoderNet", "DECODERS", "ENCODERS", "CONTRASTS",
+           "random_crops", "overlapping_crops"]
 
 DECODERS = ("repeat", "autoregressive")
 ENCODERS = ("rnn", "conv")
+CONTRASTS = ("instance", "hierarchical")
 BOS, EOS = 1, 2  # reserved token ids (see seqae.vocab)
 
 
@@ -50,6 +52,15 @@ class ModelConfig:
             latent of each sequence and of a random crop of it must match under InfoNCE
             among the batch (default 0 = plain reconstruction).
         crop_min: shortest crop, as a share of the sequence's length (default 0.5).
+        contrast: ``"instance"`` (default): the pooled latents of a sequence and of a
+            crop of it must match (`seqae.losses.info_nce`); ``"hierarchical"`` (conv
+            encoder only): the per-step outputs of two overlapping crops, with half of
+            each crop's steps hidden at random, must match step by step against the
+            other sequences and the other steps, at every time scale
+            (`seqae.losses.hierarchical_contrastive`).
+        hide: share of each crop's steps hidden in ``"hierarchical"`` (default 0.5).
+        conv_output: `ConvEncoder` per-step output channels before pooling (default 0:
+            its ``hidden_size``).
     """
 
     n_features: int
@@ -72,6 +83,9 @@ class ModelConfig:
     kernel_size: int = 3
     contrastive: float = 0.0
     crop_min: float = 0.5
+    contrast: str = "instance"
+    hide: float = 0.5
+    conv_output: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,14 +118,48 @@ def random_crops(
     u = torch.empty(lens.shape, device=x.device).uniform_(min_share, 1.0)  # (B,)
     c = torch.ceil(u * lens).long().clamp(min=1).minimum(lens.clamp(min=1))  # (B,)
     start = (torch.rand(lens.shape, device=x.device) * (lens - c + 1)).long()  # (B,)
-    t = int(c.max()) if c.numel() else 0
+    return _take(x, start, c)
+
+
+def overlapping_crops(x: torch.Tensor, lengths: torch.Tensor):
+    """Two random crops of each right-padded row that share a random stretch of it.
+
+    Row b of length L gets an overlap of ``c`` steps (uniform in ``min(2, L)..L``) starting
+    at ``s``; the first crop runs from a uniform start in ``0..s`` to ``s + c``, the second
+    from ``s`` to a uniform end in ``s + c..L``, so each sees the overlap in a different
+    context. Uses torch's global generator.
+
+    Args:
+        x: ``(B, T, ...)``.
+        lengths: ``(B,)`` valid lengths (>= 1).
+
+    Returns:
+        ``((crop1, lengths1, offset1), (crop2, lengths2, offset2), c)``: each crop
+        right-padded with zeros, and where the overlap starts in it; ``c`` ``(B,)``.
+    """
+    lens = lengths.to(x.device).clamp(min=1)
+    low = lens.clamp(max=2)
+
+    def uniform(lo, hi):  # integers uniform in lo..hi, elementwise
+        return lo + (torch.rand(lo.shape, device=x.device) * (hi - lo + 1)).long()
+
+    c = uniform(low, lens)
+    s = uniform(torch.zeros_like(c), lens - c)
+    a = uniform(torch.zeros_like(s), s)
+    e = uniform(s + c, lens)
+    return (*_take(x, a, s + c - a), s - a), (*_take(x, s, e - s), torch.zeros_like(s)), c
+
+
+def _take(x: torch.Tensor, start: torch.Tensor, n: torch.Tensor):
+    """``(rows of x from start, n steps each, right-padded with zeros, n)``."""
+    t = int(n.max()) if n.numel() else 0
     steps = torch.arange(t, device=x.device)[None, :]  # (1, T')
-    keep = steps < c[:, None]  # (B, T')
-    idx = torch.where(keep, start[:, None] + steps, 0)  # (B, T')
+    keep = steps < n[:, None]  # (B, T')
+    idx = torch.where(keep, start[:, None] + steps, 0)
     idx = idx.reshape(idx.shape + (1,) * (x.dim() - 2)).expand((-1, -1) + x.shape[2:])
-    crops = x.gather(1, idx)
     keep = keep.reshape(keep.shape + (1,) * (x.dim() - 2))
-    return torch.where(keep, crops, torch.zeros((), dtype=x.dtype, device=x.device)), c
+    return torch.where(keep, x.gather(1, idx), torch.zeros((), dtype=x.dtype,
+                                                          device=x.device)), n
 
 
 class AutoencoderNet(nn.Module):
@@ -140,9 +188,13 @@ class AutoencoderNet(nn.Module):
             in_size = config.embedding_dim
         if config.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {config.encoder!r}")
+        if config.contrast not in CONTRASTS:
+            raise ValueError(f"contrast must be one of {CONTRASTS}, got {config.contrast!r}")
+        if config.contrast == "hierarchical" and config.encoder != "conv":
+            raise ValueError("contrast='hierarchical' needs encoder='conv'")
         if config.encoder == "conv":
             rnn = ConvEncoder(in_size, config.hidden_size, config.depth, config.kernel_size,
-                              config.pooling)
+                              config.pooling, config.conv_output or None)
         else:
             rnn = RNNEncoder(
                 in_size,
@@ -225,10 +277,29 @@ class AutoencoderNet(nn.Module):
             loss = loss_fn(out, x, lengths, reduction=reduction)
             n = int(lengths.sum()) * x.shape[-1]
         if self.config.contrastive > 0 and reduction in ("mean", "sum"):
-            crop, crop_lengths = random_crops(x, lengths, self.config.crop_min)
-            term = self.config.contrastive * info_nce(z, self.encode(crop, crop_lengths))
+            if self.config.contrast == "hierarchical":
+                term = self._hierarchical_term(x, lengths)
+            else:
+                crop, crop_lengths = random_crops(x, lengths, self.config.crop_min)
+                term = info_nce(z, self.encode(crop, crop_lengths))
+            term = self.config.contrastive * term
             loss = loss + (term if reduction == "mean" else term * n)
         return loss, z, n
+
+    def _hierarchical_term(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """`hierarchical_contrastive` on two overlapping crops of each row (continuous
+        data; the conv encoder's per-step outputs, some input steps hidden)."""
+        (v1, l1, o1), (v2, l2, o2), c = overlapping_crops(x, lengths)
+        conv = self.encoder.rnn
+        steps = torch.arange(int(c.max()), device=x.device)[None, :]  # (1, C)
+        keep = steps < c[:, None]  # (B, C): the overlap, right-padded
+        reps = []
+        for v, lv, off in ((v1, l1, o1), (v2, l2, o2)):
+            hide = torch.rand(v.shape[:2], device=v.device) < self.config.hide  # (B, T')
+            h, _ = conv(v, lengths=lv, hide=hide)  # (B, T', D)
+            idx = torch.where(keep, off[:, None] + steps, 0)  # (B, C)
+            reps.append(h.gather(1, idx[..., None].expand(-1, -1, h.shape[-1])))
+        return hierarchical_contrastive(reps[0], reps[1], keep)
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
