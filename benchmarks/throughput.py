@@ -33,17 +33,17 @@ import time
 import numpy as np
 
 
-def make_lengths(n: int, seed: int = 0) -> np.ndarray:
+def make_lengths(n: int, seed: int = 0, mean: int = 100) -> np.ndarray:
     rng = np.random.default_rng(seed)
     sigma = 0.8
-    mu = np.log(100) - sigma**2 / 2  # mean ~100
-    return np.clip(rng.lognormal(mu, sigma, n).astype(int), 2, 1000)
+    mu = np.log(mean) - sigma**2 / 2  # mean ~mean
+    return np.clip(rng.lognormal(mu, sigma, n).astype(int), 2, 10 * mean)
 
 
-def make_data(n: int, features: int, seed: int = 0):
+def make_data(n: int, features: int, seed: int = 0, mean: int = 100):
     from seqae import Sequences
 
-    lengths = make_lengths(n, seed)
+    lengths = make_lengths(n, seed, mean)
     rng = np.random.default_rng(seed + 1)
     values = rng.normal(size=(int(lengths.sum()), features)).astype(np.float32)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -52,9 +52,10 @@ def make_data(n: int, features: int, seed: int = 0):
 
 def _recipe(encoder: str) -> dict:
     """What SequenceAutoencoder's "auto" resolves each encoder to."""
-    if encoder == "conv":  # dilated convolutions, max pooling, crop-agreement term
-        return {"encoder": "conv", "pooling": "max", "contrastive": 1.0}
-    return {"encoder": "rnn", "pooling": "last", "contrastive": 0.0}
+    if encoder == "conv":  # dilated convolutions, max pooling, hierarchical crop term
+        return {"encoder": "conv", "pooling": "max", "contrastive": 1.0,
+                "contrast": "hierarchical"}
+    return {"encoder": "rnn", "pooling": "last", "contrastive": 0.0, "contrast": "instance"}
 
 
 def _model(features: int, hidden: int, device, cell: str, encoder: str, max_len: int):
@@ -101,7 +102,7 @@ def _train_rate(method: str, args, q) -> None:
 
     torch.manual_seed(0)
     device = torch.device(args.device)
-    seqs = make_data(args.n, args.features)
+    seqs = make_data(args.n, args.features, mean=args.mean_length)
     if method == "limit":
         from seqae import Sequences
 
@@ -126,7 +127,7 @@ def _train_rate(method: str, args, q) -> None:
                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
         return
     net = _model(args.features, args.hidden, device, args.cell, args.encoder,
-                 int(make_lengths(args.n).max()))
+                 int(make_lengths(args.n, mean=args.mean_length).max()))
     fwd = PackedAE(net) if method == "packed" else net
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     data = DeviceData(seqs, device)
@@ -186,7 +187,7 @@ def _peer_rate(method: str, args, q) -> None:
     import os
 
     os.environ["KERAS_BACKEND"] = "torch"
-    seqs = make_data(args.n, args.features)
+    seqs = make_data(args.n, args.features, mean=args.mean_length)
     steps = 0
     if method == "keras (seed 000)":
         import keras
@@ -235,7 +236,7 @@ def _encode_rate(method: str, args, q) -> None:
 
     from seqae import SequenceAutoencoder
 
-    seqs = make_data(args.n, args.features)
+    seqs = make_data(args.n, args.features, mean=args.mean_length)
     ae = SequenceAutoencoder(latent_dim=32, hidden_size=args.hidden, cell=args.cell,
                              bidirectional=False, max_epochs=1, validation_fraction=0,
                              device=args.device)
@@ -275,6 +276,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--n", type=int, default=2000, help="sequences")
     ap.add_argument("--features", type=int, default=8)
+    ap.add_argument("--mean-length", type=int, default=100,
+                    help="mean of the log-normal lengths (capped at 10x)")
     ap.add_argument("--cell", default="gru", help="seqae's RNN cell (default: the library's)")
     ap.add_argument("--encoder", choices=["rnn", "conv"], default="rnn",
                     help="rnn: the GRU recipe; conv: dilated convolutions, max pooling and "
@@ -290,7 +293,7 @@ def main() -> None:
     gpu = args.device.startswith("cuda")
     args.hidden = args.hidden or (256 if gpu else 64)
     args.batch = args.batch or (128 if gpu else 32)
-    lengths = make_lengths(args.n)
+    lengths = make_lengths(args.n, mean=args.mean_length)
     import torch
 
     print(f"# seqae throughput  device={args.device}  torch={torch.__version__}  "
@@ -298,7 +301,9 @@ def main() -> None:
           f"cpu={platform.processor() or platform.machine()}")
     print(f"# data: {args.n} sequences x {args.features} features, lengths mean "
           f"{lengths.mean():.1f}, median {np.median(lengths):.0f}, max {lengths.max()}, "
-          f"{lengths.sum()} valid steps; {args.cell.upper()} hidden {args.hidden}, "
+          f"{lengths.sum()} valid steps; encoder {args.encoder} "
+          f"({args.cell.upper() if args.encoder == 'rnn' else 'dilated conv'}) hidden "
+          f"{args.hidden}, "
           f"batch {args.batch}, "
           f"{args.seconds:.0f}s per method")
     methods = [s.strip() for s in args.methods.split(",")]

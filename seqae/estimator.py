@@ -36,6 +36,8 @@ FORMAT_VERSION = 1
 MIN_VALIDATION = 50
 # encoder="auto": a median length above this many steps picks the convolutional encoder.
 LONG = 100
+# contrast="auto" with the convolutional encoder
+CONV_CONTRAST = "hierarchical"
 
 
 def _is_texts(X: Any) -> bool:
@@ -120,6 +122,11 @@ class SequenceAutoencoder(_Params):
             a random crop of it (half to all of it) must pick each other out of the batch
             (InfoNCE); ``"auto"`` (default): 1 with the convolutional encoder, 0 with the
             RNN.
+        contrast: what the crop-agreement term compares: ``"instance"`` (the latents of
+            a sequence and of a crop of it) or ``"hierarchical"`` (the per-step outputs
+            of two overlapping crops, step by step, at every time scale; conv encoder
+            only); ``"auto"`` (default): ``"hierarchical"`` with the convolutional
+            encoder, ``"instance"`` with the RNN.
         decoder: ``"repeat"`` (default): the latent fed at each step, or
             ``"autoregressive"``: each step also sees the previous one (teacher forcing in
             training, free-running at inference, stopping at EOS for tokens).
@@ -143,7 +150,8 @@ class SequenceAutoencoder(_Params):
         max_epochs: upper bound on epochs (default 100).
         max_time: training budget in seconds (default None: no limit).
         batch_size: typical sequences per batch (default 32).
-        lr: learning rate (default 3e-3).
+        lr: learning rate; ``"auto"`` (default): 1e-3 with the convolutional encoder,
+            3e-3 with the RNN.
         weight_decay: AdamW weight decay (default 0).
         grad_clip: max gradient norm (default 1.0).
         patience: early-stopping patience in epochs (default 10).
@@ -180,6 +188,7 @@ class SequenceAutoencoder(_Params):
         encoder: str = "auto",
         depth: int | None = None,
         contrastive: float | str = "auto",
+        contrast: str = "auto",
         decoder: str = "repeat",
         position: str = "fourier",
         dropout: float = 0.0,
@@ -189,7 +198,7 @@ class SequenceAutoencoder(_Params):
         max_epochs: int = 100,
         max_time: float | None = None,
         batch_size: int = 32,
-        lr: float = 3e-3,
+        lr: float | str = "auto",
         weight_decay: float = 0.0,
         grad_clip: float = 1.0,
         patience: int = 10,
@@ -209,6 +218,7 @@ class SequenceAutoencoder(_Params):
         self.encoder = encoder
         self.depth = depth
         self.contrastive = contrastive
+        self.contrast = contrast
         self.decoder = decoder
         self.position = position
         self.dropout = dropout
@@ -241,7 +251,16 @@ class SequenceAutoencoder(_Params):
             "max" if encoder == "conv" else "last")
         contrastive = self.contrastive if self.contrastive != "auto" else (
             1.0 if encoder == "conv" else 0.0)
-        return {"encoder": encoder, "pooling": pooling, "contrastive": float(contrastive)}
+        contrast = self.contrast if self.contrast != "auto" else (
+            CONV_CONTRAST if encoder == "conv" else "instance")
+        return {"encoder": encoder, "pooling": pooling, "contrastive": float(contrastive),
+                "contrast": contrast}
+
+    def _lr(self) -> float:
+        """``lr``, with ``"auto"`` resolved for the fitted encoder."""
+        if self.lr != "auto":
+            return float(self.lr)
+        return 1e-3 if self.model_config_.encoder == "conv" else 3e-3
 
     def _model_config(self, n_features: int, max_length: int,
                       recipe: dict[str, Any]) -> ModelConfig:
@@ -266,7 +285,7 @@ class SequenceAutoencoder(_Params):
             max_epochs=self.max_epochs,
             max_time=self.max_time,
             batch_size=self.batch_size,
-            lr=self.lr,
+            lr=self._lr(),
             weight_decay=self.weight_decay,
             grad_clip=self.grad_clip,
             patience=self.patience,

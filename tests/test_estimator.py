@@ -335,12 +335,16 @@ def conv_fitted(long_data):
 
 def test_auto_recipe_follows_the_median_length(conv_fitted, fitted):
     cfg = conv_fitted.model_config_
+    from seqae.estimator import CONV_CONTRAST
+
     assert (cfg.encoder, cfg.pooling, cfg.contrastive) == ("conv", "max", 1.0)
+    assert cfg.contrast == CONV_CONTRAST
     assert cfg.depth == 6  # the fewest blocks whose receptive field covers 180 steps
     short = fitted.model_config_  # the short demo data keep issue 6's recipe
     assert (short.encoder, short.pooling, short.contrastive) == ("rnn", "last", 0.0)
     forced = SequenceAutoencoder(encoder="rnn", contrastive=0.5)._recipe(np.array([500]))
-    assert forced == {"encoder": "rnn", "pooling": "last", "contrastive": 0.5}
+    assert forced == {"encoder": "rnn", "pooling": "last", "contrastive": 0.5,
+                      "contrast": "instance"}
 
 
 def test_conv_recipe_padding_invariance(conv_fitted, long_data):
