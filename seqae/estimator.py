@@ -241,10 +241,10 @@ class SequenceAutoencoder(_Params):
 
     # ------------------------------------------------------------------ configs
     def _recipe(self, lengths: np.ndarray) -> dict[str, Any]:
-        """``encoder``, ``pooling`` and ``contrastive`` with each ``"auto"`` resolved from
-        the training lengths: sequences of more than `LONG` steps (median) get the
-        convolutional encoder, max pooling and the crop-agreement term; shorter ones the
-        bidirectional GRU's final states and plain reconstruction."""
+        """``encoder``, ``pooling``, ``contrastive`` and ``contrast`` with each ``"auto"``
+        resolved from the training lengths: sequences of more than `LONG` steps (median)
+        get the convolutional encoder, max pooling and the hierarchical crop term;
+        shorter ones the bidirectional GRU's final states and plain reconstruction."""
         long = float(np.median(lengths)) > LONG if len(lengths) else False
         encoder = self.encoder if self.encoder != "auto" else ("conv" if long else "rnn")
         pooling = self.pooling if self.pooling != "auto" else (
@@ -669,7 +669,7 @@ class SequenceAutoencoder(_Params):
         est = cls(**params)
         est.n_features_in_ = config["n_features"]
         est.feature_names_in_ = config["feature_names"]
-        est.scaler_ = None if config["scaler"] is None else Scaler.from_dict(config["scaler"])
+        est.scaler_ = _read_scaler(config)
         est.vocab_size_ = config["vocab_size"]
         est.vocab_ = None if config["vocab"] is None else CharVocab.from_dict(config["vocab"])
         est.max_length_ = config["max_length"]
@@ -681,6 +681,20 @@ class SequenceAutoencoder(_Params):
         est.module_.to(resolve_device(device)).eval()
         est.history_ = _read_history(path / "metrics.csv")
         return est
+
+
+def _read_scaler(config: dict[str, Any]) -> Scaler | None:
+    """The fitted scaler of a config; folders written before the scaler had its own
+    entry hold global statistics as ``mean`` / ``std`` (zeros and ones for per-sequence
+    standardisation), which is what a "global" or "sequence" scaler holds."""
+    if "scaler" in config:
+        return None if config["scaler"] is None else Scaler.from_dict(config["scaler"])
+    if config.get("mean") is None:  # tokens
+        return None
+    mode = config["params"].get("normalize", True)
+    resolved = "sequence" if mode == "sequence" else ("global" if mode else "none")
+    return Scaler.from_dict({"mode": mode, "mode_": resolved, "spread": 1.0,
+                             "mean": config["mean"], "std": config["std"]})
 
 
 def _read_history(path: Path) -> list[dict[str, Any]]:

@@ -415,3 +415,17 @@ def test_tiny_data_epochs_make_several_passes(data):
     two = [tuple(b) for b in _passes(sampler, 2, passes)]
     assert len(one) == passes * 4 and one != two
     assert sorted(i for b in one for i in b) == sorted(list(range(16)) * passes)
+
+
+def test_loads_model_folders_written_before_the_scaler(fitted, data, tmp_path):
+    """Folders from before seqae.scaling kept the statistics as config mean / std."""
+    path = fitted.save(tmp_path / "old")
+    config = json.loads((path / "config.json").read_text())
+    scaler = config.pop("scaler")
+    config["mean"], config["std"] = scaler["mean"], scaler["std"]
+    config["params"]["normalize"] = True
+    (path / "config.json").write_text(json.dumps(config))
+    old = SequenceAutoencoder.load(path)
+    assert old.scaler_.mode_ == "global"
+    np.testing.assert_array_equal(old.encode(data), fitted.encode(data))
+    np.testing.assert_array_equal(old.score(data), fitted.score(data))

@@ -348,3 +348,15 @@ def test_hierarchical_term_and_hidden_steps(rng):
     check_padding_invariance(lambda x, lens: net(x, lens)[1], seqs)
     with pytest.raises(ValueError, match="needs encoder='conv'"):
         AutoencoderNet(ModelConfig(n_features=2, contrast="hierarchical"))
+
+
+def test_hierarchical_term_on_tokens():
+    """Long token sequences get the conv recipe too: the crops go through the embedding."""
+    cfg = ModelConfig(n_features=1, latent_dim=4, hidden_size=6, encoder="conv", depth=2,
+                      pooling="max", contrastive=1.0, contrast="hierarchical", vocab_size=9)
+    net = AutoencoderNet(cfg)
+    x = torch.tensor([[4, 5, 6, 7, 8], [5, 6, 9999, 9999, 9999]])  # padding: anything
+    loss, _, _ = net.loss(x, torch.tensor([5, 2]), None)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(net.encoder.embedding.weight.grad).all()

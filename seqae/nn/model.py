@@ -287,14 +287,16 @@ class AutoencoderNet(nn.Module):
         return loss, z, n
 
     def _hierarchical_term(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """`hierarchical_contrastive` on two overlapping crops of each row (continuous
-        data; the conv encoder's per-step outputs, some input steps hidden)."""
+        """`hierarchical_contrastive` on two overlapping crops of each row: the conv
+        encoder's per-step outputs, some input steps hidden."""
         (v1, l1, o1), (v2, l2, o2), c = overlapping_crops(x, lengths)
         conv = self.encoder.rnn
         steps = torch.arange(int(c.max()), device=x.device)[None, :]  # (1, C)
         keep = steps < c[:, None]  # (B, C): the overlap, right-padded
         reps = []
         for v, lv, off in ((v1, l1, o1), (v2, l2, o2)):
+            if self.encoder.embedding is not None:  # token ids; crop padding is PAD (0)
+                v = self.encoder.embedding(v)  # (B, T', E)
             hide = torch.rand(v.shape[:2], device=v.device) < self.config.hide  # (B, T')
             h, _ = conv(v, lengths=lv, hide=hide)  # (B, T', D)
             idx = torch.where(keep, off[:, None] + steps, 0)  # (B, C)
