@@ -261,8 +261,8 @@ def main() -> None:
             fit_s = time.perf_counter() - start
             z_tr, z_te = ae.encode(tr), ae.encode(te)
             acc, c = svm_accuracy(z_tr, ytr, z_te, yte)
-            rel = ae.score(te).mean()  # normalize="sequence" scores standardised data
-            if ae.normalize != "sequence":
+            rel = ae.score(te).mean()  # per-sequence scaling scores standardised data
+            if ae.scaler_.mode_ != "sequence":
                 rel /= te.values.var(axis=0).mean()
             best = best_epoch(ae.history_)
             cfg = ae.model_config_
