@@ -239,7 +239,7 @@ def _encode_rate(method: str, args, q) -> None:
     seqs = make_data(args.n, args.features, mean=args.mean_length)
     ae = SequenceAutoencoder(latent_dim=32, hidden_size=args.hidden, cell=args.cell,
                              bidirectional=False, max_epochs=1, validation_fraction=0,
-                             device=args.device)
+                             device=args.device, **_recipe(args.encoder))
     ae.fit(seqs.take(np.arange(64)))
     if method == "seqae encode":
         ae.encode(seqs.take(np.arange(64)))
