@@ -108,11 +108,11 @@ def svm_accuracy(f_train, y_train, f_test, y_test) -> tuple[float, float]:
 
 def znorm(seqs):
     """Each sequence standardised by its own mean and std over its steps (per channel),
-    as ``SequenceAutoencoder(normalize="sequence")`` does:
+    by the scaler ``SequenceAutoencoder(normalize="sequence")`` fits:
     ``(Sequences, (N, 2F) array of each sequence's mean and log std)``."""
-    mean, std = seqs.sequence_stats()  # (N, F) each
-    rows = seqs.step_index
-    out = seqs.with_values((seqs.values - mean[rows]) / std[rows])
+    from seqae import Scaler
+
+    out, (mean, std) = Scaler("sequence").fit(seqs).transform(seqs)  # (N, F) each
     return out, np.hstack([mean, np.log(std)])
 
 

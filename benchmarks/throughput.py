@@ -51,11 +51,10 @@ def make_data(n: int, features: int, seed: int = 0, mean: int = 100):
 
 
 def _recipe(encoder: str) -> dict:
-    """What SequenceAutoencoder's "auto" resolves each encoder to."""
-    if encoder == "conv":  # dilated convolutions, max pooling, hierarchical crop term
-        return {"encoder": "conv", "pooling": "max", "contrastive": 1.0,
-                "contrast": "hierarchical"}
-    return {"encoder": "rnn", "pooling": "last", "contrastive": 0.0, "contrast": "instance"}
+    """What SequenceAutoencoder's "auto" settings resolve to with this encoder."""
+    from seqae import SequenceAutoencoder
+
+    return SequenceAutoencoder(encoder=encoder)._recipe(np.array([1]))
 
 
 def _model(features: int, hidden: int, device, cell: str, encoder: str, max_len: int):
