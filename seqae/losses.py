@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .masking import lengths_to_mask
+from .masking import lengths_to_mask, masked_max
 
 __all__ = [
     "masked_mse",
@@ -206,15 +206,17 @@ def _masked_pair_ce(sim: torch.Tensor, valid: torch.Tensor, half: int) -> torch.
     return ce.sum(), valid.sum()
 
 
-def _pool_pairs(r: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masked max pooling by 2 along time: ``(B, T, C), (B, T) -> (B, ceil(T/2), ...)``."""
-    if r.shape[1] % 2:
-        r, m = F.pad(r, (0, 0, 0, 1)), F.pad(m, (0, 1))
-    b, t, c = r.shape
-    neg = torch.full((), float("-inf"), dtype=r.dtype, device=r.device)
-    r = torch.where(m[..., None], r, neg).view(b, t // 2, 2, c).amax(2)
-    m = m.view(b, t // 2, 2).any(2)
-    return torch.where(m[..., None], r, torch.zeros((), dtype=r.dtype, device=r.device)), m
+def _pool_pairs(
+    r1: torch.Tensor, r2: torch.Tensor, m: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Masked max pooling by 2 along time of both views and their shared mask:
+    ``(B, T, C), (B, T, C), (B, T) -> (B, ceil(T/2), C), ..., (B, ceil(T/2))``."""
+    if m.shape[1] % 2:
+        r1, r2, m = F.pad(r1, (0, 0, 0, 1)), F.pad(r2, (0, 0, 0, 1)), F.pad(m, (0, 1))
+    b, t, c = r1.shape
+    pairs = m.view(b, t // 2, 2)  # (B, T/2, 2)
+    return (masked_max(r1.view(b, t // 2, 2, c), pairs, dim=2),
+            masked_max(r2.view(b, t // 2, 2, c), pairs, dim=2), pairs.any(2))
 
 
 def hierarchical_contrastive(
@@ -242,8 +244,7 @@ def hierarchical_contrastive(
     zero = torch.zeros((), dtype=r1.dtype, device=r1.device)
     r1, r2 = torch.where(mask[..., None], r1, zero), torch.where(mask[..., None], r2, zero)
     while r1.shape[1] > max_steps:
-        (r1, m1), (r2, _) = _pool_pairs(r1, mask), _pool_pairs(r2, mask)
-        mask = m1
+        r1, r2, mask = _pool_pairs(r1, r2, mask)
     total, scales = r1.sum() * 0.0, 0
     b = r1.shape[0]
     while True:
@@ -261,8 +262,7 @@ def hierarchical_contrastive(
         scales += 1
         if r1.shape[1] == 1:
             return total / scales
-        (r1, m1), (r2, _) = _pool_pairs(r1, mask), _pool_pairs(r2, mask)
-        mask = m1
+        r1, r2, mask = _pool_pairs(r1, r2, mask)
 
 
 class _MaskedLoss(nn.Module):

@@ -48,9 +48,8 @@ class ModelConfig:
         encoder: ``"rnn"`` (default) or ``"conv"`` (`ConvEncoder`: dilated convolutions).
         depth: `ConvEncoder` blocks (default 6).
         kernel_size: `ConvEncoder` convolution width (default 3).
-        contrastive: weight of the crop-agreement term added to the training loss: the
-            latent of each sequence and of a random crop of it must match under InfoNCE
-            among the batch (default 0 = plain reconstruction).
+        contrastive: weight of the crop-agreement term added to the training loss (see
+            ``contrast``; default 0 = plain reconstruction).
         crop_min: shortest crop, as a share of the sequence's length (default 0.5).
         contrast: ``"instance"`` (default): the pooled latents of a sequence and of a
             crop of it must match (`seqae.losses.info_nce`); ``"hierarchical"`` (conv
@@ -290,18 +289,14 @@ class AutoencoderNet(nn.Module):
         """`hierarchical_contrastive` on two overlapping crops of each row: the conv
         encoder's per-step outputs, some input steps hidden."""
         (v1, l1, o1), (v2, l2, o2), c = overlapping_crops(x, lengths)
-        conv = self.encoder.rnn
-        steps = torch.arange(int(c.max()), device=x.device)[None, :]  # (1, C)
-        keep = steps < c[:, None]  # (B, C): the overlap, right-padded
         reps = []
         for v, lv, off in ((v1, l1, o1), (v2, l2, o2)):
             if self.encoder.embedding is not None:  # token ids; crop padding is PAD (0)
                 v = self.encoder.embedding(v)  # (B, T', E)
             hide = torch.rand(v.shape[:2], device=v.device) < self.config.hide  # (B, T')
-            h, _ = conv(v, lengths=lv, hide=hide)  # (B, T', D)
-            idx = torch.where(keep, off[:, None] + steps, 0)  # (B, C)
-            reps.append(h.gather(1, idx[..., None].expand(-1, -1, h.shape[-1])))
-        return hierarchical_contrastive(reps[0], reps[1], keep)
+            h, _ = self.encoder.rnn(v, lengths=lv, hide=hide)  # (B, T', D)
+            reps.append(_take(h, off, c)[0])  # (B, C, D): the overlap, right-padded
+        return hierarchical_contrastive(reps[0], reps[1], lengths_to_mask(c))
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
