@@ -29,9 +29,10 @@ _EXPORTS = {
     "lengths_to_mask": "seqae.masking",
     "mask_from_value": "seqae.masking",
     "Scaler": "seqae.scaling",
+    "CharVocab": "seqae.vocab",
 }
 _SUBMODULES = ("batching", "data", "datasets", "errors", "estimator", "io", "losses",
-               "masking", "nn", "plots", "scaling", "train")
+               "masking", "nn", "plots", "progress", "scaling", "train", "vocab")
 
 __all__ = sorted(_EXPORTS) + ["__version__", *_SUBMODULES]
 
@@ -53,10 +54,11 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs
     from . import batching, data, datasets, errors, estimator, io, losses, masking, nn  # noqa
-    from . import scaling  # noqa: F401
+    from . import plots, progress, scaling, train, vocab  # noqa: F401
     from .data import Sequences  # noqa: F401
     from .errors import IncompatibleModelError, SeqaeError, SequenceDataError  # noqa: F401
     from .estimator import SequenceAutoencoder, clone  # noqa: F401
     from .io import DataFileError, read_sequences  # noqa: F401
     from .masking import lengths_to_mask, mask_from_value  # noqa: F401
     from .scaling import Scaler  # noqa: F401
+    from .vocab import CharVocab  # noqa: F401

@@ -211,59 +211,17 @@ def _read_data(path: str, data_cfg: dict[str, Any]):
     return seqs, times, labels
 
 
-class _Progress:
-    """A training callback: a rich progress bar on a terminal, one line per epoch
-    otherwise (through logging, so -q silences it)."""
-
-    def __init__(self, max_epochs: int, max_time: float | None, quiet: bool):
-        self.max_epochs = max_epochs
-        self.max_time = max_time
-        self.quiet = quiet
-        self.bar = None
-
-    def on_train_begin(self, model, config) -> None:
-        if self.quiet or not sys.stderr.isatty():
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(
-            TextColumn("[bold]training"), BarColumn(), TextColumn("epoch {task.fields[epoch]}"),
-            TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), transient=False,
-            console=Console(stderr=True),
-        )
-        self.bar.start()
-        # The bar fills with epochs, or with time when a time budget is the limit.
-        total = self.max_epochs if self.max_time is None else self.max_time
-        self.task = self.bar.add_task("train", total=total, loss="", epoch=0)
-
-    def on_epoch_end(self, epoch, record) -> None:
-        msg = f"train {record['train_loss']:.4f}"
-        if "val_loss" in record:
-            msg += f"  val {record['val_loss']:.4f}"
-        if self.bar is not None:
-            done = epoch if self.max_time is None else min(record["time"], self.max_time)
-            self.bar.update(self.task, completed=done, loss=msg, epoch=epoch)
-        elif not self.quiet:
-            print(f"epoch {epoch:4d}  {msg}  {record['time']:.1f}s", file=sys.stderr, flush=True)
-
-    def on_train_end(self, history) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 # ---------------------------------------------------------------------------- commands
 def _fit(seqs, params: dict[str, Any], quiet: bool):
     from .estimator import SequenceAutoencoder
 
-    ae = SequenceAutoencoder(**params)
-    progress = _Progress(ae.max_epochs, ae.max_time, quiet)
+    ae = SequenceAutoencoder(**{"verbose": 0 if quiet else 1, **params})
     # The library's per-epoch log line would repeat what the progress output shows.
     level = log.level
     if level > logging.DEBUG:
         log.setLevel(logging.WARNING)
     try:
-        return ae.fit(seqs, callbacks=[progress])
+        return ae.fit(seqs)
     finally:
         log.setLevel(level)
 

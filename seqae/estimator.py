@@ -22,6 +22,7 @@ from .io import atomic_write_bytes, atomic_write_text
 from .losses import get_loss, masked_mse
 from .nn.encoders import conv_depth_for
 from .nn.model import AutoencoderNet, ModelConfig
+from .progress import Progress
 from .scaling import Scaler
 from .train import Callback, DeviceData, TrainConfig, resolve_device, train
 from .vocab import UNK, CharVocab
@@ -167,6 +168,9 @@ class SequenceAutoencoder(_Params):
         batching: ``"auto"``, ``"tokens"`` or ``"count"`` (see `seqae.batching`).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``...
         seed: random seed (default 0).
+        verbose: what `fit` shows (`seqae.progress.Progress`): 1 (default) a live
+            display on a terminal or in a notebook, one line per epoch when the output is
+            not interactive; 2 one line per epoch always; 0 nothing.
 
     Example:
         >>> import numpy as np, seqae
@@ -208,6 +212,7 @@ class SequenceAutoencoder(_Params):
         batching: str = "auto",
         device: str = "auto",
         seed: int = 0,
+        verbose: int = 1,
     ):
         self.latent_dim = latent_dim
         self.hidden_size = hidden_size
@@ -238,6 +243,7 @@ class SequenceAutoencoder(_Params):
         self.batching = batching
         self.device = device
         self.seed = seed
+        self.verbose = verbose
 
     # ------------------------------------------------------------------ configs
     def _recipe(self, lengths: np.ndarray) -> dict[str, Any]:
@@ -316,6 +322,7 @@ class SequenceAutoencoder(_Params):
             validation = self._sequences(validation)
         get_loss(self.loss)  # validate the name before any work
         scaler = Scaler(self.normalize)  # validates the mode before any work
+        progress = Progress(self.verbose, self.max_epochs, self.max_time)  # validates it
         device = resolve_device(self.device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
@@ -355,15 +362,15 @@ class SequenceAutoencoder(_Params):
                 train_data,
                 self._train_config(),
                 val_data,
-                callbacks,
+                [*(callbacks or []), progress],
             )
-        # The length head (for decode without lengths) is a least-squares fit of log
-        # length on the final latents: exact, and free during training.
+        # One inference pass over the training data gives both the latents for the
+        # length head (for decode without lengths: a least-squares fit of log length on
+        # the final latents, exact) and the training scores (for the threshold).
+        Z, self.train_scores_ = self._encode_score(train_seqs, latents=True, scores=True)
         self.module_.length_head.fit_least_squares(
-            torch.as_tensor(self.encode(train_seqs), device=device),
-            torch.as_tensor(train_seqs.lengths, device=device),
+            torch.as_tensor(Z, device=device), torch.as_tensor(train_seqs.lengths, device=device)
         )
-        self.train_scores_ = self.score(train_seqs)
         self.threshold_ = self.threshold_for(self.contamination)
         return self
 
@@ -463,14 +470,33 @@ class SequenceAutoencoder(_Params):
 
     def encode(self, X: Sequences | list) -> np.ndarray:
         """``(N, latent_dim)`` embeddings, in the input's order."""
-        X = self._sequences(X)
-        out = np.empty((len(X), self.latent_dim), dtype=np.float32)
+        return self._encode_score(self._sequences(X), latents=True)[0]
+
+    def _encode_score(self, X: Sequences, latents: bool = False, scores: bool = False):
+        """``(Z or None, scores or None)`` in one inference pass: each batch is encoded
+        once, and its latents are decoded for the scores."""
+        self._check_fitted()
+        Z = np.empty((len(X), self.latent_dim), dtype=np.float32) if latents else None
+        out = np.empty(len(X), dtype=np.float64) if scores else None
+        scale = None if self.scaler_ is None else torch.as_tensor(self.scaler_.score_scale,
+                                                                   device=self._device())
 
         def fn(idx, x, lens):
-            out[idx] = self.module_.encode(x, lens).cpu().numpy()
+            if scores and self.vocab_size_:
+                err, z, _ = self.module_.loss(x, lens, None, reduction="sequence")
+            else:
+                z = self.module_.encode(x, lens)
+                if scores:
+                    rec = self.module_.decode(z, lens, x.shape[1])
+                    err = masked_mse(rec * scale, x * scale, lens, reduction="sequence")
+            if latents:
+                Z[idx] = z.cpu().numpy()
+            if scores:
+                out[idx] = err.double().cpu().numpy()
 
-        self._run(X, fn)
-        return out
+        with torch.no_grad():
+            self._run(X, fn)
+        return Z, out
 
     transform = encode
 
@@ -506,21 +532,7 @@ class SequenceAutoencoder(_Params):
         input's units (when the scaler standardises each sequence, in each sequence's
         standardised units: see `seqae.scaling.Scaler.score_scale`). Tokens: mean
         cross-entropy per valid token (and the EOS)."""
-        X = self._sequences(X)
-        out = np.empty(len(X), dtype=np.float64)
-        scale = None if self.scaler_ is None else torch.as_tensor(self.scaler_.score_scale,
-                                                                   device=self._device())
-
-        def fn(idx, x, lens):
-            if self.vocab_size_:
-                err, _, _ = self.module_.loss(x, lens, None, reduction="sequence")
-            else:
-                rec = self.module_.reconstruct(x, lens)
-                err = masked_mse(rec * scale, x * scale, lens, reduction="sequence")
-            out[idx] = err.double().cpu().numpy()
-
-        self._run(X, fn)
-        return out
+        return self._encode_score(self._sequences(X), scores=True)[1]
 
     @torch.no_grad()
     def decode(self, Z: Any, lengths: Any = None, max_length: int | None = None) -> Sequences:
