@@ -34,7 +34,7 @@ _MODEL_FLAGS = {
     "contamination": "contamination",
 }
 _NORMALIZE = ("auto", "global", "sequence", "none")  # --normalize values (seqae.scaling)
-_DATA_KEYS = ("id_col", "time_col", "features", "label_col")
+_DATA_KEYS = ("id_col", "time_col", "features", "label_col", "text_col")
 RUN_CONFIG = "run.json"
 
 
@@ -63,14 +63,17 @@ def _parser() -> argparse.ArgumentParser:
                             help="comma-separated feature columns (default: other numeric)")
         sp.add_argument("--label-col", default=None,
                         help="label column: carried to outputs and used to colour plots")
+        sp.add_argument("--text-col", default=None,
+                        help="Parquet/CSV column of texts: a text model, one text per row "
+                        "(a .txt file is one text per line)")
 
     d = sub.add_parser("demo", help="train on built-in demo data and write every output")
     d.add_argument("--out", default="seqae-demo", help="output folder (default: seqae-demo)")
     d.add_argument("--max-time", type=float, default=45.0, help="training seconds (default 45)")
     d.add_argument("--n", type=int, default=600, help="number of demo sequences")
 
-    t = sub.add_parser("train", help="train a model on a data file")
-    t.add_argument("data", help="Parquet, CSV, NPZ or .ts file")
+    t = sub.add_parser("train", help="train a model on a data file (or a file of texts)")
+    t.add_argument("data", help="Parquet, CSV, NPZ or .ts file, or .txt (one text per line)")
     t.add_argument("--out", required=True, help="model directory to write")
     data_args(t)
     t.add_argument("--config", default=None, help="YAML (or JSON) file of settings")
@@ -97,12 +100,30 @@ def _parser() -> argparse.ArgumentParser:
     ]:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("model", help="model directory from `seqae train`")
-        sp.add_argument("data", help="Parquet, CSV, NPZ or .ts file")
+        sp.add_argument("data", help="Parquet, CSV, NPZ, .ts or .txt file")
         sp.add_argument("--out", required=True, help="output .parquet (default), .csv or .npy")
         data_args(sp, features=False)
         if name == "score":
             sp.add_argument("--contamination", type=float, default=None,
                             help="refit the threshold as this quantile of training scores")
+    dc = sub.add_parser("decode", help="decode embeddings (columns z0..zK) into sequences "
+                        "or texts")
+    dc.add_argument("model", help="model directory from `seqae train`")
+    dc.add_argument("embeddings", help="Parquet or CSV file with columns z0..zK (as written "
+                    "by `seqae encode`); an id column is carried over")
+    dc.add_argument("--out", required=True, help="output .parquet (default) or .csv")
+    length = dc.add_mutually_exclusive_group()
+    length.add_argument("--length", type=int, default=None,
+                        help="decode every vector at this length")
+    length.add_argument("--length-col", default=None,
+                        help="column of the embeddings file holding each vector's length")
+    dc.add_argument("--id-col", default=None, help="id column (default: id, when present)")
+    dc.add_argument("--max-length", type=int, default=None,
+                    help="texts without a length: most characters before EOS "
+                    "(default: twice the longest training text)")
+    inf = sub.add_parser("info", help="print what a model directory holds")
+    inf.add_argument("model", help="model directory")
+    inf.add_argument("--json", action="store_true", help="print it as JSON")
     pl = sub.add_parser("plot", help="write PNG figures for a model (and data)")
     pl.add_argument("model", help="model directory")
     pl.add_argument("data", nargs="?", default=None, help="optional data file")
@@ -148,13 +169,85 @@ def _read_config(path: str | None) -> dict[str, Any]:
     return cfg
 
 
+class _Texts(list):
+    """Texts read from a file, with their ids and where each came from (for errors)."""
+
+    def __init__(self, texts, ids, where):
+        super().__init__(texts)
+        self.ids = ids
+        self.where = where  # i -> "words.txt, line 3" / "data.csv, row 2"
+
+
+def _is_text_data(path: str, data_cfg: dict[str, Any]) -> bool:
+    return Path(path).suffix.lower() == ".txt" or bool(data_cfg.get("text_col"))
+
+
+def _read_texts(path: str, data_cfg: dict[str, Any]):
+    """(_Texts, None, labels or None): a .txt file (one text per line) or a table's
+    ``text_col`` (one text per row; ids from ``id_col`` when present, else row numbers)."""
+    import numpy as np
+
+    from .io import DataFileError, read_table
+
+    p = Path(path)
+    if p.suffix.lower() == ".txt":
+        if not p.is_file():
+            raise DataFileError(f"{p}: no such file")
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise DataFileError(f"{p}: not UTF-8 text ({e})") from None
+        for i, line in enumerate(lines):
+            if not line:
+                raise DataFileError(f"{p}, line {i + 1}: empty line (every text needs at least "
+                                    "one character; remove blank lines)")
+        if not lines:
+            raise DataFileError(f"{p}: the file holds no text")
+        return _Texts(lines, np.arange(len(lines)), lambda i: f"{p}, line {i + 1}"), None, None
+    table = read_table(p)
+    names = table.column_names
+    text_col, id_col = data_cfg["text_col"], data_cfg.get("id_col") or "id"
+    label_col = data_cfg.get("label_col")
+    if label_col is not None and label_col not in names and data_cfg.get("label_optional"):
+        label_col = None
+    for what, col in (("text", text_col), ("label", label_col)):
+        if col is not None and col not in names:
+            raise DataFileError(f"{p}: no {what} column {col!r}; its columns are {names}")
+    values = table.column(text_col).to_pylist()
+    for i, t in enumerate(values):
+        if not isinstance(t, str) or not t:
+            what = "empty" if t == "" else "missing" if t is None else f"a {type(t).__name__}"
+            raise DataFileError(f"{p}, column {text_col!r}, row {i}: the text is {what}")
+    if not values:
+        raise DataFileError(f"{p}: no rows")
+    ids = (table.column(id_col).to_numpy(zero_copy_only=False) if id_col in names
+           else np.arange(len(values)))
+    labels = table.column(label_col).to_numpy(zero_copy_only=False) if label_col else None
+    return (_Texts(values, ids, lambda i: f"{p}, column {text_col!r}, row {i}"), None,
+            labels)
+
+
+def _on_texts(fn, data):
+    """``fn(data)``, with a text's problem (an unknown character...) located in the file."""
+    from .errors import SequenceDataError
+
+    try:
+        return fn(data)
+    except SequenceDataError as e:
+        if isinstance(data, _Texts) and e.index is not None:
+            raise SequenceDataError(f"{data.where(e.index)}: {e}", e.index) from None
+        raise
+
+
 def _read_data(path: str, data_cfg: dict[str, Any]):
-    """(Sequences, times or None, labels per sequence or None) from a file."""
+    """(Sequences or _Texts, times or None, labels per sequence or None) from a file."""
     import numpy as np
 
     from .data import Sequences, list_columns, numeric_columns
     from .io import DataFileError, read_table
 
+    if _is_text_data(path, data_cfg):
+        return _read_texts(path, data_cfg)
     p = Path(path)
     id_col = data_cfg.get("id_col") or "id"
     time_col = data_cfg.get("time_col")
@@ -251,13 +344,17 @@ def cmd_train(args) -> int:
     if unknown:
         raise UsageError(f"unknown setting(s) {unknown}; valid: {sorted(valid)}")
     seqs, _, _ = _read_data(args.data, data_cfg)
-    log.info("read %s", seqs)
-    ae = _fit(seqs, params, args.quiet)
+    if isinstance(seqs, _Texts):
+        log.info("read %d texts from %s (lengths %d-%d)", len(seqs), args.data,
+                 min(map(len, seqs)), max(map(len, seqs)))
+    else:
+        log.info("read %s", seqs)
+    ae = _on_texts(lambda d: _fit(d, params, args.quiet), seqs)
     out = Path(args.out)
     ae.save(out)
     from .io import atomic_write_text
 
-    resolved = {"data": {**data_cfg, "features": seqs.feature_names,
+    resolved = {"data": {**data_cfg, "features": getattr(seqs, "feature_names", None),
                          "source": str(Path(args.data).resolve())},
                 "model": ae.get_params()}
     atomic_write_text(out / RUN_CONFIG, json.dumps(resolved, indent=2))
@@ -293,11 +390,17 @@ def _load(model_dir: str):
 
 def _data_for_model(args, ae, data_cfg):
     cfg = dict(data_cfg, label_optional=args.label_col is None)
-    for k in ("id_col", "time_col", "label_col"):
+    for k in ("id_col", "time_col", "label_col", "text_col"):
         if getattr(args, k, None) is not None:
             cfg[k] = getattr(args, k)
     if ae.feature_names_in_ is not None:
         cfg["features"] = list(ae.feature_names_in_)
+    texts = ae.vocab_ is not None
+    if texts != _is_text_data(args.data, cfg):
+        if texts:
+            raise UsageError(f"{args.model} is a text model: give a .txt file or --text-col")
+        raise UsageError(f"{args.model} was trained on {ae.n_features_in_}-feature sequences, "
+                         "not texts")
     seqs, times, labels = _read_data(args.data, cfg)
     return seqs, times, labels, cfg
 
@@ -315,7 +418,7 @@ def cmd_encode(args) -> int:
 
     ae, data_cfg = _load(args.model)
     seqs, _, labels, cfg = _data_for_model(args, ae, data_cfg)
-    Z = ae.encode(seqs)
+    Z = _on_texts(ae.encode, seqs)
     cols = {cfg.get("id_col") or "id": _id_column(seqs)}
     if labels is not None:
         cols[cfg["label_col"]] = labels
@@ -331,7 +434,16 @@ def cmd_reconstruct(args) -> int:
 
     ae, data_cfg = _load(args.model)
     seqs, times, _, cfg = _data_for_model(args, ae, data_cfg)
-    rec = ae.reconstruct(seqs)
+    rec = _on_texts(ae.reconstruct, seqs)
+    if isinstance(seqs, _Texts):
+        import pyarrow as pa
+
+        write_table(pa.table({cfg.get("id_col") or "id": _id_column(seqs), "text": list(seqs),
+                              "reconstruction": rec,
+                              "exact": [a == b for a, b in zip(seqs, rec, strict=True)]}),
+                    args.out)
+        log.info("wrote reconstructions of %d texts to %s", len(seqs), args.out)
+        return 0
     table = sequences_to_table(rec, times)
     table = table.rename_columns(
         [cfg.get("id_col") or "id", cfg.get("time_col") or "t"] + table.column_names[2:]
@@ -351,8 +463,9 @@ def cmd_score(args) -> int:
     seqs, _, labels, cfg = _data_for_model(args, ae, data_cfg)
     threshold = ae.threshold_ if args.contamination is None else ae.threshold_for(
         args.contamination)
-    scores = ae.score(seqs)
-    cols = {cfg.get("id_col") or "id": _id_column(seqs), "length": seqs.lengths,
+    scores = _on_texts(ae.score, seqs)
+    lengths = [len(t) for t in seqs] if isinstance(seqs, _Texts) else seqs.lengths
+    cols = {cfg.get("id_col") or "id": _id_column(seqs), "length": lengths,
             "score": scores, "anomaly": scores > threshold}
     if labels is not None:
         cols[cfg["label_col"]] = labels
@@ -360,6 +473,170 @@ def cmd_score(args) -> int:
     log.info("scored %d sequences; %d above the threshold %.4g; written to %s", len(seqs),
              int((scores > threshold).sum()), threshold, args.out)
     return 0
+
+
+def _embedding_columns(table, path) -> list[str]:
+    """The ``z0..zK`` columns of an embeddings table, in order."""
+    import re
+
+    from .io import DataFileError
+
+    found = {int(m.group(1)): c for c in table.column_names if (m := re.fullmatch(r"z(\d+)", c))}
+    if not found:
+        raise DataFileError(f"{path}: no embedding columns z0..zK; its columns are "
+                            f"{table.column_names}")
+    missing = [k for k in range(max(found) + 1) if k not in found]
+    if missing:
+        raise DataFileError(f"{path}: embedding column z{missing[0]} is missing")
+    return [found[k] for k in range(len(found))]
+
+
+def cmd_decode(args) -> int:
+    import numpy as np
+    import pyarrow as pa
+
+    from .errors import SequenceDataError
+    from .io import DataFileError, read_table, sequences_to_table, write_table
+
+    ae, data_cfg = _load(args.model)
+    table = read_table(args.embeddings)
+    cols = _embedding_columns(table, args.embeddings)
+    if len(cols) != ae.latent_dim:
+        raise DataFileError(f"{args.embeddings}: {len(cols)} embedding columns (z0..z"
+                            f"{len(cols) - 1}); the model's latent has {ae.latent_dim}")
+    Z = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in cols])
+    Z = Z.astype(np.float32)
+    bad = np.argwhere(~np.isfinite(Z))
+    if len(bad):
+        raise DataFileError(f"{args.embeddings}, row {bad[0][0]}, column {cols[bad[0][1]]}: "
+                            f"not a finite number ({Z[tuple(bad[0])]})")
+    lengths = args.length
+    if args.length_col is not None:
+        if args.length_col not in table.column_names:
+            raise DataFileError(f"{args.embeddings}: no length column {args.length_col!r}; its "
+                                f"columns are {table.column_names}")
+        raw = table.column(args.length_col).to_numpy(zero_copy_only=False)
+        lengths = np.asarray(raw, dtype=np.float64)
+        wrong = np.flatnonzero(~np.isfinite(lengths) | (lengths != np.round(lengths))
+                               | (lengths < 1))
+        if len(wrong):
+            raise DataFileError(f"{args.embeddings}, row {wrong[0]}, column "
+                                f"{args.length_col!r}: {raw[wrong[0]]} is not a length "
+                                "(a whole number >= 1)")
+        lengths = lengths.astype(np.int64)
+    elif lengths is not None and lengths < 1:
+        raise UsageError(f"--length must be >= 1, got {lengths}")
+    id_col = args.id_col or data_cfg.get("id_col") or "id"
+    if args.id_col is not None and id_col not in table.column_names:
+        raise DataFileError(f"{args.embeddings}: no id column {id_col!r}; its columns are "
+                            f"{table.column_names}")
+    ids = (table.column(id_col).to_numpy(zero_copy_only=False)
+           if id_col in table.column_names else np.arange(len(Z)))
+    try:
+        out = ae.decode(Z, lengths=lengths, max_length=args.max_length)
+    except SequenceDataError as e:
+        raise DataFileError(f"{args.embeddings}: {e}") from None
+    if ae.vocab_ is not None:
+        write_table(pa.table({id_col: ids, "text": ae.vocab_.decode(out)}), args.out)
+    else:
+        from .data import Sequences
+
+        res = sequences_to_table(Sequences(out.values, out.offsets, ids=ids,
+                                           feature_names=out.feature_names))
+        time_col = data_cfg.get("time_col") or "t"
+        res = res.rename_columns([id_col, time_col] + res.column_names[2:])
+        write_table(res, args.out)
+    how = ("at length " + str(lengths) if np.isscalar(lengths) else
+           f"at the lengths of column {args.length_col!r}" if lengths is not None else
+           "at the lengths the model chose")
+    log.info("decoded %d vectors %s; written to %s", len(Z), how, args.out)
+    return 0
+
+
+def _model_info(model_dir: str) -> dict[str, Any]:
+    """What a model directory holds, from its files (config, metrics, run settings)."""
+    import csv
+
+    ae, data_cfg = _load(model_dir)  # validates the folder and the weights' checksum
+    p = Path(model_dir)
+    config = json.loads((p / "config.json").read_text())
+    history = []
+    if (p / "metrics.csv").is_file():
+        with open(p / "metrics.csv", newline="") as f:
+            history = [{k: float(v) for k, v in row.items() if v != ""}
+                       for row in csv.DictReader(f)]
+    from .train import best_epoch
+
+    best = best_epoch(history)
+    n_params = sum(t.numel() for t in ae.module_.parameters())
+    scaler = config.get("scaler") or {}
+    info: dict[str, Any] = {
+        "model": str(p),
+        "versions": {"format": config["format_version"], "seqae": config["seqae_version"],
+                     "torch": config["torch_version"]},
+        "data": {
+            "kind": "texts" if ae.vocab_ is not None else
+            "tokens" if ae.vocab_size_ else "continuous",
+            "features": None if ae.vocab_size_ else ae.n_features_in_,
+            "feature_names": ae.feature_names_in_,
+            "vocabulary": None if ae.vocab_ is None else "".join(ae.vocab_.chars),
+            "vocab_size": ae.vocab_size_ or None,
+            "training_sequences": len(config.get("train_scores", [])),  # without validation
+            "longest": ae.max_length_,
+            "normalize": scaler.get("mode"),
+            "source": data_cfg.get("source"),
+        },
+        "architecture": {k: v for k, v in config["model"].items()
+                         if k in ("encoder", "cell", "bidirectional", "hidden_size",
+                                  "num_layers", "latent_dim", "pooling", "decoder", "depth",
+                                  "contrastive", "contrast")},
+        "parameters": n_params,
+        "training": {
+            "epochs": len(history),
+            "seconds": history[-1]["time"] if history else None,
+            "best_epoch": None if best is None else int(best["epoch"]),
+            "best_train_loss": None if best is None else best["train_loss"],
+            "best_val_loss": None if best is None else best.get("val_loss"),
+        },
+        "threshold": config["threshold"],
+        "settings": config["params"],
+    }
+    if info["architecture"].get("encoder") != "conv":
+        info["architecture"].pop("depth", None)
+    return info
+
+
+def cmd_info(args) -> int:
+    info = _model_info(args.model)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        return "-" if v is None else str(v)
+
+    table = Table(title=f"seqae model {info['model']}", show_header=False)
+    table.add_column("section", style="bold")
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    table.add_row("parameters", "", f"{info['parameters']:,}")
+    for section in ("data", "architecture", "training", "versions"):
+        rows = [(k, v) for k, v in info[section].items() if v is not None]
+        for i, (k, v) in enumerate(rows):
+            table.add_row(section if i == 0 else "", k, fmt(v))
+    table.add_row("scores", "threshold", fmt(info["threshold"]))
+    changed = {k: v for k, v in info["settings"].items() if k in _SHOWN_SETTINGS}
+    table.add_row("settings", "", ", ".join(f"{k}={v}" for k, v in changed.items()))
+    Console().print(table)
+    return 0
+
+
+_SHOWN_SETTINGS = ("max_epochs", "max_time", "batch_size", "lr", "patience", "seed",
+                   "validation_fraction", "contamination", "normalize")
 
 
 def _write_plots(ae, out: Path, seqs=None, labels=None) -> list[Path]:
@@ -370,9 +647,10 @@ def _write_plots(ae, out: Path, seqs=None, labels=None) -> list[Path]:
     if ae.history_:
         written.append(plots.plot_history(ae.history_, out / "loss.png"))
     if seqs is not None:
-        scores = ae.score(seqs)
-        written.append(plots.plot_reconstructions(seqs, ae.reconstruct(seqs), scores,
-                                                  out / "reconstructions.png"))
+        scores = _on_texts(ae.score, seqs)
+        if not isinstance(seqs, _Texts):  # texts: see `seqae reconstruct`
+            written.append(plots.plot_reconstructions(seqs, ae.reconstruct(seqs), scores,
+                                                      out / "reconstructions.png"))
         written.append(plots.plot_embeddings(ae.encode(seqs), out / "embeddings.png", labels))
     else:
         scores = ae.train_scores_
@@ -469,6 +747,8 @@ _COMMANDS = {
     "reconstruct": cmd_reconstruct,
     "score": cmd_score,
     "plot": cmd_plot,
+    "decode": cmd_decode,
+    "info": cmd_info,
 }
 
 
