@@ -658,13 +658,54 @@ def _write_plots(ae, out: Path, seqs=None, labels=None) -> list[Path]:
     return written
 
 
+def _training_facts(ae) -> list[tuple[str, Any]]:
+    facts: list[tuple[str, Any]] = []
+    cfg = ae.model_config_
+    arch = (f"{cfg.encoder} encoder (hidden {cfg.hidden_size}"
+            + (f", {cfg.depth} blocks" if cfg.encoder == "conv" else f", {cfg.cell}")
+            + f"), {cfg.pooling} pooling, latent {cfg.latent_dim}, {cfg.decoder} decoder")
+    facts.append(("model", arch))
+    if ae.history_:
+        facts.append(("training", f"{len(ae.history_)} epochs in "
+                                  f"{ae.history_[-1]['time']:.1f}s; weights kept from the "
+                                  + _best_epoch(ae.history_)))
+    facts.append(("anomaly threshold", f"{ae.threshold_:.5g} (the {1 - ae.contamination:.3g} "
+                                       "quantile of the training scores)"))
+    return facts
+
+
+def _data_facts(seqs) -> list[tuple[str, Any]]:
+    if isinstance(seqs, _Texts):
+        n = [len(t) for t in seqs]
+        return [("data", f"{len(seqs)} texts, lengths {min(n)}-{max(n)}")]
+    return [("data", f"{len(seqs)} sequences, {seqs.n_features} features, lengths "
+                     f"{seqs.lengths.min()}-{seqs.lengths.max()} (mean "
+                     f"{seqs.lengths.mean():.1f})")]
+
+
 def cmd_plot(args) -> int:
+    from .report import write_report
+
     ae, data_cfg = _load(args.model)
     seqs = labels = None
+    out = Path(args.out)
     if args.data is not None:
         seqs, _, labels, _ = _data_for_model(args, ae, data_cfg)
-    for p in _write_plots(ae, Path(args.out), seqs, labels):
+    pngs = _write_plots(ae, out, seqs, labels)
+    for p in pngs:
         log.info("wrote %s", p)
+    if seqs is not None:
+        scores = _on_texts(ae.score, seqs)
+        ids, facts = _id_column(seqs), _data_facts(seqs)
+        lengths = [len(t) for t in seqs] if isinstance(seqs, _Texts) else seqs.lengths
+    else:  # the training data's scores, saved with the model (no ids)
+        scores, ids, lengths = ae.train_scores_, None, None
+        facts = [("data", f"none given: scores of the {len(scores)} training sequences")]
+    page = write_report(out / "report.html", f"seqae model {args.model}",
+                        facts + _training_facts(ae), pngs, ids=ids, scores=scores,
+                        threshold=ae.threshold_, labels=labels, lengths=lengths,
+                        files=[p.name for p in pngs])
+    log.info("wrote %s", page)
     return 0
 
 
@@ -715,9 +756,23 @@ def cmd_demo(args) -> int:
         f"(precision at {k}: {recall:.2f}); {int(flags.sum())} flagged above the threshold "
         f"{ae.threshold_:.4g}",
         "",
-        "Files: model/, embeddings.parquet, scores.parquet, " + ", ".join(p.name for p in pngs),
+        "Files: report.html (this report as one page), model/, embeddings.parquet, "
+        "scores.parquet, " + ", ".join(p.name for p in pngs),
     ]
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    from .report import write_report
+
+    facts = [*_data_facts(seqs), ("planted anomalies", k), *_training_facts(ae),
+             ("reconstruction error (mean score / data variance)", f"{rel:.3f}"),
+             ("embeddings", f"1-nearest-neighbour class accuracy (leave-one-out) {knn:.3f} "
+                            f"over {len(set(labels.tolist()))} classes"),
+             ("anomalies", f"{truth[top].sum()} of the {k} highest scores are planted "
+                           f"anomalies (precision at {k}: {recall:.2f}); {int(flags.sum())} "
+                           f"flagged above the threshold")]
+    write_report(out / "report.html", "seqae demo report", facts, pngs, ids=seqs.ids,
+                 scores=scores, threshold=ae.threshold_, labels=labels, lengths=seqs.lengths,
+                 files=["model/", "embeddings.parquet", "scores.parquet", "report.md",
+                        *(p.name for p in pngs)])
     if not args.quiet:
         _print_report(lines)
     return 0

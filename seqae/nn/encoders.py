@@ -312,6 +312,8 @@ class SequenceEncoder(nn.Module):
             with an ``out_features`` attribute).
         latent_dim: size of the latent vector.
         embedding: optional ``nn.Embedding`` applied first (token input).
+        linear: map the encoder's summary to the latent with a linear layer (default
+            True); False: the summary is the latent (its width must be ``latent_dim``).
 
     Call arguments:
         x: ``(B, T, F)`` floats, or ``(B, T)`` token ids when ``embedding`` is set.
@@ -321,11 +323,15 @@ class SequenceEncoder(nn.Module):
         ``(B, latent_dim)``.
     """
 
-    def __init__(self, rnn: RNNEncoder, latent_dim: int, embedding: nn.Embedding | None = None):
+    def __init__(self, rnn: RNNEncoder, latent_dim: int, embedding: nn.Embedding | None = None,
+                 linear: bool = True):
         super().__init__()
         self.embedding = embedding
         self.rnn = rnn
-        self.to_latent = nn.Linear(rnn.out_features, latent_dim)
+        if not linear and rnn.out_features != latent_dim:
+            raise ValueError(f"the encoder's summary has {rnn.out_features} features; "
+                             f"without a linear map the latent must too, not {latent_dim}")
+        self.to_latent = nn.Linear(rnn.out_features, latent_dim) if linear else nn.Identity()
 
     def forward(
         self,

@@ -60,6 +60,10 @@ class ModelConfig:
         hide: share of each crop's steps hidden in ``"hierarchical"`` (default 0.5).
         conv_output: `ConvEncoder` per-step output channels before pooling (default 0:
             its ``hidden_size``).
+        pooled_latent: the latent is the conv encoder's pooled per-step outputs
+            themselves (``latent_dim`` channels, max-pooled over the valid steps), not a
+            linear map of them; the crop term then trains the embedding directly
+            (default False).
     """
 
     n_features: int
@@ -85,6 +89,7 @@ class ModelConfig:
     contrast: str = "instance"
     hide: float = 0.5
     conv_output: int = 0
+    pooled_latent: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -191,9 +196,14 @@ class AutoencoderNet(nn.Module):
             raise ValueError(f"contrast must be one of {CONTRASTS}, got {config.contrast!r}")
         if config.contrast == "hierarchical" and config.encoder != "conv":
             raise ValueError("contrast='hierarchical' needs encoder='conv'")
+        if config.pooled_latent and (config.encoder != "conv" or "+" in config.pooling):
+            raise ValueError("pooled_latent needs encoder='conv' and a single pooling")
         if config.encoder == "conv":
+            output = config.conv_output or None
+            if config.pooled_latent:  # the pooled outputs are the latent
+                output = None if config.latent_dim == config.hidden_size else config.latent_dim
             rnn = ConvEncoder(in_size, config.hidden_size, config.depth, config.kernel_size,
-                              config.pooling, config.conv_output or None)
+                              config.pooling, output)
         else:
             rnn = RNNEncoder(
                 in_size,
@@ -204,7 +214,8 @@ class AutoencoderNet(nn.Module):
                 config.dropout,
                 config.pooling,
             )
-        self.encoder = SequenceEncoder(rnn, config.latent_dim, embedding)
+        self.encoder = SequenceEncoder(rnn, config.latent_dim, embedding,
+                                       linear=not config.pooled_latent)
         out_size = config.vocab_size if self.tokens else config.n_features
         if config.decoder == "repeat":
             self.decoder = RepeatDecoder(
