@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # OpenMP busy-waiting makes torch 10x slower on a loaded 2-core machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint typecheck docs bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,14 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check seqae tests benchmarks
 
-test: lint
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy seqae
+
+# The API site from the docstrings (site/); warnings are errors.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck docs
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed
@@ -27,4 +34,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/words.py
 
 clean:
-	rm -rf $(VENV) seqae-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) seqae-demo site .pytest_cache .ruff_cache .mypy_cache

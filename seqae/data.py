@@ -15,7 +15,7 @@ Two kinds of data share the container:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -218,8 +218,9 @@ class Sequences:
             values = np.concatenate(arrays).astype(np.int64, copy=False)
         else:
             values = np.concatenate(
-                [a.reshape(len(a), first_f).astype(np.float32, copy=False) for a in arrays]
-            ).reshape(-1, first_f)
+                [a.reshape(len(a), int(first_f or 0)).astype(np.float32, copy=False)
+                 for a in arrays]
+            ).reshape(-1, int(first_f or 0))
         return cls(values, offsets, ids=ids, feature_names=feature_names)
 
     @classmethod
@@ -312,6 +313,18 @@ class Sequences:
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lens, out=offsets[1:])
         return cls(values, offsets, ids=ids, feature_names=feature_names)
+
+    @overload
+    @classmethod
+    def from_table(cls, table: Any, id: str = ..., time: str | None = ...,
+                   features: Sequence[str] | None = ...,
+                   return_time: Literal[False] = ...) -> Sequences: ...
+
+    @overload
+    @classmethod
+    def from_table(cls, table: Any, id: str = ..., time: str | None = ...,
+                   features: Sequence[str] | None = ..., *,
+                   return_time: Literal[True]) -> tuple[Sequences, np.ndarray | None]: ...
 
     @classmethod
     def from_table(

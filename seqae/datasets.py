@@ -86,7 +86,7 @@ def demo_table(n: int = 600, seed: int = 0) -> pa.Table:
     step = np.arange(seqs.n_steps) - seqs.offsets[seq_index]
     order = rng.permutation(seqs.n_steps)
     cols = {"id": seqs.ids[seq_index][order], "t": step[order]}
-    for j, name in enumerate(seqs.feature_names):
+    for j, name in enumerate(seqs.feature_names or []):
         cols[name] = seqs.values[order, j]
     cols["label"] = labels[seq_index][order]
     return pa.table(cols)

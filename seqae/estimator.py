@@ -10,7 +10,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -316,7 +316,7 @@ class SequenceAutoencoder(_Params):
                 ``validation_fraction`` of ``X`` is held out at random.
             callbacks: optional `seqae.train.Callback` instances.
         """
-        self.vocab_ = CharVocab.from_texts(X) if _is_texts(X) else None
+        self.vocab_ = CharVocab.from_texts(cast(list, X)) if _is_texts(X) else None
         X = self._sequences(X)
         if validation is not None:
             validation = self._sequences(validation)
@@ -381,7 +381,7 @@ class SequenceAutoencoder(_Params):
             return n_val if n_val >= MIN_VALIDATION else 0
         if not self.validation_fraction or n < 10:
             return 0
-        return max(1, int(round(self.validation_fraction * n)))
+        return max(1, int(round(float(self.validation_fraction) * n)))
 
     def threshold_for(self, contamination: float) -> float:
         """The score above which a share ``contamination`` of the training data lies."""
@@ -452,6 +452,7 @@ class SequenceAutoencoder(_Params):
         are, with None."""
         if X.is_tokens:
             return X, None
+        assert self.scaler_ is not None  # continuous data always have one
         return self.scaler_.transform(X)
 
     @torch.no_grad()
@@ -487,11 +488,12 @@ class SequenceAutoencoder(_Params):
             else:
                 z = self.module_.encode(x, lens)
                 if scores:
+                    assert scale is not None  # continuous data have a scaler
                     rec = self.module_.decode(z, lens, x.shape[1])
                     err = masked_mse(rec * scale, x * scale, lens, reduction="sequence")
-            if latents:
+            if Z is not None:
                 Z[idx] = z.cpu().numpy()
-            if scores:
+            if out is not None:
                 out[idx] = err.double().cpu().numpy()
 
         with torch.no_grad():
@@ -523,8 +525,12 @@ class SequenceAutoencoder(_Params):
         stats = self._run(X, fn)
         rec = X.with_values(values)
         if texts:
+            assert self.vocab_ is not None
             return self.vocab_.decode(rec)
-        return rec if stats is None else self.scaler_.inverse(rec, stats)
+        if stats is None:
+            return rec
+        assert self.scaler_ is not None
+        return self.scaler_.inverse(rec, stats)
 
     def score(self, X: Sequences | list) -> np.ndarray:
         """``(N,)`` anomaly scores, higher = more anomalous. Continuous data: mean squared
@@ -591,6 +597,7 @@ class SequenceAutoencoder(_Params):
         # in the training data's units ("global"), or standardised ("sequence": a latent
         # carries no level or scale to put back)
         f = self.n_features_in_
+        assert self.scaler_ is not None
         return self.scaler_.inverse(out, (np.broadcast_to(self.scaler_.mean_, (n, f)),
                                           np.broadcast_to(self.scaler_.std_, (n, f))))
 

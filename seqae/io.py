@@ -141,6 +141,7 @@ def _from_list_columns(path: Path, table, id_col: str, features: list[str]) -> S
                 f"steps but {features[0]!r} has {lengths[i]}"
             )
         cols.append(pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.float32))
+    assert lengths is not None  # features is never empty here
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return Sequences(np.stack(cols, 1), offsets, ids=ids, feature_names=features)
@@ -227,7 +228,8 @@ def read_ts(path: str | os.PathLike) -> tuple[Sequences, np.ndarray | None]:
     if not path.exists():
         raise DataFileError(f"{path}: no such file")
     labelled = False
-    arrays, labels = [], []
+    arrays: list[np.ndarray] = []
+    labels: list[str] = []
     in_data = False
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, raw in enumerate(f, 1):

@@ -175,7 +175,8 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torc
     other row of ``b`` (and the other way round), by cosine similarity.
 
     Args:
-        a, b: ``(B, D)`` two views of the same B items (e.g. two crops of B sequences).
+        a: ``(B, D)`` one view of B items (e.g. a crop of each of B sequences).
+        b: ``(B, D)`` another view of the same B items.
         temperature: scale of the similarities (default 0.1).
 
     Returns:
@@ -190,7 +191,9 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torc
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-def _masked_pair_ce(sim: torch.Tensor, valid: torch.Tensor, half: int) -> torch.Tensor:
+def _masked_pair_ce(
+    sim: torch.Tensor, valid: torch.Tensor, half: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loss sum, count)`` of picking the partner ``(j + half) mod 2 half`` of each
     valid row j of ``sim`` ``(G, 2 half, 2 half)`` among the other valid columns."""
     n = sim.shape[-1]
@@ -234,7 +237,8 @@ def hierarchical_contrastive(
     Padding (``mask`` False) is neither an anchor nor a candidate.
 
     Args:
-        r1, r2: ``(B, T, C)``.
+        r1: ``(B, T, C)`` per-step outputs of one view.
+        r2: ``(B, T, C)`` the other view's, step for step.
         mask: ``(B, T)``, True = a valid step (the same for both views).
         max_steps: longest time axis the terms are computed on (default 256).
 
@@ -305,7 +309,8 @@ class MaskedHuberLoss(_MaskedLoss):
 class MaskedCrossEntropyLoss(_MaskedLoss):
     """Module form of `masked_cross_entropy`."""
 
-    fn = staticmethod(masked_cross_entropy)
+    # the same call as the regression losses', under the names of its own arguments
+    fn = staticmethod(masked_cross_entropy)  # type: ignore[assignment]
 
 
 _BY_NAME = {"mse": masked_mse, "mae": masked_mae, "huber": masked_huber}

@@ -119,9 +119,9 @@ def plot_embeddings(
     if labels is None:
         ax.scatter(P[:, 0], P[:, 1], s=12, alpha=0.7)
     else:
-        labels = np.asarray(labels)
-        for k, lab in enumerate(sorted(set(labels.tolist()), key=str)):
-            m = labels == lab
+        label_arr = np.asarray(labels)
+        for k, lab in enumerate(sorted(set(label_arr.tolist()), key=str)):
+            m = label_arr == lab
             ax.scatter(P[m, 0], P[m, 1], s=12, alpha=0.75, label=str(lab), color=f"C{k % 10}")
         ax.legend(title="label", markerscale=2)
     ax.set_xlabel(f"PC 1 ({var[0]:.0%} of variance)")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["write_report"]
 
@@ -60,11 +61,11 @@ def write_report(
     title: str,
     facts: Sequence[tuple[str, Any]],
     figures: Sequence[str | os.PathLike],
-    ids: Sequence[Any] | None = None,
-    scores: np.ndarray | None = None,
+    ids: ArrayLike | None = None,
+    scores: ArrayLike | None = None,
     threshold: float | None = None,
-    labels: Sequence[Any] | None = None,
-    lengths: Sequence[int] | None = None,
+    labels: ArrayLike | None = None,
+    lengths: ArrayLike | None = None,
     files: Sequence[str] = (),
     top: int = 20,
 ) -> Path:
@@ -97,7 +98,9 @@ def write_report(
         scores = np.asarray(scores, dtype=np.float64)
         order = np.argsort(-scores, kind="stable")[:top]
         id_name = "id" if ids is not None else "position"
-        ids = np.arange(len(scores)) if ids is None else np.asarray(ids)
+        id_arr = np.arange(len(scores)) if ids is None else np.asarray(ids)
+        label_arr = None if labels is None else np.asarray(labels)
+        length_arr = None if lengths is None else np.asarray(lengths)
         head = ["rank", id_name] + (["label"] if labels is not None else []) + (
             ["length"] if lengths is not None else []) + ["score", "above threshold"]
         parts.append(f'<section id="top"><h2>Highest anomaly scores ({len(order)} of '
@@ -105,11 +108,11 @@ def write_report(
                      + "".join(f"<th>{h}</th>" for h in head) + "</tr>")
         for rank, i in enumerate(order, 1):
             flag = threshold is not None and scores[i] > threshold
-            cells = [str(rank), html.escape(str(ids[i]))]
-            if labels is not None:
-                cells.append(html.escape(str(labels[i])))
-            if lengths is not None:
-                cells.append(str(int(lengths[i])))
+            cells = [str(rank), html.escape(str(id_arr[i]))]
+            if label_arr is not None:
+                cells.append(html.escape(str(label_arr[i])))
+            if length_arr is not None:
+                cells.append(str(int(length_arr[i])))
             cells += [f"{scores[i]:.5g}", "yes" if flag else "no"]
             parts.append(f'<tr{" class=flag" if flag else ""}>' + "".join(
                 f'<td class="num">{c}</td>' if j in (0, len(cells) - 2) else f"<td>{c}</td>"

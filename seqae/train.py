@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from torch import nn
 
 from .batching import LengthBucketSampler, collate, sorted_batches
 from .data import Sequences
+
+if TYPE_CHECKING:
+    from .nn.model import AutoencoderNet
 
 __all__ = ["TrainConfig", "Callback", "DeviceData", "train", "best_epoch", "resolve_device"]
 
@@ -135,7 +138,7 @@ def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, data: DeviceData, loss_fn, batch_size: int, policy: str
+    model: AutoencoderNet, data: DeviceData, loss_fn, batch_size: int, policy: str
 ) -> float:
     """Masked loss over every valid element of ``data`` (not a mean of batch means).
 
@@ -161,7 +164,7 @@ def _passes(sampler: LengthBucketSampler, epoch: int, passes: int):
 
 
 def train(
-    model: nn.Module,
+    model: AutoencoderNet,
     loss_fn,
     train_data: DeviceData,
     config: TrainConfig,

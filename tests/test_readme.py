@@ -21,3 +21,22 @@ def test_readme_starts_with_the_two_commands():
     assert "make demo" in head and "make test" in head
     ci = (README.parent / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_docs_python_blocks_run(tmp_path, monkeypatch):
+    """Each page of the documentation site runs as one script, like the README."""
+    import pytest
+
+    pages = sorted((README.parent / "docs").glob("*.md"))
+    assert {p.stem for p in pages} >= {"index", "embeddings", "anomalies", "decoding", "texts",
+                                       "cli", "api"}
+    monkeypatch.chdir(tmp_path)
+    ran = 0
+    for page in pages:
+        namespace: dict = {}
+        for i, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(),
+                                             flags=re.S)):
+            exec(compile(block, f"docs/{page.name} python block {i}", "exec"), namespace)
+            ran += 1
+    if ran == 0:
+        pytest.fail("the docs have no python example")

@@ -14,7 +14,23 @@ POSITIONS = ("none", "relative", "fourier")
 _N_FOURIER = 4  # sin/cos pairs of the relative position
 
 
-class RepeatDecoder(nn.Module):
+class _StateFromLatent(nn.Module):
+    """The RNN's initial state, a tanh of a linear map of the latent (both decoders)."""
+
+    cell: str
+    num_layers: int
+    hidden_size: int
+    init_state: nn.Linear
+
+    def initial_state(self, z: torch.Tensor):
+        b = z.shape[0]
+        s = torch.tanh(self.init_state(z))  # (B, S*L*H)
+        s = s.view(b, -1, self.num_layers, self.hidden_size).permute(1, 2, 0, 3)  # (S, L, B, H)
+        s = s.contiguous()
+        return (s[0], s[1]) if self.cell == "lstm" else s[0]
+
+
+class RepeatDecoder(_StateFromLatent):
     """The correct "RepeatVector": the latent fed at every step, for each row's own length.
 
     Each row b is decoded for exactly ``lengths[b]`` steps (seed 000, option 1): the
@@ -77,13 +93,6 @@ class RepeatDecoder(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
         )
         self.head = nn.Linear(hidden_size, output_size)
-
-    def initial_state(self, z: torch.Tensor):
-        b = z.shape[0]
-        s = torch.tanh(self.init_state(z))  # (B, S*L*H)
-        s = s.view(b, -1, self.num_layers, self.hidden_size).permute(1, 2, 0, 3)  # (S, L, B, H)
-        s = s.contiguous()
-        return (s[0], s[1]) if self.cell == "lstm" else s[0]
 
     def step_inputs(self, z: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
         """``(B, T, latent_dim + P)``: the latent at every step, plus position channels."""
@@ -148,7 +157,7 @@ class LengthHead(nn.Module):
         return torch.exp(self(z)).round().clamp(1, self.max_length).long()
 
 
-class AutoregressiveDecoder(nn.Module):
+class AutoregressiveDecoder(_StateFromLatent):
     """Decodes one step at a time, each step seeing the previous one.
 
     Training uses teacher forcing (the true previous step is fed); inference runs free,
@@ -159,7 +168,9 @@ class AutoregressiveDecoder(nn.Module):
         latent_dim: size of the latent vector.
         hidden_size: RNN units.
         output_size: features per step (continuous) or vocabulary size (tokens).
-        num_layers / cell / dropout: as `RepeatDecoder`.
+        num_layers: stacked RNN layers, as `RepeatDecoder`.
+        cell: ``"gru"`` or ``"lstm"``, as `RepeatDecoder`.
+        dropout: between stacked layers, as `RepeatDecoder`.
         tokens: True for token data: an embedding of the previous token in, logits out.
         embedding_dim: size of that embedding (default 32).
         token_dropout: in training, the share of previous tokens replaced by <unk>
@@ -194,11 +205,11 @@ class AutoregressiveDecoder(nn.Module):
         self.num_layers = num_layers
         self.hidden_size = hidden_size
         self.output_size = output_size
+        self.embedding: nn.Embedding | None = None
         if tokens:
             self.embedding = nn.Embedding(output_size, embedding_dim, padding_idx=0)
             in_size = embedding_dim
         else:
-            self.embedding = None
             in_size = output_size + 1  # previous values + relative position
         n_states = 2 if self.cell == "lstm" else 1
         self.init_state = nn.Linear(latent_dim, n_states * num_layers * hidden_size)
@@ -211,16 +222,15 @@ class AutoregressiveDecoder(nn.Module):
         )
         self.head = nn.Linear(hidden_size, output_size)
 
-    initial_state = RepeatDecoder.initial_state
-
     def _inputs(
         self, z: torch.Tensor, prev: torch.Tensor, t0: int, lengths: torch.Tensor | None
     ) -> torch.Tensor:
         """``(B, T, in)`` step inputs for steps ``t0 .. t0 + T - 1``."""
         b, t = prev.shape[0], prev.shape[1]
-        if self.tokens:
+        if self.embedding is not None:  # tokens
             feats = self.embedding(prev)  # (B, T, E)
         else:
+            assert lengths is not None  # continuous data always decode to known lengths
             steps = torch.arange(t0, t0 + t, device=z.device, dtype=z.dtype)[None, :]
             denom = (lengths.to(z.dtype) - 1).clamp(min=1)[:, None]  # (B, 1)
             rel = (steps / denom).clamp(max=1.0)[..., None]  # (B, T, 1)
@@ -261,7 +271,8 @@ class AutoregressiveDecoder(nn.Module):
             max_len: most steps to produce.
             lengths: optional ``(B,)`` exact lengths. Tokens: EOS is not allowed before a
                 row's length and the row stops there. Continuous data need lengths.
-            bos / eos: start and end token ids.
+            bos: the start token id.
+            eos: the end token id.
 
         Returns:
             ``(out, lengths)``: ``out`` is ``(B, T)`` token ids (PAD after the end, EOS not

@@ -28,11 +28,11 @@ __all__ = [
     "reverse_within_length",
 ]
 
-_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+_CELLS: dict[str, type[nn.LSTM] | type[nn.GRU]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 _POOLS = ("last", "mean", "max")
 
 
-def rnn_class(cell: str) -> type[nn.RNNBase]:
+def rnn_class(cell: str) -> type[nn.LSTM] | type[nn.GRU]:
     try:
         return _CELLS[cell.lower()]
     except KeyError:
@@ -323,8 +323,8 @@ class SequenceEncoder(nn.Module):
         ``(B, latent_dim)``.
     """
 
-    def __init__(self, rnn: RNNEncoder, latent_dim: int, embedding: nn.Embedding | None = None,
-                 linear: bool = True):
+    def __init__(self, rnn: RNNEncoder | ConvEncoder, latent_dim: int,
+                 embedding: nn.Embedding | None = None, linear: bool = True):
         super().__init__()
         self.embedding = embedding
         self.rnn = rnn

@@ -162,6 +162,7 @@ class KerasMaskedRNN(nn.Module):
             if self.cell == "gru":
                 h = torch.where(m, self._gru_step(x[:, step], h), h)
             else:
+                assert c is not None
                 h_new, c_new = self._lstm_step(x[:, step], h, c)
                 h, c = torch.where(m, h_new, h), torch.where(m, c_new, c)
             outputs.append(h)  # at a masked step: the previous output (zeros at first)

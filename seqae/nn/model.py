@@ -198,6 +198,7 @@ class AutoencoderNet(nn.Module):
             raise ValueError("contrast='hierarchical' needs encoder='conv'")
         if config.pooled_latent and (config.encoder != "conv" or "+" in config.pooling):
             raise ValueError("pooled_latent needs encoder='conv' and a single pooling")
+        rnn: ConvEncoder | RNNEncoder
         if config.encoder == "conv":
             output = config.conv_output or None
             if config.pooled_latent:  # the pooled outputs are the latent
@@ -217,6 +218,7 @@ class AutoencoderNet(nn.Module):
         self.encoder = SequenceEncoder(rnn, config.latent_dim, embedding,
                                        linear=not config.pooled_latent)
         out_size = config.vocab_size if self.tokens else config.n_features
+        self.decoder: RepeatDecoder | AutoregressiveDecoder
         if config.decoder == "repeat":
             self.decoder = RepeatDecoder(
                 config.latent_dim,
@@ -316,7 +318,7 @@ class AutoencoderNet(nn.Module):
     ) -> torch.Tensor:
         """Outputs of exactly ``lengths`` steps: ``(B, T, F)`` values or ``(B, T)`` tokens
         (greedy; EOS is not allowed before a row's length)."""
-        if self.autoregressive:
+        if isinstance(self.decoder, AutoregressiveDecoder):
             out, _ = self.decoder.generate(z, 0, lengths=lengths)
         elif self.tokens:
             logits = self.decoder(z, lengths, max_len)  # (B, T, V)
@@ -334,7 +336,7 @@ class AutoencoderNet(nn.Module):
     def generate(self, z: torch.Tensor, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Outputs whose lengths the model chooses: ``(out, lengths)``. Tokens stop at
         EOS (at most ``max_len`` steps); continuous data take the length head's lengths."""
-        if self.tokens and self.autoregressive:
+        if self.tokens and isinstance(self.decoder, AutoregressiveDecoder):
             return self.decoder.generate(z, max_len)
         if self.tokens:  # repeat decoder: decode max_len steps, cut at the first EOS
             n = torch.full((z.shape[0],), max_len, device=z.device)
