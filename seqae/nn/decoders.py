@@ -21,6 +21,16 @@ class _StateFromLatent(nn.Module):
     num_layers: int
     hidden_size: int
     init_state: nn.Linear
+    bottleneck: nn.Linear | None
+
+    def _bottleneck(self, latent_dim: int, width: int) -> int:
+        """Set up the optional linear bottleneck; returns the width the RNN then sees."""
+        self.bottleneck = nn.Linear(latent_dim, width) if width else None
+        return width or latent_dim
+
+    def squeeze(self, z: torch.Tensor) -> torch.Tensor:
+        """The latent as the RNN sees it: through the bottleneck when there is one."""
+        return z if self.bottleneck is None else self.bottleneck(z)
 
     def initial_state(self, z: torch.Tensor):
         b = z.shape[0]
@@ -48,6 +58,8 @@ class RepeatDecoder(_StateFromLatent):
         cell: ``"lstm"`` (default) or ``"gru"``.
         dropout: between stacked layers (default 0).
         position: ``"relative"`` (default), ``"fourier"`` or ``"none"``.
+        bottleneck: width of a linear map the latent goes through first (default 0:
+            none, the RNN sees the latent itself).
 
     Call arguments:
         z: ``(B, latent_dim)``.
@@ -74,8 +86,10 @@ class RepeatDecoder(_StateFromLatent):
         cell: str = "lstm",
         dropout: float = 0.0,
         position: str = "relative",
+        bottleneck: int = 0,
     ):
         super().__init__()
+        latent_dim = self._bottleneck(latent_dim, bottleneck)
         if position not in POSITIONS:
             raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
         self.position = position
@@ -114,6 +128,7 @@ class RepeatDecoder(_StateFromLatent):
     def forward(
         self, z: torch.Tensor, lengths: torch.Tensor, max_len: int | None = None
     ) -> torch.Tensor:
+        z = self.squeeze(z)
         lengths = torch.as_tensor(lengths, device=z.device)
         if max_len is None:
             max_len = int(lengths.max()) if lengths.numel() else 0
@@ -175,6 +190,7 @@ class AutoregressiveDecoder(_StateFromLatent):
         embedding_dim: size of that embedding (default 32).
         token_dropout: in training, the share of previous tokens replaced by <unk>
             (default 0).
+        bottleneck: as `RepeatDecoder` (default 0: none).
 
     Call arguments (teacher forcing):
         z: ``(B, latent_dim)``.
@@ -197,8 +213,10 @@ class AutoregressiveDecoder(_StateFromLatent):
         tokens: bool = False,
         embedding_dim: int = 32,
         token_dropout: float = 0.0,
+        bottleneck: int = 0,
     ):
         super().__init__()
+        latent_dim = self._bottleneck(latent_dim, bottleneck)
         self.tokens = tokens
         self.token_dropout = token_dropout
         self.cell = cell.lower()
@@ -238,6 +256,7 @@ class AutoregressiveDecoder(_StateFromLatent):
         return torch.cat([feats, z[:, None, :].expand(b, t, z.shape[-1])], -1)
 
     def forward(self, z: torch.Tensor, prev: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        z = self.squeeze(z)
         lengths = torch.as_tensor(lengths, device=z.device)
         mask = lengths_to_mask(lengths, prev.shape[1])  # (B, T)
         if self.tokens:
@@ -278,6 +297,7 @@ class AutoregressiveDecoder(_StateFromLatent):
             ``(out, lengths)``: ``out`` is ``(B, T)`` token ids (PAD after the end, EOS not
             included) or ``(B, T, F)`` values (zeros after the end).
         """
+        z = self.squeeze(z)
         b = z.shape[0]
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=z.device)

@@ -64,6 +64,8 @@ class ModelConfig:
             themselves (``latent_dim`` channels, max-pooled over the valid steps), not a
             linear map of them; the crop term then trains the embedding directly
             (default False).
+        bottleneck: width of a linear map between the latent and the decoder (default
+            0: none, the decoder reads the latent itself).
     """
 
     n_features: int
@@ -90,6 +92,7 @@ class ModelConfig:
     hide: float = 0.5
     conv_output: int = 0
     pooled_latent: bool = False
+    bottleneck: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -228,6 +231,7 @@ class AutoencoderNet(nn.Module):
                 config.cell,
                 config.dropout,
                 config.position,
+                bottleneck=config.bottleneck,
             )
         else:
             self.decoder = AutoregressiveDecoder(
@@ -240,6 +244,7 @@ class AutoencoderNet(nn.Module):
                 tokens=self.tokens,
                 embedding_dim=config.embedding_dim,
                 token_dropout=config.token_dropout,
+                bottleneck=config.bottleneck,
             )
         self.length_head = LengthHead(config.latent_dim, config.max_length)
 
