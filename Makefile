@@ -19,11 +19,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check seqae tests benchmarks
 
 typecheck: $(VENV)/.installed
-	$(BIN)/mypy seqae
+	KERAS_BACKEND=torch $(BIN)/mypy seqae
 
 # The API site from the docstrings (site/); warnings are errors.
 docs: $(VENV)/.installed
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 KERAS_BACKEND=torch $(BIN)/mkdocs build --strict --quiet
 
 test: lint typecheck docs
 	$(BIN)/python -m pytest

@@ -33,6 +33,8 @@ _EXPORTS = {
 }
 _SUBMODULES = ("batching", "data", "datasets", "errors", "estimator", "io", "losses",
                "masking", "nn", "plots", "progress", "scaling", "train", "vocab")
+# seqae.keras (the optional Keras 3 front end) loads on first touch only; it needs keras.
+_OPTIONAL = ("keras",)
 
 __all__ = sorted(_EXPORTS) + ["__version__", *_SUBMODULES]
 
@@ -40,7 +42,7 @@ __all__ = sorted(_EXPORTS) + ["__version__", *_SUBMODULES]
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif name in _SUBMODULES:
+    elif name in _SUBMODULES or name in _OPTIONAL:
         value = importlib.import_module(f"seqae.{name}")
     else:
         raise AttributeError(f"module 'seqae' has no attribute {name!r}")

@@ -1,3 +1,9 @@
+import os
+
+# The Keras front end is tested on the torch backend (no TensorFlow here); set before
+# anything imports keras.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
 import numpy as np
 import pytest
 import torch
