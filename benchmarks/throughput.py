@@ -61,14 +61,14 @@ def _recipe(encoder: str) -> dict:
 
 
 def _model(features: int, hidden: int, device, cell: str, encoder: str, max_len: int):
-    from seqae.nn import AutoencoderNet, ModelConfig
-    from seqae.nn.encoders import conv_depth_for
-
     # The architecture SequenceAutoencoder(bidirectional=False) builds, so that every
     # way of feeding the data trains the same model as `seqae fit`.
-    cfg = ModelConfig(n_features=features, latent_dim=32, hidden_size=hidden, cell=cell,
-                      bidirectional=False, position="fourier", max_length=4000,
-                      depth=conv_depth_for(max_len), **_recipe(encoder))
+    from seqae import SequenceAutoencoder
+    from seqae.nn import AutoencoderNet
+
+    est = SequenceAutoencoder(hidden_size=hidden, cell=cell, bidirectional=False,
+                              encoder=encoder)
+    cfg = est._model_config(features, max_len, _recipe(encoder))
     return AutoencoderNet(cfg).to(device)
 
 
@@ -116,7 +116,7 @@ def _train_rate(method: str, args, q) -> None:
     if method == "seqae fit e2e":  # what the user waits for: the whole call
         from seqae import SequenceAutoencoder
 
-        ae = SequenceAutoencoder(latent_dim=32, hidden_size=args.hidden, cell=args.cell,
+        ae = SequenceAutoencoder(hidden_size=args.hidden, cell=args.cell,
                                  bidirectional=False, **_recipe(args.encoder),
                                  batch_size=args.batch, max_epochs=args.epochs,
                                  patience=10_000, validation_fraction=0, device=args.device,
@@ -136,7 +136,7 @@ def _train_rate(method: str, args, q) -> None:
     if method == "seqae fit":
         from seqae import SequenceAutoencoder
 
-        ae = SequenceAutoencoder(latent_dim=32, hidden_size=args.hidden, cell=args.cell,
+        ae = SequenceAutoencoder(hidden_size=args.hidden, cell=args.cell,
                                  bidirectional=False, **_recipe(args.encoder),
                                  batch_size=args.batch, max_time=args.seconds,
                                  max_epochs=10_000, patience=10_000, validation_fraction=0,
@@ -259,7 +259,7 @@ def _encode_rate(method: str, args, q) -> None:
     from seqae import SequenceAutoencoder
 
     seqs = make_data(args.n, args.features, mean=args.mean_length)
-    ae = SequenceAutoencoder(latent_dim=32, hidden_size=args.hidden, cell=args.cell,
+    ae = SequenceAutoencoder(hidden_size=args.hidden, cell=args.cell,
                              bidirectional=False, max_epochs=1, validation_fraction=0,
                              device=args.device, verbose=0, **_recipe(args.encoder))
     ae.fit(seqs.take(np.arange(64)))

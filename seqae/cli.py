@@ -501,9 +501,9 @@ def cmd_decode(args) -> int:
     ae, data_cfg = _load(args.model)
     table = read_table(args.embeddings)
     cols = _embedding_columns(table, args.embeddings)
-    if len(cols) != ae.latent_dim:
+    if len(cols) != ae.latent_dim_:
         raise DataFileError(f"{args.embeddings}: {len(cols)} embedding columns (z0..z"
-                            f"{len(cols) - 1}); the model's latent has {ae.latent_dim}")
+                            f"{len(cols) - 1}); the model's latent has {ae.latent_dim_}")
     Z = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in cols])
     Z = Z.astype(np.float32)
     bad = np.argwhere(~np.isfinite(Z))

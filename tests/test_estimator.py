@@ -344,7 +344,34 @@ def test_auto_recipe_follows_the_median_length(conv_fitted, fitted):
     assert (short.encoder, short.pooling, short.contrastive) == ("rnn", "last", 0.0)
     forced = SequenceAutoencoder(encoder="rnn", contrastive=0.5)._recipe(np.array([500]))
     assert forced == {"encoder": "rnn", "pooling": "last", "contrastive": 0.5,
-                      "contrast": "instance"}
+                      "contrast": "instance", "latent_dim": 32}
+    conv = SequenceAutoencoder(hidden_size=48)._recipe(np.array([500]))
+    assert conv["encoder"] == "conv" and conv["latent_dim"] == 48  # the pooled features
+
+
+def test_conv_embedding_is_the_max_pooled_outputs(long_data):
+    """With latent_dim="auto" the conv recipe's embedding is the max over each
+    sequence's valid steps of the encoder's per-step outputs (numpy on the valid steps),
+    and the decoder reads it through a bottleneck of half its width."""
+    import torch
+
+    ae = SequenceAutoencoder(**{**SMALL, "latent_dim": "auto", "max_epochs": 1})
+    ae.fit(long_data)
+    cfg = ae.model_config_
+    assert cfg.pooled_latent and cfg.latent_dim == ae.hidden_size == ae.latent_dim_
+    assert cfg.bottleneck == ae.hidden_size // 2
+    Z = ae.encode(long_data)
+    assert Z.shape == (len(long_data), ae.hidden_size)
+    scaled, _ = ae._scale(long_data)
+    for i in range(len(long_data)):
+        x = torch.as_tensor(scaled[i])[None]
+        with torch.no_grad():
+            h, _ = ae.module_.encoder.rnn(x, lengths=torch.tensor([len(x[0])]))
+        np.testing.assert_allclose(Z[i], h[0].numpy().max(0), rtol=1e-5, atol=1e-6)
+    out = ae.decode(Z[:2], lengths=[3, 250])
+    assert out.lengths.tolist() == [3, 250]
+    with pytest.raises(ValueError, match=f"Z must be \\(N, {ae.hidden_size}\\)"):
+        ae.decode(Z[:, :3])
 
 
 def test_conv_recipe_padding_invariance(conv_fitted, long_data):
