@@ -39,6 +39,9 @@ MIN_VALIDATION = 50
 LONG = 100
 # contrast="auto" with the convolutional encoder
 CONV_CONTRAST = "hierarchical"
+# patch="auto": the convolutional encoder reads patches of about median length / this
+# many steps, so that a typical sequence is about this many patches long.
+PATCH_LENGTH = 512
 
 
 def _is_texts(X: Any) -> bool:
@@ -121,7 +124,11 @@ class SequenceAutoencoder(_Params):
             convolutions, `seqae.nn.ConvEncoder`) or ``"auto"`` (default): ``"conv"`` when
             the median training length exceeds 100 steps, else ``"rnn"``.
         depth: convolution blocks; None (default) = the fewest whose receptive field
-            covers the longest training sequence (at most 10).
+            covers the longest training sequence, counted in patches (at most 10).
+        patch: the convolutional encoder reads patches of this many consecutive steps
+            (`seqae.nn.patchify`), which divides its cost by as much; ``"auto"``
+            (default): the median training length / `PATCH_LENGTH`, rounded (1 below
+            that length); always 1 with the RNN.
         contrastive: weight of the crop-agreement term: the latent of a sequence and of
             a random crop of it (half to all of it) must pick each other out of the batch
             (InfoNCE); ``"auto"`` (default): 1 with the convolutional encoder, 0 with the
@@ -194,6 +201,7 @@ class SequenceAutoencoder(_Params):
         pooling: str = "auto",
         encoder: str = "auto",
         depth: int | None = None,
+        patch: int | str = "auto",
         contrastive: float | str = "auto",
         contrast: str = "auto",
         decoder: str = "repeat",
@@ -225,6 +233,7 @@ class SequenceAutoencoder(_Params):
         self.pooling = pooling
         self.encoder = encoder
         self.depth = depth
+        self.patch = patch
         self.contrastive = contrastive
         self.contrast = contrast
         self.decoder = decoder
@@ -265,8 +274,11 @@ class SequenceAutoencoder(_Params):
             CONV_CONTRAST if encoder == "conv" else "instance")
         latent = self.latent_dim if self.latent_dim != "auto" else (
             self.hidden_size if encoder == "conv" else 32)
+        median = float(np.median(lengths)) if len(lengths) else 1.0
+        patch = self.patch if self.patch != "auto" else (
+            max(1, round(median / PATCH_LENGTH)) if encoder == "conv" else 1)
         return {"encoder": encoder, "pooling": pooling, "contrastive": float(contrastive),
-                "contrast": contrast, "latent_dim": int(latent)}
+                "contrast": contrast, "latent_dim": int(latent), "patch": int(patch)}
 
     def _lr(self) -> float:
         """``lr``, with ``"auto"`` resolved for the fitted encoder."""
@@ -288,7 +300,8 @@ class SequenceAutoencoder(_Params):
             num_layers=self.num_layers,
             cell=self.cell,
             bidirectional=self.bidirectional,
-            depth=self.depth if self.depth is not None else conv_depth_for(max_length),
+            depth=self.depth if self.depth is not None else conv_depth_for(
+                -(-max_length // recipe["patch"])),
             **recipe,
             dropout=self.dropout,
             decoder=self.decoder,
@@ -361,8 +374,10 @@ class SequenceAutoencoder(_Params):
             else:
                 self.scaler_ = scaler.fit(train_seqs)
             self.max_length_ = int(X.lengths.max())
-            self.model_config_ = self._model_config(X.n_features, self.max_length_,
-                                                    self._recipe(train_seqs.lengths))
+            recipe = self._recipe(train_seqs.lengths)
+            if X.is_tokens and self.patch == "auto":
+                recipe["patch"] = 1  # token ids are embedded one by one
+            self.model_config_ = self._model_config(X.n_features, self.max_length_, recipe)
             self.model_config_.vocab_size = self.vocab_size_
             self.module_ = AutoencoderNet(self.model_config_).to(device)
             train_data = DeviceData(self._scale(train_seqs)[0], device)

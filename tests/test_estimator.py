@@ -344,7 +344,7 @@ def test_auto_recipe_follows_the_median_length(conv_fitted, fitted):
     assert (short.encoder, short.pooling, short.contrastive) == ("rnn", "last", 0.0)
     forced = SequenceAutoencoder(encoder="rnn", contrastive=0.5)._recipe(np.array([500]))
     assert forced == {"encoder": "rnn", "pooling": "last", "contrastive": 0.5,
-                      "contrast": "instance", "latent_dim": 32}
+                      "contrast": "instance", "latent_dim": 32, "patch": 1}
     conv = SequenceAutoencoder(hidden_size=48)._recipe(np.array([500]))
     assert conv["encoder"] == "conv" and conv["latent_dim"] == 48  # the pooled features
 
@@ -456,3 +456,20 @@ def test_loads_model_folders_written_before_the_scaler(fitted, data, tmp_path):
     assert old.scaler_.mode_ == "global"
     np.testing.assert_array_equal(old.encode(data), fitted.encode(data))
     np.testing.assert_array_equal(old.score(data), fitted.score(data))
+
+
+def test_patch_auto_and_padding_invariance(long_data):
+    from seqae.estimator import PATCH_LENGTH
+
+    assert SequenceAutoencoder()._recipe(np.array([1460] * 3))["patch"] == round(
+        1460 / PATCH_LENGTH)
+    assert SequenceAutoencoder()._recipe(np.array([300]))["patch"] == 1
+    assert SequenceAutoencoder(patch=4)._recipe(np.array([30]))["patch"] == 4  # as asked
+    ae = SequenceAutoencoder(**{**SMALL, "patch": 3, "max_epochs": 1}).fit(long_data)
+    assert ae.model_config_.patch == 3
+    assert ae.model_config_.depth == 4  # field 1 + 4 (2**4 - 1) = 61 covers 180 / 3 = 60
+    Z = ae.encode(long_data)
+    for i in range(len(long_data)):
+        np.testing.assert_allclose(ae.encode(long_data.take([i]))[0], Z[i], atol=1e-5)
+    rec = ae.reconstruct(long_data)
+    assert rec.lengths.tolist() == long_data.lengths.tolist()  # every step decoded

@@ -360,3 +360,41 @@ def test_hierarchical_term_on_tokens():
     loss.backward()
     assert torch.isfinite(loss)
     assert torch.isfinite(net.encoder.embedding.weight.grad).all()
+
+
+# ------------------------------------------------------------------ patches
+@pytest.mark.parametrize("patch", [2, 3, 7])
+def test_patchify_against_numpy(rng, patch):
+    from seqae.nn import patchify
+
+    seqs = random_seqs(rng, [1, 5, 9, 14], n_features=2)
+    x = torch.full((4, 14, 2), float("nan"))
+    for b, s in enumerate(seqs):
+        x[b, : len(s)] = torch.from_numpy(s)
+    out, n = patchify(x, torch.tensor([1, 5, 9, 14]), patch)
+    for b, s in enumerate(seqs):
+        k = -(-len(s) // patch)
+        ref = np.zeros((k * patch, 2), np.float32)
+        ref[: len(s)] = s
+        assert n[b] == k
+        np.testing.assert_array_equal(out[b, :k].numpy(), ref.reshape(k, patch * 2))
+        assert (out[b, k:] == 0).all()  # whole padded patches are zero too
+
+
+@pytest.mark.parametrize("patch", [2, 5])
+def test_patched_conv_encoder_padding_invariance(rng, patch):
+    from seqae.nn import SequenceEncoder
+
+    enc = SequenceEncoder(ConvEncoder(3 * patch, 6, depth=3), 6, linear=False,
+                          patch=patch).eval()
+    seqs = random_seqs(rng, LONG_LENGTHS)
+    check_padding_invariance(lambda x, lens: enc(x, lengths=lens), seqs)
+
+
+def test_patch_is_refused_for_tokens_and_rnn():
+    from seqae.nn import AutoencoderNet, ModelConfig, SequenceEncoder
+
+    with pytest.raises(ValueError, match="patch"):
+        SequenceEncoder(ConvEncoder(4, 4), 4, torch.nn.Embedding(5, 4), patch=2)
+    with pytest.raises(ValueError, match="patch needs encoder='conv'"):
+        AutoencoderNet(ModelConfig(1, patch=2))

@@ -1,7 +1,14 @@
 """Plain `torch.nn.Module` building blocks: masked encoders, decoders, the model."""
 
 from .decoders import AutoregressiveDecoder, LengthHead, RepeatDecoder
-from .encoders import ConvEncoder, RNNEncoder, SequenceEncoder, gather_last, reverse_within_length
+from .encoders import (
+    ConvEncoder,
+    RNNEncoder,
+    SequenceEncoder,
+    gather_last,
+    patchify,
+    reverse_within_length,
+)
 from .keras import KerasMaskedRNN
 from .model import AutoencoderNet, ModelConfig
 
@@ -16,5 +23,6 @@ __all__ = [
     "RepeatDecoder",
     "SequenceEncoder",
     "gather_last",
+    "patchify",
     "reverse_within_length",
 ]

@@ -15,11 +15,13 @@ Input is right-padded: ``x`` is ``(B, T, F)`` and sequence b occupies steps
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ..masking import masked_max, masked_mean, resolve_mask
+from ..masking import lengths_to_mask, masked_max, masked_mean, resolve_mask
 
 __all__ = [
+    "patchify",
     "ConvEncoder",
     "RNNEncoder",
     "SequenceEncoder",
@@ -193,6 +195,28 @@ def _check_pools(pooling: str) -> tuple[str, ...]:
     return pools
 
 
+def patchify(x: torch.Tensor, lengths: torch.Tensor, patch: int):
+    """Right-padded ``(B, T, F)`` -> ``(B, ceil(T / p), p F)``: each row cut into patches
+    of ``p`` consecutive steps (the last one of a row completed with zeros), and the
+    patch lengths ``ceil(L / p)``. Padding is zeroed first, so a row's patches are the
+    same alone or in any batch.
+
+    Example:
+        >>> x = torch.arange(10.0).view(1, 5, 2)
+        >>> p, n = patchify(x, torch.tensor([5]), 2)
+        >>> p[0].tolist(), n.tolist()
+        ([[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0], [8.0, 9.0, 0.0, 0.0]], [3])
+    """
+    if patch == 1:
+        return x, lengths
+    b, t, f = x.shape
+    n = -(-t // patch)
+    keep = lengths_to_mask(lengths, t)[..., None]  # (B, T, 1)
+    x = torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    x = F.pad(x, (0, 0, 0, n * patch - t))  # (B, n p, F)
+    return x.reshape(b, n, patch * f), (lengths + patch - 1) // patch
+
+
 def conv_depth_for(max_length: int, kernel_size: int = 3, most: int = 10) -> int:
     """Fewest `ConvEncoder` blocks whose receptive field covers ``max_length`` steps
     (at least 2, at most ``most``): block i has two convolutions dilated by ``2**i``."""
@@ -314,6 +338,9 @@ class SequenceEncoder(nn.Module):
         embedding: optional ``nn.Embedding`` applied first (token input).
         linear: map the encoder's summary to the latent with a linear layer (default
             True); False: the summary is the latent (its width must be ``latent_dim``).
+        patch: the encoder reads patches of this many consecutive steps (`patchify`;
+            default 1: single steps). Continuous input only; ``rnn`` must then take
+            ``patch x F`` features.
 
     Call arguments:
         x: ``(B, T, F)`` floats, or ``(B, T)`` token ids when ``embedding`` is set.
@@ -324,8 +351,12 @@ class SequenceEncoder(nn.Module):
     """
 
     def __init__(self, rnn: RNNEncoder | ConvEncoder, latent_dim: int,
-                 embedding: nn.Embedding | None = None, linear: bool = True):
+                 embedding: nn.Embedding | None = None, linear: bool = True,
+                 patch: int = 1):
         super().__init__()
+        if patch < 1 or (patch > 1 and embedding is not None):
+            raise ValueError(f"patch must be >= 1 (and 1 for tokens), got {patch}")
+        self.patch = patch
         self.embedding = embedding
         self.rnn = rnn
         if not linear and rnn.out_features != latent_dim:
@@ -343,5 +374,9 @@ class SequenceEncoder(nn.Module):
             mask = resolve_mask(x, lengths, mask)
             x = self.embedding(torch.where(mask, x, torch.zeros_like(x)))  # (B, T, E)
             lengths = None
+        elif self.patch > 1:
+            lengths = resolve_mask(x, lengths, mask).sum(1)
+            x, lengths = patchify(x, lengths, self.patch)  # (B, T / p, p F)
+            mask = None
         _, summary = self.rnn(x, lengths=lengths, mask=mask)  # (B, out_features)
         return self.to_latent(summary)  # (B, latent_dim)

@@ -11,7 +11,7 @@ from torch import nn
 from ..losses import hierarchical_contrastive, info_nce, masked_cross_entropy
 from ..masking import lengths_to_mask
 from .decoders import AutoregressiveDecoder, LengthHead, RepeatDecoder
-from .encoders import ConvEncoder, RNNEncoder, SequenceEncoder, reverse_within_length
+from .encoders import ConvEncoder, RNNEncoder, SequenceEncoder, patchify, reverse_within_length
 
 __all__ = ["ModelConfig", "AutoencoderNet", "DECODERS", "ENCODERS", "CONTRASTS",
            "random_crops", "overlapping_crops"]
@@ -66,6 +66,8 @@ class ModelConfig:
             (default False).
         bottleneck: width of a linear map between the latent and the decoder (default
             0: none, the decoder reads the latent itself).
+        patch: the conv encoder reads patches of this many steps (`seqae.nn.patchify`;
+            default 1); the decoder still produces every step.
     """
 
     n_features: int
@@ -93,6 +95,7 @@ class ModelConfig:
     conv_output: int = 0
     pooled_latent: bool = False
     bottleneck: int = 0
+    patch: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -206,8 +209,8 @@ class AutoencoderNet(nn.Module):
             output = config.conv_output or None
             if config.pooled_latent:  # the pooled outputs are the latent
                 output = None if config.latent_dim == config.hidden_size else config.latent_dim
-            rnn = ConvEncoder(in_size, config.hidden_size, config.depth, config.kernel_size,
-                              config.pooling, output)
+            rnn = ConvEncoder(in_size * config.patch, config.hidden_size, config.depth,
+                              config.kernel_size, config.pooling, output)
         else:
             rnn = RNNEncoder(
                 in_size,
@@ -218,8 +221,10 @@ class AutoencoderNet(nn.Module):
                 config.dropout,
                 config.pooling,
             )
+        if config.patch > 1 and config.encoder != "conv":
+            raise ValueError("patch needs encoder='conv'")
         self.encoder = SequenceEncoder(rnn, config.latent_dim, embedding,
-                                       linear=not config.pooled_latent)
+                                       linear=not config.pooled_latent, patch=config.patch)
         out_size = config.vocab_size if self.tokens else config.n_features
         self.decoder: RepeatDecoder | AutoregressiveDecoder
         if config.decoder == "repeat":
@@ -305,7 +310,9 @@ class AutoencoderNet(nn.Module):
 
     def _hierarchical_term(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """`hierarchical_contrastive` on two overlapping crops of each row: the conv
-        encoder's per-step outputs, some input steps hidden."""
+        encoder's per-step outputs, some input steps hidden (with patches, crops and
+        hidden steps are whole patches)."""
+        x, lengths = patchify(x, lengths, self.config.patch)
         (v1, l1, o1), (v2, l2, o2), c = overlapping_crops(x, lengths)
         reps = []
         for v, lv, off in ((v1, l1, o1), (v2, l2, o2)):
