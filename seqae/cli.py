@@ -284,8 +284,13 @@ def _read_data(path: str, data_cfg: dict[str, Any]):
         missing = [c for c in features if c not in names]
         if missing:
             raise DataFileError(f"{p}: no feature column {missing[0]!r}; its columns are {names}")
+        from .data import check_numeric
+
+        for c in features:
+            check_numeric(table, c, where=f"{p}, ")
     else:
-        features = numeric_columns(table, exclude=(id_col, time_col, label_col))
+        features = numeric_columns(table, exclude=(id_col, time_col, label_col),
+                                   where=f"{p}, ")
         if not features:
             raise DataFileError(f"{p}: no numeric feature columns in {names}")
     seqs, times = Sequences.from_table(

@@ -21,18 +21,79 @@ import numpy as np
 
 from .errors import SequenceDataError, describe
 
-__all__ = ["Sequences", "numeric_columns", "list_columns"]
+__all__ = ["Sequences", "numeric_columns", "list_columns", "check_numeric"]
 
 
-def numeric_columns(table: Any, exclude: Iterable[str | None] = ()) -> list[str]:
-    """Names of a pyarrow table's integer and floating-point columns, less ``exclude``."""
+_NUMBER = r"^\s*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|nan|inf|infinity)\s*$"
+
+
+def _is_number_type(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
+
+
+def _first_non_number(col: Any) -> tuple[int, Any] | None:
+    """``(row, value)`` of the first value of a text column that is not a number (nulls
+    count as missing numbers, not as text), or None when every value is a number."""
+    import pyarrow.compute as pc
+
+    ok = pc.match_substring_regex(col, _NUMBER, ignore_case=True)
+    bad = pc.invert(pc.fill_null(ok, True)).to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(bad)
+    return None if not len(rows) else (int(rows[0]), col[int(rows[0])].as_py())
+
+
+def check_numeric(table: Any, column: str, where: str = "") -> None:
+    """Raise `SequenceDataError` naming the row when feature ``column`` is not numeric."""
+    import pyarrow as pa
+
+    t = table.schema.field(column).type
+    if _is_number_type(t):
+        return
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        found = _first_non_number(table.column(column))
+        row, value = found if found else (0, None)
+        raise SequenceDataError(
+            f"{where}column {column!r}, row {row}: {value!r} is not a number (a feature "
+            "column must hold numbers only)")
+    raise SequenceDataError(f"{where}column {column!r} holds {t}, not numbers")
+
+
+def numeric_columns(table: Any, exclude: Iterable[str | None] = (), where: str = "") -> list[str]:
+    """Names of a pyarrow table's integer and floating-point columns, less ``exclude``.
+
+    A text column whose values are mostly numbers is taken for a numeric column spoiled by
+    a stray value (``1.2.3``, ``n/a``...): that raises `SequenceDataError` naming the
+    column, the row and the value (``where`` prefixes the message, e.g. the file), rather
+    than dropping the column from the features without a word.
+    """
     import pyarrow as pa
 
     skip = set(exclude)
-    return [
-        f.name for f in table.schema
-        if f.name not in skip and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))
-    ]
+    names = []
+    for f in table.schema:
+        if f.name in skip:
+            continue
+        if _is_number_type(f.type):
+            names.append(f.name)
+        elif pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            col = table.column(f.name)
+            valid = len(col) - col.null_count
+            found = _first_non_number(col) if valid else None
+            if found is None:
+                continue
+            import pyarrow.compute as pc
+
+            numbers = int(pc.sum(pc.match_substring_regex(
+                col, _NUMBER, ignore_case=True)).as_py() or 0)
+            if numbers >= max(1, valid // 2):  # mostly numbers: a spoiled numeric column
+                row, value = found
+                raise SequenceDataError(
+                    f"{where}column {f.name!r}, row {row}: {value!r} is not a number, but "
+                    f"{numbers} of the column's {valid} values are; fix the value, or name "
+                    "the feature columns explicitly")
+    return names
 
 
 def list_columns(table: Any) -> list[str]:
@@ -367,6 +428,8 @@ class Sequences:
                 raise SequenceDataError(
                     f"column {col!r} is not in the table; its columns are {names}"
                 )
+        for c in features or ():
+            check_numeric(table, c)
         if features is None:
             features = numeric_columns(table, exclude=(id, time))
             if not features:

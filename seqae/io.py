@@ -23,6 +23,13 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never
     a partial one: temporary file in the same folder, fsync, then ``os.replace``."""
@@ -30,6 +37,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file 0600; give it what open() would: 0666 less the umask
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -114,10 +123,16 @@ def read_sequences(
         if c not in names:
             raise DataFileError(f"{path}: no feature column {c!r}; its columns are {names}")
     list_cols = list_columns(table)
+    if not list_cols:
+        from .data import check_numeric
+
+        for c in features or []:
+            check_numeric(table, c, where=f"{path}, ")
     if list_cols:
         return _from_list_columns(path, table, id_col, features or list_cols)
     if features is None:
-        features = numeric_columns(table, exclude=(id_col, time_col, *(exclude or [])))
+        features = numeric_columns(table, exclude=(id_col, time_col, *(exclude or [])),
+                                   where=f"{path}, ")
         if not features:
             raise DataFileError(f"{path}: no numeric feature columns in {names}")
     return Sequences.from_table(table, id=id_col, time=time_col, features=features)
