@@ -186,6 +186,25 @@ def naive_lstm_ae(train, test, seconds: float, seed: int = 0):
         return encode(xtr).numpy(), encode(padded(test)).numpy()
 
 
+def model_overrides(params: dict) -> None:
+    """Probes: ``"model.NAME"`` keys of ``params`` (removed from it) set ModelConfig
+    fields the estimator does not expose, on every model built afterwards."""
+    over = {k[6:]: params.pop(k) for k in list(params) if k.startswith("model.")}
+    if not over:
+        return
+    import seqae
+
+    make_config = seqae.SequenceAutoencoder._model_config
+
+    def _patched(self, *a, **k):  # noqa: ANN202
+        cfg = make_config(self, *a, **k)
+        for key, value in over.items():
+            setattr(cfg, key, value)
+        return cfg
+
+    seqae.SequenceAutoencoder._model_config = _patched
+
+
 def pooled_summary(ae, seqs) -> np.ndarray:
     """The fitted encoder's pooled summary (the input of its linear map to the latent)."""
     import torch
@@ -236,25 +255,14 @@ def main() -> None:
     import json
 
     params = json.loads(args.params)
-    # "model.NAME" keys set ModelConfig fields the estimator does not expose (probes)
     shown = dict(params)
-    model_over = {k[6:]: params.pop(k) for k in list(params) if k.startswith("model.")}
+    model_overrides(params)
 
     import torch
 
     import seqae
     from seqae.train import best_epoch
 
-    if model_over:
-        make_config = seqae.SequenceAutoencoder._model_config
-
-        def _patched(self, *a, **k):  # noqa: ANN202
-            cfg = make_config(self, *a, **k)
-            for key, value in model_over.items():
-                setattr(cfg, key, value)
-            return cfg
-
-        seqae.SequenceAutoencoder._model_config = _patched
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads; seqae default "

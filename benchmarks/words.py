@@ -97,6 +97,10 @@ def main() -> None:
     held = [words[i] for i in perm[: args.held_out]]
     train = [words[i] for i in perm[args.held_out :]][: args.train]
     params = json.loads(args.params)
+    shown = dict(params)
+    from quality import model_overrides  # "model.NAME" keys: ModelConfig fields (probes)
+
+    model_overrides(params)
     ae = seqae.SequenceAutoencoder(**{"decoder": "autoregressive", "max_time": args.max_time,
                                       "max_epochs": 10_000, "seed": args.seed, **params})
     start = time.perf_counter()
@@ -104,7 +108,7 @@ def main() -> None:
     fit_s = time.perf_counter() - start
     tr, ho = evaluate(ae, train), evaluate(ae, held)
     print(f"# words={args.words} ({len(train)} train, {len(held)} held out), "
-          f"SequenceAutoencoder(decoder='autoregressive', {params or 'defaults'}), "
+          f"SequenceAutoencoder(decoder='autoregressive', {shown or 'defaults'}), "
           f"{args.augment} spliced pseudo-words; torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads")
     print(f"# trained {len(ae.history_)} epochs in {fit_s:.0f}s "

@@ -171,3 +171,47 @@ def test_integer_token_sequences_without_vocab(rng):
     rec = ae.reconstruct(seqs)
     assert rec.is_tokens and rec.lengths.tolist() == seqs.lengths.tolist()
     assert rec.values.min() >= 0 and rec.values.max() < 9
+
+
+@pytest.mark.parametrize("kind", ["crops", "random"])
+def test_copies_term_is_added_with_its_weight(kind):
+    """The extra reconstruction term on copies (crops of the rows, or random strings of
+    their lengths) adds exactly weight x its mean cross-entropy to the loss."""
+    from seqae.losses import masked_cross_entropy
+    from seqae.nn import AutoencoderNet, ModelConfig
+    from seqae.nn.model import _append_eos
+
+    torch.manual_seed(0)
+    net = AutoencoderNet(ModelConfig(1, vocab_size=12, decoder="autoregressive",
+                                     copies=0.7, copies_kind=kind))
+    x = torch.tensor([[4, 5, 6, 7], [8, 9, 0, 0], [10, 0, 0, 0]])
+    lengths = torch.tensor([4, 2, 1])
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        total, _, _ = net.loss(x, lengths, None)
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        term = net._copies_term(x, lengths)
+    net.config.copies = 0.0
+    base, _, _ = net.loss(x, lengths, None)
+    torch.testing.assert_close(total, base + 0.7 * term)
+    seen = []
+    orig = net.forward
+
+    def spy(c, n):
+        seen.append((c.clone(), n.clone()))
+        return orig(c, n)
+
+    net.forward = spy
+    torch.manual_seed(5)
+    net._copies_term(x, lengths)
+    c, n = seen[0]
+    mask = torch.arange(c.shape[1])[None] < n[:, None]
+    assert (c[~mask] == 0).all() and (c[mask] >= 4).all()  # no PAD/BOS/EOS/UNK inside
+    if kind == "random":
+        assert n.tolist() == lengths.tolist()
+    else:
+        assert all(1 <= k <= m for k, m in zip(n.tolist(), lengths.tolist(), strict=True))
+    out, _ = orig(c, n)
+    ref = masked_cross_entropy(out, _append_eos(c, n), n + 1)
+    assert torch.isfinite(ref)

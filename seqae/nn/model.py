@@ -68,6 +68,12 @@ class ModelConfig:
             0: none, the decoder reads the latent itself).
         patch: the conv encoder reads patches of this many steps (`seqae.nn.patchify`;
             default 1); the decoder still produces every step.
+        copies: tokens only: weight of an extra reconstruction term on copies of the
+            batch that are not words of the data: random crops of each row
+            (``copies_kind="crops"``) or random strings of the rows' lengths
+            (``"random"``), so that the model learns to spell rather than to recall
+            (default 0: none).
+        copies_kind: ``"crops"`` (default) or ``"random"``.
     """
 
     n_features: int
@@ -96,6 +102,8 @@ class ModelConfig:
     pooled_latent: bool = False
     bottleneck: int = 0
     patch: int = 1
+    copies: float = 0.0
+    copies_kind: str = "crops"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -295,6 +303,9 @@ class AutoencoderNet(nn.Module):
             target = _append_eos(x, lengths)
             loss = masked_cross_entropy(out, target, lengths + 1, reduction=reduction)
             n = int(lengths.sum()) + len(lengths)
+            if self.config.copies > 0 and reduction in ("mean", "sum"):
+                term = self.config.copies * self._copies_term(x, lengths)
+                loss = loss + (term if reduction == "mean" else term * n)
         else:
             loss = loss_fn(out, x, lengths, reduction=reduction)
             n = int(lengths.sum()) * x.shape[-1]
@@ -307,6 +318,20 @@ class AutoencoderNet(nn.Module):
             term = self.config.contrastive * term
             loss = loss + (term if reduction == "mean" else term * n)
         return loss, z, n
+
+    def _copies_term(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of reconstructing strings that are not the batch's: random
+        crops of its rows, or random token strings of the rows' lengths (ids 4 and up:
+        PAD, BOS, EOS and UNK are never drawn). Uses torch's global generator."""
+        if self.config.copies_kind == "random":
+            v = self.config.vocab_size
+            c = torch.randint(min(4, v - 1), v, x.shape, device=x.device)
+            c = torch.where(lengths_to_mask(lengths, x.shape[1]), c, torch.zeros_like(c))
+            n = lengths
+        else:
+            c, n = random_crops(x, lengths, 0.3)
+        out, _ = self(c, n)
+        return masked_cross_entropy(out, _append_eos(c, n), n + 1, reduction="mean")
 
     def _hierarchical_term(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """`hierarchical_contrastive` on two overlapping crops of each row: the conv
