@@ -330,6 +330,8 @@ class SequenceAutoencoder(_Params):
         y: Any = None,
         validation: Sequences | list | None = None,
         callbacks: list[Callback] | None = None,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
     ) -> SequenceAutoencoder:
         """Train on ``X``; returns ``self``.
 
@@ -339,7 +341,15 @@ class SequenceAutoencoder(_Params):
             validation: optional validation sequences for early stopping; without them,
                 ``validation_fraction`` of ``X`` is held out at random.
             callbacks: optional `seqae.train.Callback` instances.
+            checkpoint_dir: write a resumable checkpoint there after every epoch
+                (`seqae.checkpoint`).
+            resume: continue from the newest valid checkpoint in ``checkpoint_dir``
+                (none: start afresh). The result equals an uninterrupted run with the
+                same seed (without ``max_time``, which stops on the clock); other data
+                or settings are refused, naming what differs.
         """
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs a checkpoint_dir")
         self.vocab_ = CharVocab.from_texts(cast(list, X)) if _is_texts(X) else None
         X = self._sequences(X)
         if validation is not None:
@@ -382,6 +392,11 @@ class SequenceAutoencoder(_Params):
             self.module_ = AutoencoderNet(self.model_config_).to(device)
             train_data = DeviceData(self._scale(train_seqs)[0], device)
             val_data = None if val_seqs is None else DeviceData(self._scale(val_seqs)[0], device)
+            checkpointer = None
+            if checkpoint_dir is not None:
+                from .checkpoint import Checkpointer
+
+                checkpointer = Checkpointer(checkpoint_dir, self._fingerprint(X, validation))
             self.history_ = train(
                 self.module_,
                 get_loss(self.loss),
@@ -389,6 +404,8 @@ class SequenceAutoencoder(_Params):
                 self._train_config(),
                 val_data,
                 [*(callbacks or []), progress],
+                checkpointer=checkpointer,
+                resume=resume,
             )
         # One inference pass over the training data gives both the latents for the
         # length head (for decode without lengths: a least-squares fit of log length on
@@ -399,6 +416,17 @@ class SequenceAutoencoder(_Params):
         )
         self.threshold_ = self.threshold_for(self.contamination)
         return self
+
+    def _fingerprint(self, X: Sequences, validation: Sequences | None) -> dict[str, Any]:
+        """What a resumed fit must share with the one that wrote the checkpoint."""
+        digest = hashlib.sha256()
+        for seqs in (X, validation):
+            if seqs is not None:
+                digest.update(np.ascontiguousarray(seqs.values).tobytes())
+                digest.update(np.ascontiguousarray(seqs.offsets).tobytes())
+        params = {k: v for k, v in self.get_params().items() if k not in ("verbose", "device")}
+        return {"data_sha256": digest.hexdigest(), "sequences": len(X),
+                "validation": None if validation is None else len(validation), **params}
 
     def _n_validation(self, n: int) -> int:
         """How many of ``n`` training sequences to hold out for early stopping."""

@@ -20,6 +20,7 @@ from .batching import LengthBucketSampler, collate, sorted_batches
 from .data import Sequences
 
 if TYPE_CHECKING:
+    from .checkpoint import Checkpointer
     from .nn.model import AutoencoderNet
 
 __all__ = ["TrainConfig", "Callback", "DeviceData", "train", "best_epoch", "resolve_device"]
@@ -170,6 +171,8 @@ def train(
     config: TrainConfig,
     val_data: DeviceData | None = None,
     callbacks: list[Callback] | None = None,
+    checkpointer: Checkpointer | None = None,
+    resume: bool = False,
 ) -> list[dict[str, Any]]:
     """Train ``model`` in place; returns the history, one dict per epoch.
 
@@ -177,6 +180,12 @@ def train(
     `seqae.losses`, used by ``model.loss`` for continuous data (tokens use cross-entropy).
     The monitored loss is ``val_loss`` when validation data are given, else
     ``train_loss``; the weights of the best epoch are restored at the end.
+
+    With a ``checkpointer`` (`seqae.checkpoint.Checkpointer`) a checkpoint is written
+    after every epoch; with ``resume`` training continues from the newest valid one
+    (weights, optimizer, scheduler, early-stopping state, history, random generators;
+    the data order follows from the epoch), so that the result equals an uninterrupted
+    run's. The time budget counts the time spent before the interruption.
     """
     callbacks = callbacks or []
     policy = _policy(config.batching)
@@ -192,8 +201,20 @@ def train(
         cb.on_train_begin(model, config)
     history: list[dict[str, Any]] = []
     best, best_state, bad_epochs = math.inf, None, 0
-    start = time.perf_counter()
-    for epoch in range(1, config.max_epochs + 1):
+    first, spent = 1, 0.0
+    if checkpointer is not None and resume:
+        saved = checkpointer.load_latest(model, opt, sched)
+        if saved is not None:
+            history = saved["history"]
+            best, bad_epochs = float(saved["best"]), int(saved["bad_epochs"])
+            best_state = saved["best_state"]
+            first = int(saved["epoch"]) + 1
+            spent = float(history[-1]["time"]) if history else 0.0
+            log.info("resumed from %s (epoch %d)", checkpointer.latest(), first - 1)
+            if saved.get("stopped"):  # the run had finished: nothing left to do
+                first = config.max_epochs + 1
+    start = time.perf_counter() - spent
+    for epoch in range(first, config.max_epochs + 1):
         model.train()
         total, count, steps = 0.0, 0, 0
         for idx in _passes(sampler, epoch, passes):
@@ -236,9 +257,13 @@ def train(
             record["time"],
         )
         stop = any([bool(cb.on_epoch_end(epoch, record)) for cb in callbacks])  # call them all
-        if stop or bad_epochs >= config.patience:
-            break
-        if config.max_time is not None and record["time"] >= config.max_time:
+        stop = stop or bad_epochs >= config.patience or epoch == config.max_epochs or (
+            config.max_time is not None and record["time"] >= config.max_time)
+        if checkpointer is not None:
+            checkpointer.save(epoch, model, opt, sched, best_state,
+                              {"history": history, "best": best, "bad_epochs": bad_epochs,
+                               "stopped": stop})
+        if stop:
             break
     if best_state is not None:
         model.load_state_dict(best_state)

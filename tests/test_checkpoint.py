@@ -1,0 +1,165 @@
+"""Checkpoints after every epoch and exact resume (issue 12): in process, and with real
+processes killed by SIGKILL at random moments, resumed until they finish."""
+
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+import seqae
+from seqae.checkpoint import Checkpointer, CheckpointError
+
+FAST = dict(latent_dim=3, hidden_size=8, batch_size=8, max_epochs=6, patience=100,
+            verbose=0, seed=4)
+
+
+def _data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return seqae.Sequences.from_list([rng.normal(size=(int(k), 2)).astype(np.float32)
+                                      for k in rng.integers(1, 20, n)])
+
+
+def _weights(ae):
+    return {k: v.detach().clone() for k, v in ae.module_.state_dict().items()}
+
+
+class _Crash(seqae.train.Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def on_epoch_end(self, epoch, record):
+        if epoch == self.at:
+            raise KeyboardInterrupt  # before this epoch's checkpoint is written
+
+
+@pytest.mark.parametrize("validation_fraction", [0, 0.25])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, validation_fraction):
+    s = _data()
+    params = {**FAST, "validation_fraction": validation_fraction}
+    ref = seqae.SequenceAutoencoder(**params).fit(s)
+    ae = seqae.SequenceAutoencoder(**params)
+    with pytest.raises(KeyboardInterrupt):
+        ae.fit(s, callbacks=[_Crash(4)], checkpoint_dir=tmp_path)
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["epoch-000002", "epoch-000003"]  # the two newest valid ones
+    again = seqae.SequenceAutoencoder(**params).fit(s, checkpoint_dir=tmp_path, resume=True)
+    for k, v in _weights(ref).items():
+        torch.testing.assert_close(_weights(again)[k], v, rtol=0, atol=1e-6)
+    assert [r["epoch"] for r in again.history_] == list(range(1, 7))
+    assert again.history_[-1]["train_loss"] == pytest.approx(ref.history_[-1]["train_loss"],
+                                                              rel=1e-6)
+    np.testing.assert_allclose(again.train_scores_, ref.train_scores_, rtol=1e-5)
+
+
+def test_resume_refuses_other_data_or_settings(tmp_path):
+    s = _data()
+    seqae.SequenceAutoencoder(**FAST).fit(s, checkpoint_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="data_sha256"):
+        seqae.SequenceAutoencoder(**FAST).fit(_data(seed=1), checkpoint_dir=tmp_path,
+                                              resume=True)
+    with pytest.raises(CheckpointError, match=r"lr: 'auto' then, 0.01 now"):
+        seqae.SequenceAutoencoder(**{**FAST, "lr": 0.01}).fit(s, checkpoint_dir=tmp_path,
+                                                              resume=True)
+    with pytest.raises(ValueError, match="needs a checkpoint_dir"):
+        seqae.SequenceAutoencoder(**FAST).fit(s, resume=True)
+
+
+def test_a_torn_or_planted_checkpoint_is_skipped_and_never_unpickled(tmp_path):
+    s = _data()
+    ref = seqae.SequenceAutoencoder(**FAST).fit(s)
+    ae = seqae.SequenceAutoencoder(**FAST)
+    with pytest.raises(KeyboardInterrupt):
+        ae.fit(s, callbacks=[_Crash(5)], checkpoint_dir=tmp_path)
+    newest = tmp_path / "epoch-000004"
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (newest / "model.safetensors").write_bytes(pickle.dumps(Evil()))  # planted pickle
+    ckpt = Checkpointer(tmp_path, {})
+    assert ckpt.latest() == tmp_path / "epoch-000003"  # checksum mismatch: not valid
+    (tmp_path / "epoch-000003" / "manifest.json").unlink()  # as if killed while writing
+    assert ckpt.latest() is None
+    again = seqae.SequenceAutoencoder(**FAST).fit(s, checkpoint_dir=tmp_path, resume=True)
+    assert not marker.exists()  # nothing ran
+    for k, v in _weights(ref).items():  # started afresh, same result
+        torch.testing.assert_close(_weights(again)[k], v, rtol=0, atol=1e-6)
+    # a planted file whose manifest was forged too: read as safetensors, refused by name
+    d = sorted(tmp_path.glob("epoch-*"))[-1]
+    (d / "model.safetensors").write_bytes(pickle.dumps(Evil()))
+    man = json.loads((d / "manifest.json").read_text())
+    import hashlib
+
+    man["sha256"]["model.safetensors"] = hashlib.sha256(
+        (d / "model.safetensors").read_bytes()).hexdigest()
+    (d / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(CheckpointError, match="model.safetensors: not a readable"):
+        seqae.SequenceAutoencoder(**FAST).fit(s, checkpoint_dir=tmp_path, resume=True)
+    assert not marker.exists()
+
+
+def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path):
+    """`seqae train --resume` killed with SIGKILL again and again (some kills land while
+    a checkpoint is being written), resumed each time, ends with the weights of an
+    uninterrupted run."""
+    from seqae.datasets import demo_table
+
+    pq.write_table(demo_table(n=160, seed=5), tmp_path / "d.parquet")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    args = ["--time-col", "t", "--epochs", "12", "--hidden-size", "16", "--latent-dim", "4",
+            "--batch-size", "8", "--seed", "3", "--val-fraction", "0.2"]
+
+    def train(out, resume):
+        cmd = [sys.executable, "-m", "seqae", "-q", "train", str(tmp_path / "d.parquet"),
+               "--out", str(out), *args] + (["--resume"] if resume else [])
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+
+    ref = train(tmp_path / "ref", False)
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    rnd = random.Random(0)
+    kills, mid_training, runs = 0, 0, 0
+    out = tmp_path / "killed"
+    while True:
+        runs += 1
+        p = train(out, True)
+        deadline = time.monotonic() + rnd.uniform(1.5, 4.0)
+        while p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if p.poll() is None:
+            before = len(list((out / "checkpoints").glob("epoch-*"))) if out.exists() else 0
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            kills += 1
+            mid_training += before > 0
+            continue
+        assert p.returncode == 0, p.stderr.read()
+        break
+    assert kills >= 3 and mid_training >= 2, (kills, mid_training)
+    a = load_file(tmp_path / "ref" / "weights.safetensors")
+    b = load_file(out / "weights.safetensors")
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=0, atol=1e-6)
+    import csv
+
+    def losses(folder):
+        with open(folder / "metrics.csv", newline="") as f:
+            return [(int(r["epoch"]), float(r["train_loss"]), float(r["val_loss"]))
+                    for r in csv.DictReader(f)]
+
+    got, want = losses(out), losses(tmp_path / "ref")
+    assert [r[0] for r in got] == [r[0] for r in want]  # one row per epoch, none twice
+    np.testing.assert_allclose([r[1:] for r in got], [r[1:] for r in want], rtol=1e-5)
+    print(f"{kills} kills ({mid_training} mid-training) over {runs} runs")
