@@ -31,8 +31,8 @@ _EXPORTS = {
     "Scaler": "seqae.scaling",
     "CharVocab": "seqae.vocab",
 }
-_SUBMODULES = ("batching", "data", "datasets", "errors", "estimator", "io", "losses",
-               "masking", "nn", "plots", "progress", "scaling", "train", "vocab")
+_SUBMODULES = ("batching", "checkpoint", "data", "datasets", "errors", "estimator", "io",
+               "losses", "masking", "nn", "plots", "progress", "scaling", "train", "vocab")
 # seqae.keras (the optional Keras 3 front end) loads on first touch only; it needs keras.
 _OPTIONAL = ("keras",)
 

@@ -217,30 +217,39 @@ def train(
     for epoch in range(first, config.max_epochs + 1):
         model.train()
         total, count, steps = 0.0, 0, 0
-        for idx in _passes(sampler, epoch, passes):
+        bad_step = None
+        for step, idx in enumerate(_passes(sampler, epoch, passes), 1):
             x, lens = train_data.batch(idx)  # (B, T, F) or (B, T) tokens, (B,)
             loss, _, n = model.loss(x, lens, loss_fn)  # mean over the n valid elements
+            value = float(loss.detach())
+            if not math.isfinite(value):  # never step on it: the weights stay finite
+                bad_step = step
+                total, count = value, 1
+                break
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
-            total += float(loss.detach()) * n
+            total += value * n
             count += n
             steps += int(lens.sum())
             if config.max_time is not None and time.perf_counter() - start >= config.max_time:
                 break  # the budget is spent: finish this epoch early
         record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1),
                                   "steps": steps, "passes": passes}
-        if val_data is not None:
-            record["val_loss"] = evaluate(model, val_data, loss_fn, 4 * config.batch_size, policy)
+        if val_data is not None:  # (after a non-finite step the epoch counts as failed)
+            record["val_loss"] = math.nan if bad_step else evaluate(
+                model, val_data, loss_fn, 4 * config.batch_size, policy)
         record["lr"] = opt.param_groups[0]["lr"]
         record["time"] = time.perf_counter() - start
         history.append(record)
         monitored = _monitored(record)
         if not math.isfinite(monitored):
-            log.warning("epoch %d: loss is %s; stopping and keeping the best epoch", epoch,
-                        monitored)
+            where = f"epoch {epoch}" + (f", step {bad_step}" if bad_step else "")
+            record["stopped"] = f"non-finite loss ({monitored}) at {where}"
+            log.warning("%s: the loss is %s; training stops and keeps the best epoch's "
+                        "weights (the last checkpoint stays loadable)", where, monitored)
             break
         sched.step(monitored)
         if _improves(monitored, best):

@@ -163,3 +163,38 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path):
     assert [r[0] for r in got] == [r[0] for r in want]  # one row per epoch, none twice
     np.testing.assert_allclose([r[1:] for r in got], [r[1:] for r in want], rtol=1e-5)
     print(f"{kills} kills ({mid_training} mid-training) over {runs} runs")
+
+
+def test_a_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tmp_path,
+                                                                              caplog):
+    """A NaN loss at epoch 3, step 5: no update is made from it, training stops naming
+    both, the best weights are kept (finite), and the last checkpoint still loads."""
+    s = _data()
+
+    class Poison(seqae.train.Callback):
+        def on_train_begin(self, model, config):
+            orig, calls = model.loss, {"n": 0}
+
+            def loss(x, lens, fn, reduction="mean"):
+                out = orig(x, lens, fn, reduction)
+                if model.training:
+                    calls["n"] += 1
+                    if calls["n"] == 2 * 32 + 5:  # epochs of 32 steps: epoch 3, step 5
+                        return (out[0] * float("nan"),) + tuple(out[1:])
+                return out
+
+            model.loss = loss
+
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="seqae"):
+        ae = seqae.SequenceAutoencoder(**{**FAST, "validation_fraction": 0.25}).fit(
+            s, callbacks=[Poison()], checkpoint_dir=tmp_path)
+    assert "epoch 3, step 5: the loss is nan" in caplog.text
+    assert len(ae.history_) == 3 and ae.history_[-1]["stopped"].endswith("epoch 3, step 5")
+    assert all(torch.isfinite(v).all() for v in ae.module_.state_dict().values())
+    assert seqae.train.best_epoch(ae.history_)["epoch"] <= 2
+    assert Checkpointer(tmp_path, {}).latest() == tmp_path / "epoch-000002"
+    saved = load_file(tmp_path / "epoch-000002" / "model.safetensors")
+    assert saved.keys() == ae.module_.state_dict().keys()
+    assert all(np.isfinite(v).all() for v in saved.values())
