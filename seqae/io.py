@@ -79,14 +79,19 @@ def read_table(path: str | os.PathLike):
     if not path.exists():
         raise DataFileError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    table = None
     try:
         if suffix in (".parquet", ".pq") or path.is_dir():
-            return pq.read_table(path)
-        if suffix in (".csv", ".tsv", ".txt"):
+            table = pq.read_table(path)
+        elif suffix in (".csv", ".tsv", ".txt"):
             opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
-            return pacsv.read_csv(path, parse_options=opts)
+            table = pacsv.read_csv(path, parse_options=opts)
     except (pa.ArrowInvalid, OSError) as e:
         raise DataFileError(f"{path}: cannot read it as {suffix[1:]}: {e}") from None
+    if table is not None:
+        if table.num_rows == 0:
+            raise DataFileError(f"{path}: no rows (columns {table.column_names}, no data)")
+        return table
     raise DataFileError(f"{path}: unknown file type {suffix!r}; use .parquet, .csv or .npz")
 
 

@@ -83,3 +83,59 @@ def test_written_files_follow_the_umask(tmp_path):
         assert {f.name for f in files} >= {"weights.safetensors", "config.json"}
         for f in files:
             assert stat.S_IMODE(f.stat().st_mode) == mode, (f.name, oct(f.stat().st_mode))
+
+
+# ------------------------------------------------------------------ the catalogue
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "seqae", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, cwd=cwd,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("empty.csv", "", "empty.csv: cannot read it as csv"),
+    ("header.csv", "id,t,x\n", "no rows"),
+    ("cols.csv", "key,t,x\na,0,1\n", "no id column 'id'"),
+    ("dup.csv", "id,t,x\na,0,1\na,0,2\n", "has two rows at t=0"),
+    ("nan.csv", "id,t,x\na,0,1\na,1,nan\nb,0,2\n", "NaN"),
+])
+def test_bad_files_are_one_line_errors_that_name_the_problem(tmp_path, name, text, message):
+    p = tmp_path / name
+    p.write_text(text)
+    r = _cli("train", p, "--out", tmp_path / "m", "--time-col", "t", "--epochs", "1")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "m" / "weights.safetensors").exists()
+
+
+def test_single_sequence_and_one_step_sequences_train():
+    one = seqae.Sequences.from_list([np.arange(6, dtype=np.float32)[:, None]])
+    steps = seqae.Sequences.from_list([np.full((1, 2), i, np.float32) for i in range(5)])
+    for s in (one, steps):
+        ae = seqae.SequenceAutoencoder(latent_dim=2, hidden_size=4, max_epochs=2,
+                                       verbose=0).fit(s)
+        assert ae.encode(s).shape == (len(s), 2) and np.isfinite(ae.score(s)).all()
+
+
+def test_token_ids_beyond_the_vocabulary_and_overflow(tmp_path):
+    tok = seqae.Sequences.from_list([np.array([4, 5, 6]), np.array([5, 7])])
+    ae = seqae.SequenceAutoencoder(latent_dim=2, hidden_size=4, max_epochs=1,
+                                   verbose=0).fit(tok)
+    big = seqae.Sequences.from_list([np.array([4, 2**40])])
+    with pytest.raises(SequenceDataError, match=r"token 1099511627776 at step 1, outside "
+                                                r"the vocabulary \(0..7\)"):
+        ae.encode(big)
+
+
+def test_a_model_folder_from_a_newer_format_is_refused(tmp_path):
+    import json
+
+    s = seqae.Sequences.from_list([np.ones((3, 1)), np.zeros((4, 1))])
+    out = seqae.SequenceAutoencoder(latent_dim=2, hidden_size=4, max_epochs=1,
+                                    verbose=0).fit(s).save(tmp_path / "m")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["format_version"] = 99
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(seqae.IncompatibleModelError, match="format 99.*reads "
+                                                           "SequenceAutoencoder format 1"):
+        seqae.SequenceAutoencoder.load(out)
