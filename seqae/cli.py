@@ -32,6 +32,8 @@ _MODEL_FLAGS = {
     "seed": "seed",
     "val_fraction": "validation_fraction",
     "contamination": "contamination",
+    "max_len": "max_len",
+    "max_len_policy": "max_len_policy",
 }
 _NORMALIZE = ("auto", "global", "sequence", "none")  # --normalize values (seqae.scaling)
 _DATA_KEYS = ("id_col", "time_col", "features", "label_col", "text_col")
@@ -91,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--val-fraction", type=float, default=None)
     t.add_argument("--contamination", type=float, default=None)
+    t.add_argument("--max-len", type=int, default=None,
+                   help="longest sequence taken as it is (default 10000)")
+    t.add_argument("--max-len-policy", choices=["refuse", "truncate", "window"], default=None,
+                   help="longer sequences: an error (refuse, the default), their first "
+                   "max-len steps (truncate), or windows put back together (window)")
     t.add_argument("--normalize", choices=_NORMALIZE, default=None,
                    help="standardise each feature over the data (global), each sequence by "
                    "its own mean and std (sequence), not at all (none), or pick global or "

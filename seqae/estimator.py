@@ -44,6 +44,57 @@ CONV_CONTRAST = "hierarchical"
 PATCH_LENGTH = 512
 
 
+MAX_LEN_POLICIES = ("refuse", "truncate", "window")
+
+
+def _limit_lengths(X: Sequences, max_len: int | None,
+                   policy: str) -> tuple[Sequences, np.ndarray | None]:
+    """``(X', owner)``: ``X`` itself (owner None) when no sequence is longer than
+    ``max_len``; else by ``policy``: ``"truncate"`` keeps the first ``max_len`` steps of
+    each sequence (owner None), ``"window"`` cuts each sequence into the fewest windows of
+    at most ``max_len`` steps, of near-equal sizes, in order (``owner[j]`` = the sequence
+    window j came from); ``"refuse"`` raises `SequenceDataError` naming the sequence."""
+    if policy not in MAX_LEN_POLICIES:
+        raise ValueError(f"max_len_policy must be one of {MAX_LEN_POLICIES}, got {policy!r}")
+    lengths = X.lengths
+    if max_len is None or not len(lengths) or int(lengths.max()) <= max_len:
+        return X, None
+    if max_len < 1:
+        raise ValueError(f"max_len must be >= 1, got {max_len}")
+    i = int(np.argmax(lengths > max_len))
+    if policy == "refuse":
+        raise SequenceDataError(
+            f"{describe(i, X.ids)} has {int(lengths[i])} steps, more than max_len={max_len}: "
+            "raise max_len, or set max_len_policy='truncate' (keep the first max_len steps) "
+            "or 'window' (cut it into windows and put the results back together)",
+            index=i, seq_id=None if X.ids is None else X.ids[i])
+    if policy == "truncate":
+        keep = np.minimum(lengths, max_len)
+        steps = np.concatenate([np.arange(o, o + k) for o, k in zip(X.offsets[:-1], keep,
+                                                                    strict=True)])
+        offsets = np.concatenate([[0], np.cumsum(keep)])
+        return Sequences(X.values[steps], offsets, ids=X.ids,
+                         feature_names=X.feature_names), None
+    parts = -(-lengths // max_len)  # windows per sequence
+    owner = np.repeat(np.arange(len(lengths)), parts)
+    first = np.concatenate([[0], np.cumsum(parts)[:-1]])
+    k = np.arange(len(owner)) - first[owner]  # window number within its sequence
+    base, extra = lengths[owner] // parts[owner], lengths[owner] % parts[owner]
+    sizes = base + (k < extra)  # near-equal sizes, the longer ones first
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    return Sequences(X.values, offsets, feature_names=X.feature_names), owner
+
+
+def _per_owner(values: np.ndarray, weights: np.ndarray, owner: np.ndarray, n: int):
+    """Weighted mean of the windows' ``values`` (rows) per sequence."""
+    w = weights.astype(np.float64)
+    out = np.zeros((n,) + values.shape[1:], dtype=np.float64)
+    np.add.at(out, owner, values * w.reshape((-1,) + (1,) * (values.ndim - 1)))
+    total = np.zeros(n)
+    np.add.at(total, owner, w)
+    return out / total.reshape((-1,) + (1,) * (values.ndim - 1))
+
+
 def _is_texts(X: Any) -> bool:
     return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(t, str) for t in X)
 
@@ -176,6 +227,15 @@ class SequenceAutoencoder(_Params):
         unknown: for text input, a character outside the vocabulary learned in `fit`
             raises (``"error"``, default) or becomes ``<unk>`` (``"map"``).
         batching: ``"auto"``, ``"tokens"`` or ``"count"`` (see `seqae.batching`).
+        max_len: the longest sequence taken as it is (default 10,000 steps; None: no
+            limit). Longer ones follow ``max_len_policy``.
+        max_len_policy: ``"refuse"`` (default): an error naming the sequence and its
+            length; ``"truncate"``: its first ``max_len`` steps only (`reconstruct`
+            returns that many); ``"window"``: cut into windows of at most ``max_len``
+            steps, trained on as sequences of their own, and put back together per
+            sequence (embeddings averaged over the windows, weighted by length;
+            reconstructions stitched; scores over every step), so memory stays bounded
+            whatever the length.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``...
         seed: random seed (default 0).
         verbose: what `fit` shows (`seqae.progress.Progress`): 1 (default) a live
@@ -221,6 +281,8 @@ class SequenceAutoencoder(_Params):
         contamination: float = 0.01,
         unknown: str = "error",
         batching: str = "auto",
+        max_len: int | None = 10_000,
+        max_len_policy: str = "refuse",
         device: str = "auto",
         seed: int = 0,
         verbose: int = 1,
@@ -253,6 +315,8 @@ class SequenceAutoencoder(_Params):
         self.contamination = contamination
         self.unknown = unknown
         self.batching = batching
+        self.max_len = max_len
+        self.max_len_policy = max_len_policy
         self.device = device
         self.seed = seed
         self.verbose = verbose
@@ -351,9 +415,9 @@ class SequenceAutoencoder(_Params):
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
         self.vocab_ = CharVocab.from_texts(cast(list, X)) if _is_texts(X) else None
-        X = self._sequences(X)
+        X = self._limit(self._sequences(X))[0]
         if validation is not None:
-            validation = self._sequences(validation)
+            validation = self._limit(self._sequences(validation))[0]
         get_loss(self.loss)  # validate the name before any work
         scaler = Scaler(self.normalize)  # validates the mode before any work
         progress = Progress(self.verbose, self.max_epochs, self.max_time)  # validates it
@@ -529,9 +593,18 @@ class SequenceAutoencoder(_Params):
             fn(idx, x, lens)
         return stats
 
+    def _limit(self, X: Sequences) -> tuple[Sequences, np.ndarray | None]:
+        """``X`` under the ``max_len`` policy: ``(X', owner)`` (see `_limit_lengths`)."""
+        return _limit_lengths(X, self.max_len, self.max_len_policy)
+
     def encode(self, X: Sequences | list) -> np.ndarray:
         """``(N, latent_dim)`` embeddings, in the input's order."""
-        return self._encode_score(self._sequences(X), latents=True)[0]
+        X = self._sequences(X)
+        Xw, owner = self._limit(X)
+        Z = self._encode_score(Xw, latents=True)[0]
+        if owner is None:
+            return Z
+        return _per_owner(Z, Xw.lengths, owner, len(X)).astype(np.float32)
 
     def _encode_score(self, X: Sequences, latents: bool = False, scores: bool = False):
         """``(Z or None, scores or None)`` in one inference pass: each batch is encoded
@@ -575,22 +648,25 @@ class SequenceAutoencoder(_Params):
         """Reconstructions at each input's own length, in the input's units (free-running
         for an autoregressive decoder). Texts in, texts out."""
         texts = _is_texts(X)
-        X = self._sequences(X)
-        values = np.empty_like(X.values)
+        full = self._sequences(X)
+        seqs, owner = self._limit(full)
+        values = np.empty_like(seqs.values)
 
         def fn(idx, x, lens):
             y = self.module_.reconstruct(x, lens).cpu().numpy()
-            self._scatter(values, X.offsets, idx, y, lens.cpu().numpy())
+            self._scatter(values, seqs.offsets, idx, y, lens.cpu().numpy())
 
-        stats = self._run(X, fn)
-        rec = X.with_values(values)
+        stats = self._run(seqs, fn)
+        rec = seqs.with_values(values)
+        if stats is not None:
+            assert self.scaler_ is not None
+            rec = self.scaler_.inverse(rec, stats)
+        if owner is not None:  # windows are consecutive slices: stitch them back
+            rec = full.with_values(rec.values)
         if texts:
             assert self.vocab_ is not None
             return self.vocab_.decode(rec)
-        if stats is None:
-            return rec
-        assert self.scaler_ is not None
-        return self.scaler_.inverse(rec, stats)
+        return rec
 
     def score(self, X: Sequences | list) -> np.ndarray:
         """``(N,)`` anomaly scores, higher = more anomalous. Continuous data: mean squared
@@ -598,7 +674,12 @@ class SequenceAutoencoder(_Params):
         input's units (when the scaler standardises each sequence, in each sequence's
         standardised units: see `seqae.scaling.Scaler.score_scale`). Tokens: mean
         cross-entropy per valid token (and the EOS)."""
-        return self._encode_score(self._sequences(X), scores=True)[1]
+        X = self._sequences(X)
+        Xw, owner = self._limit(X)
+        scores = self._encode_score(Xw, scores=True)[1]
+        if owner is None:
+            return scores
+        return _per_owner(scores, Xw.lengths, owner, len(X))
 
     @torch.no_grad()
     def decode(self, Z: Any, lengths: Any = None, max_length: int | None = None) -> Sequences:
