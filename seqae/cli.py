@@ -80,8 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     data_args(t)
     t.add_argument("--config", default=None, help="YAML (or JSON) file of settings")
     t.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint in OUT/checkpoints (written "
-                   "after every epoch); the result equals an uninterrupted run")
+                   help="continue from the newest checkpoint in OUT (one is written after "
+                   "every epoch); the result equals an uninterrupted run")
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--max-time", type=float, default=None, help="training budget, seconds")
     t.add_argument("--latent-dim", type=int, default=None)
@@ -320,36 +320,6 @@ def _read_data(path: str, data_cfg: dict[str, Any]):
 
 
 # ---------------------------------------------------------------------------- commands
-def _metrics_callback(path: Path):
-    """A training callback that rewrites ``metrics.csv`` (atomically) after every epoch
-    (a resumed run continues the file). Built on call: `seqae.train` imports torch."""
-    import csv
-    import io
-
-    from .io import atomic_write_text
-    from .train import Callback
-
-    class Metrics(Callback):
-        def __init__(self):
-            self.history: list[dict[str, Any]] = []
-
-        def on_epoch_end(self, epoch, record) -> None:
-            if not self.history and epoch > 1 and path.is_file():  # resumed: keep the past
-                with open(path, newline="") as f:
-                    self.history = [{k: int(v) if k in ("epoch", "steps", "passes")
-                                     else float(v) for k, v in r.items() if v}
-                                    for r in csv.DictReader(f)]
-            self.history = [r for r in self.history if r["epoch"] < epoch] + [record]
-            keys = list(dict.fromkeys(k for r in self.history for k in r))
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.history)
-            atomic_write_text(path, buf.getvalue())
-
-    return Metrics()
-
-
 def _fit(seqs, params: dict[str, Any], quiet: bool, out: Path | None = None,
          resume: bool = False):
     from .estimator import SequenceAutoencoder
@@ -362,8 +332,8 @@ def _fit(seqs, params: dict[str, Any], quiet: bool, out: Path | None = None,
     try:
         if out is None:
             return ae.fit(seqs)
-        return ae.fit(seqs, callbacks=[_metrics_callback(out / "metrics.csv")],
-                      checkpoint_dir=out / "checkpoints", resume=resume)
+        # after every epoch OUT holds a loadable model and a resumable checkpoint
+        return ae.fit(seqs, checkpoint_dir=out, resume=resume)
     finally:
         log.setLevel(level)
 

@@ -95,6 +95,20 @@ def _per_owner(values: np.ndarray, weights: np.ndarray, owner: np.ndarray, n: in
     return out / total.reshape((-1,) + (1,) * (values.ndim - 1))
 
 
+class _PartialModel(Callback):
+    """Writes the model as it stands after every epoch (see `SequenceAutoencoder.fit`)."""
+
+    def __init__(self, est: SequenceAutoencoder, folder: Path):
+        self.est, self.folder = est, folder
+        self.history: list[dict[str, Any]] = []
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        if not self.history and epoch > 1:  # resumed: the past epochs' records
+            self.history = _read_history(self.folder / "metrics.csv")
+        self.history = [r for r in self.history if r["epoch"] < epoch] + [record]
+        self.est._write(self.folder, self.history, partial_epoch=epoch)
+
+
 def _is_texts(X: Any) -> bool:
     return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(t, str) for t in X)
 
@@ -251,6 +265,8 @@ class SequenceAutoencoder(_Params):
         (3, 4)
     """
 
+    threshold_: float | None  # None in a folder written during fit (no scores yet)
+
     def __init__(
         self,
         latent_dim: int | str = "auto",
@@ -405,8 +421,9 @@ class SequenceAutoencoder(_Params):
             validation: optional validation sequences for early stopping; without them,
                 ``validation_fraction`` of ``X`` is held out at random.
             callbacks: optional `seqae.train.Callback` instances.
-            checkpoint_dir: write a resumable checkpoint there after every epoch
-                (`seqae.checkpoint`).
+            checkpoint_dir: write there after every epoch a resumable checkpoint
+                (`seqae.checkpoint`) and the model as it stands (`load` reads it: the
+                newest epoch's weights, no training scores or threshold until fit ends).
             resume: continue from the newest valid checkpoint in ``checkpoint_dir``
                 (none: start afresh). The result equals an uninterrupted run with the
                 same seed (without ``max_time``, which stops on the clock); other data
@@ -457,17 +474,19 @@ class SequenceAutoencoder(_Params):
             train_data = DeviceData(self._scale(train_seqs)[0], device)
             val_data = None if val_seqs is None else DeviceData(self._scale(val_seqs)[0], device)
             checkpointer = None
+            extra: list[Callback] = []
             if checkpoint_dir is not None:
                 from .checkpoint import Checkpointer
 
                 checkpointer = Checkpointer(checkpoint_dir, self._fingerprint(X, validation))
+                extra.append(_PartialModel(self, Path(checkpoint_dir)))
             self.history_ = train(
                 self.module_,
                 get_loss(self.loss),
                 train_data,
                 self._train_config(),
                 val_data,
-                [*(callbacks or []), progress],
+                [*(callbacks or []), *extra, progress],
                 checkpointer=checkpointer,
                 resume=resume,
             )
@@ -764,20 +783,27 @@ class SequenceAutoencoder(_Params):
         ``metrics.csv`` (the history). Each file is written atomically; ``config.json``
         last, so a directory is complete once it holds a config naming its weights.
         """
+        self._check_fitted()
+        return self._write(path)
+
+    def _write(self, path: str | Path, history: list[dict[str, Any]] | None = None,
+               partial_epoch: int | None = None) -> Path:
+        """`save`; with ``partial_epoch``, the model as it stands after that epoch of a
+        running fit (no training scores or threshold yet)."""
         from safetensors.torch import save
 
-        self._check_fitted()
+        history = self.history_ if history is None else history
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
         blob = save(state)
         atomic_write_bytes(path / "weights.safetensors", blob)
-        if self.history_:
+        if history:
             buf = io.StringIO()
-            keys = list(dict.fromkeys(k for rec in self.history_ for k in rec))
+            keys = list(dict.fromkeys(k for rec in history for k in rec))
             w = csv.DictWriter(buf, fieldnames=keys)
             w.writeheader()
-            w.writerows(self.history_)
+            w.writerows(history)
             atomic_write_text(path / "metrics.csv", buf.getvalue())
         config = {
             "format_version": FORMAT_VERSION,
@@ -792,8 +818,12 @@ class SequenceAutoencoder(_Params):
             "vocab_size": self.vocab_size_,
             "vocab": None if self.vocab_ is None else self.vocab_.to_dict(),
             "max_length": self.max_length_,
-            "train_scores": self.train_scores_.tolist(),
-            "threshold": self.threshold_,
+            "train_scores": None if partial_epoch else self.train_scores_.tolist(),
+            "threshold": None if partial_epoch else self.threshold_,
+            "partial": None if partial_epoch is None else {
+                "epoch": partial_epoch,
+                "note": "written during fit: the weights after this epoch, no training "
+                        "scores or threshold yet"},
             "weights_sha256": hashlib.sha256(blob).hexdigest(),
         }
         atomic_write_text(path / "config.json", json.dumps(config, indent=2))
@@ -833,8 +863,9 @@ class SequenceAutoencoder(_Params):
         est.vocab_size_ = config["vocab_size"]
         est.vocab_ = None if config["vocab"] is None else CharVocab.from_dict(config["vocab"])
         est.max_length_ = config["max_length"]
-        est.train_scores_ = np.asarray(config["train_scores"], np.float64)
-        est.threshold_ = float(config["threshold"])
+        # a folder written during fit (see `fit`'s checkpoint_dir) has no scores yet
+        est.train_scores_ = np.asarray(config.get("train_scores") or [], np.float64)
+        est.threshold_ = None if config.get("threshold") is None else float(config["threshold"])
         est.model_config_ = ModelConfig(**config["model"])
         est.module_ = AutoencoderNet(est.model_config_)
         est.module_.load_state_dict(load(blob))

@@ -50,8 +50,11 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, validation_f
     ae = seqae.SequenceAutoencoder(**params)
     with pytest.raises(KeyboardInterrupt):
         ae.fit(s, callbacks=[_Crash(4)], checkpoint_dir=tmp_path)
-    kept = sorted(p.name for p in tmp_path.iterdir())
+    kept = sorted(p.name for p in tmp_path.glob("epoch-*"))
     assert kept == ["epoch-000002", "epoch-000003"]  # the two newest valid ones
+    partial = seqae.SequenceAutoencoder.load(tmp_path)  # a loadable model after each epoch
+    assert partial.threshold_ is None and len(partial.history_) == 3
+    assert partial.encode(s).shape == (len(s), 3)
     again = seqae.SequenceAutoencoder(**params).fit(s, checkpoint_dir=tmp_path, resume=True)
     for k, v in _weights(ref).items():
         torch.testing.assert_close(_weights(again)[k], v, rtol=0, atol=1e-6)
@@ -139,7 +142,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path):
         while p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         if p.poll() is None:
-            before = len(list((out / "checkpoints").glob("epoch-*"))) if out.exists() else 0
+            before = len(list(out.glob("epoch-*"))) if out.exists() else 0
             p.send_signal(signal.SIGKILL)
             p.wait()
             kills += 1
