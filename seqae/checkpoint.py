@@ -162,8 +162,11 @@ class Checkpointer:
         d = self.latest()
         if d is None:
             return None
-        state = json.loads((d / "state.json").read_text())
-        if state.get("format") != FORMAT:
+        try:
+            state = json.loads((d / "state.json").read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{d / 'state.json'}: not valid JSON ({e})") from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise CheckpointError(f"{d}: checkpoint format {state.get('format')!r}; this "
                                   f"seqae reads format {FORMAT}")
         theirs = state.get("fingerprint", {})

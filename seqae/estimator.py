@@ -840,7 +840,7 @@ class SequenceAutoencoder(_Params):
             raise IncompatibleModelError(f"{path} is not a seqae model directory (no config.json)")
         try:
             config = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise IncompatibleModelError(f"{cfg_file} is not valid JSON: {e}") from None
         version = config.get("format_version")
         if config.get("kind") != cls.__name__ or version != FORMAT_VERSION:

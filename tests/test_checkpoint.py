@@ -201,3 +201,50 @@ def test_a_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tm
     saved = load_file(tmp_path / "epoch-000002" / "model.safetensors")
     assert saved.keys() == ae.module_.state_dict().keys()
     assert all(np.isfinite(v).all() for v in saved.values())
+
+
+def test_same_seed_same_weights():
+    s = _data()
+    a = seqae.SequenceAutoencoder(**FAST).fit(s)
+    b = seqae.SequenceAutoencoder(**FAST).fit(s)
+    for k, v in _weights(a).items():
+        assert torch.equal(_weights(b)[k], v), k
+
+
+def test_no_pickle_anywhere_in_the_library():
+    """The package never unpickles: no torch.load, no pickle module, no numpy
+    allow_pickle (checked on the source itself)."""
+    import re
+    from pathlib import Path
+
+    root = Path(seqae.__file__).parent
+    offenders = []
+    for f in root.rglob("*.py"):
+        text = f.read_text()
+        for pattern in (r"torch\.load\(", r"^\s*import pickle", r"from pickle",
+                        r"allow_pickle\s*=\s*True", r"import dill", r"joblib"):
+            if re.search(pattern, text, flags=re.M):
+                offenders.append((f.name, pattern))
+    assert offenders == []
+
+
+@pytest.mark.parametrize("name", ["weights.safetensors", "config.json"])
+def test_a_planted_pickle_in_a_model_folder_is_refused_by_name(tmp_path, name):
+    s = _data()
+    out = seqae.SequenceAutoencoder(**FAST).fit(s).save(tmp_path / "m")
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (out / name).write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(seqae.IncompatibleModelError, match=name.split(".")[0]):
+        seqae.SequenceAutoencoder.load(out)
+    assert not marker.exists()
+    (tmp_path / "m2").mkdir()
+    good = seqae.SequenceAutoencoder(**FAST).fit(s).save(tmp_path / "m2")
+    blob = (good / "weights.safetensors").read_bytes()
+    (good / "weights.safetensors").write_bytes(blob[: len(blob) // 2])  # truncated
+    with pytest.raises(seqae.IncompatibleModelError, match="weights.safetensors"):
+        seqae.SequenceAutoencoder.load(good)
