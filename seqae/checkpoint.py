@@ -130,6 +130,12 @@ class Checkpointer:
             shutil.rmtree(old, ignore_errors=True)
         return d
 
+    def clear(self) -> None:
+        """Remove every checkpoint of an earlier run (a fresh start must not be resumed
+        later from an older run's epochs)."""
+        for d in self._folders():
+            shutil.rmtree(d, ignore_errors=True)
+
     # ------------------------------------------------------------------ reading
     def _folders(self) -> list[Path]:
         if not self.folder.is_dir():

@@ -202,6 +202,8 @@ def train(
     history: list[dict[str, Any]] = []
     best, best_state, bad_epochs = math.inf, None, 0
     first, spent = 1, 0.0
+    if checkpointer is not None and not resume:
+        checkpointer.clear()
     if checkpointer is not None and resume:
         saved = checkpointer.load_latest(model, opt, sched)
         if saved is not None:

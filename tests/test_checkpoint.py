@@ -64,6 +64,15 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, validation_f
     np.testing.assert_allclose(again.train_scores_, ref.train_scores_, rtol=1e-5)
 
 
+def test_a_fresh_run_clears_an_older_runs_checkpoints(tmp_path):
+    s = _data()
+    seqae.SequenceAutoencoder(**FAST).fit(s, checkpoint_dir=tmp_path)  # epochs 5 and 6 kept
+    params = {**FAST, "max_epochs": 2}
+    seqae.SequenceAutoencoder(**params).fit(s, checkpoint_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("epoch-*")) == ["epoch-000001",
+                                                                "epoch-000002"]
+
+
 def test_resume_refuses_other_data_or_settings(tmp_path):
     s = _data()
     seqae.SequenceAutoencoder(**FAST).fit(s, checkpoint_dir=tmp_path)
@@ -114,14 +123,14 @@ def test_a_torn_or_planted_checkpoint_is_skipped_and_never_unpickled(tmp_path):
 
 
 def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path):
-    """`seqae train --resume` killed with SIGKILL again and again (some kills land while
-    a checkpoint is being written), resumed each time, ends with the weights of an
+    """`seqae train --resume` killed with SIGKILL again and again, at random moments and
+    while a checkpoint is being written, resumed each time, ends with the weights of an
     uninterrupted run."""
     from seqae.datasets import demo_table
 
     pq.write_table(demo_table(n=160, seed=5), tmp_path / "d.parquet")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    args = ["--time-col", "t", "--epochs", "12", "--hidden-size", "16", "--latent-dim", "4",
+    args = ["--time-col", "t", "--epochs", "12", "--hidden-size", "64", "--latent-dim", "4",
             "--batch-size", "8", "--seed", "3", "--val-fraction", "0.2"]
 
     def train(out, resume):
@@ -130,27 +139,54 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path):
         return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
 
+    def unfinished(out):
+        return {(d.name, d.stat().st_ino) for d in out.glob("epoch-*")
+                if not (d / "manifest.json").exists()}
+
+    def writing(out, stale):
+        """A checkpoint folder without its manifest yet, new since the process started
+        (a killed write leaves one behind): a write in progress."""
+        try:
+            return bool(unfinished(out) - stale)
+        except FileNotFoundError:  # a folder removed while we looked
+            return False
+
     ref = train(tmp_path / "ref", False)
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
     rnd = random.Random(0)
-    kills, mid_training, runs = 0, 0, 0
     out = tmp_path / "killed"
-    while True:
-        runs += 1
+    kills = {"random": 0, "mid-training": 0, "during a write": 0}
+    for attempt in range(40):
+        mode = "random" if attempt % 2 == 0 else "write"
+        stale = unfinished(out) if out.exists() else set()
         p = train(out, True)
-        deadline = time.monotonic() + rnd.uniform(1.5, 4.0)
+        deadline = time.monotonic() + (rnd.uniform(1.5, 4.0) if mode == "random" else 30)
+        hit = False
         while p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if p.poll() is None:
-            before = len(list(out.glob("epoch-*"))) if out.exists() else 0
-            p.send_signal(signal.SIGKILL)
-            p.wait()
-            kills += 1
-            mid_training += before > 0
-            continue
-        assert p.returncode == 0, p.stderr.read()
-        break
-    assert kills >= 3 and mid_training >= 2, (kills, mid_training)
+            if mode == "write" and out.exists() and writing(out, stale):
+                hit = True
+                break
+            time.sleep(0.001 if mode == "write" else 0.01)
+        if p.poll() is not None:  # it finished
+            assert p.returncode == 0, p.stderr.read()
+            break
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        if hit:
+            kills["during a write"] += 1
+        else:
+            kills["random"] += 1
+            kills["mid-training"] += bool(list(out.glob("epoch-*")))
+        if sum(kills.values()) - kills["mid-training"] >= 8:
+            break  # enough kills: let it finish
+    else:
+        pytest.fail(f"never finished: {kills}")
+    if p.poll() is None or p.returncode != 0:  # the last kill: run to the end
+        p = train(out, True)
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    print(f"kills survived: {kills}")
+    assert kills["random"] + kills["during a write"] >= 4 and kills["mid-training"] >= 1
+    assert kills["during a write"] >= 1
     a = load_file(tmp_path / "ref" / "weights.safetensors")
     b = load_file(out / "weights.safetensors")
     for k in a:
@@ -165,7 +201,6 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path):
     got, want = losses(out), losses(tmp_path / "ref")
     assert [r[0] for r in got] == [r[0] for r in want]  # one row per epoch, none twice
     np.testing.assert_allclose([r[1:] for r in got], [r[1:] for r in want], rtol=1e-5)
-    print(f"{kills} kills ({mid_training} mid-training) over {runs} runs")
 
 
 def test_a_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tmp_path,
