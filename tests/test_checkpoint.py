@@ -151,8 +151,11 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path):
         except FileNotFoundError:  # a folder removed while we looked
             return False
 
-    ref = train(tmp_path / "ref", False)
-    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    def finish(p):
+        err = p.communicate(timeout=300)[1]  # closes the pipe
+        assert p.returncode == 0, err
+
+    finish(train(tmp_path / "ref", False))
     rnd = random.Random(0)
     out = tmp_path / "killed"
     kills = {"random": 0, "mid-training": 0, "during a write": 0}
@@ -168,10 +171,11 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path):
                 break
             time.sleep(0.001 if mode == "write" else 0.01)
         if p.poll() is not None:  # it finished
-            assert p.returncode == 0, p.stderr.read()
+            finish(p)
             break
         p.send_signal(signal.SIGKILL)
         p.wait()
+        p.stderr.close()
         if hit:
             kills["during a write"] += 1
         else:
@@ -181,9 +185,8 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(tmp_path):
             break  # enough kills: let it finish
     else:
         pytest.fail(f"never finished: {kills}")
-    if p.poll() is None or p.returncode != 0:  # the last kill: run to the end
-        p = train(out, True)
-        assert p.wait(timeout=300) == 0, p.stderr.read()
+    if p.returncode != 0:  # the last one was killed: run to the end
+        finish(train(out, True))
     print(f"kills survived: {kills}")
     assert kills["random"] + kills["during a write"] >= 4 and kills["mid-training"] >= 1
     assert kills["during a write"] >= 1
