@@ -39,6 +39,8 @@ MIN_VALIDATION = 50
 LONG = 100
 # contrast="auto" with the convolutional encoder
 CONV_CONTRAST = "hierarchical"
+# copies="auto" for token data: weight of the random-string reconstruction term
+TOKEN_COPIES = 0.5
 # patch="auto": the convolutional encoder reads patches of about median length / this
 # many steps, so that a typical sequence is about this many patches long.
 PATCH_LENGTH = 512
@@ -212,6 +214,10 @@ class SequenceAutoencoder(_Params):
         dropout: between stacked layers (default 0).
         token_dropout: autoregressive decoder on tokens: share of the previous tokens it
             sees that are hidden as <unk> during training (default 0).
+        copies: token data (texts): weight of a second reconstruction term on random
+            strings of the batch's lengths, so that the model learns to spell any string
+            rather than to recall the training words; ``"auto"`` (default): 0.5 for
+            tokens, 0 for continuous data (see `seqae.nn.ModelConfig`).
         loss: ``"mse"``, ``"mae"`` or ``"huber"`` (default ``"mse"``).
         normalize: ``"auto"`` (default), ``"global"`` (or True), ``"sequence"`` or
             ``"none"`` (or False); a `seqae.scaling.Scaler` is fitted as ``scaler_``.
@@ -284,6 +290,7 @@ class SequenceAutoencoder(_Params):
         position: str = "fourier",
         dropout: float = 0.0,
         token_dropout: float = 0.0,
+        copies: float | str = "auto",
         loss: str = "mse",
         normalize: bool | str = "auto",
         max_epochs: int = 100,
@@ -318,6 +325,7 @@ class SequenceAutoencoder(_Params):
         self.position = position
         self.dropout = dropout
         self.token_dropout = token_dropout
+        self.copies = copies
         self.loss = loss
         self.normalize = normalize
         self.max_epochs = max_epochs
@@ -470,6 +478,9 @@ class SequenceAutoencoder(_Params):
                 recipe["patch"] = 1  # token ids are embedded one by one
             self.model_config_ = self._model_config(X.n_features, self.max_length_, recipe)
             self.model_config_.vocab_size = self.vocab_size_
+            if X.is_tokens:  # random strings to copy: the model must spell, not recall
+                self.model_config_.copies = float(TOKEN_COPIES if self.copies == "auto"
+                                                  else self.copies)
             self.module_ = AutoencoderNet(self.model_config_).to(device)
             train_data = DeviceData(self._scale(train_seqs)[0], device)
             val_data = None if val_seqs is None else DeviceData(self._scale(val_seqs)[0], device)

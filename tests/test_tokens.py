@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import seqae
 from helpers import check_padding_invariance
 from seqae import SequenceAutoencoder, SequenceDataError, Sequences
 from seqae.nn import AutoencoderNet, ModelConfig
@@ -215,3 +216,18 @@ def test_copies_term_is_added_with_its_weight(kind):
     out, _ = orig(c, n)
     ref = masked_cross_entropy(out, _append_eos(c, n), n + 1)
     assert torch.isfinite(ref)
+
+
+def test_copies_auto_for_texts_only():
+    from seqae.estimator import TOKEN_COPIES
+
+    words = ["cat", "dog", "bird", "at", "tac"]
+    ae = seqae.SequenceAutoencoder(latent_dim=4, hidden_size=8, max_epochs=1, verbose=0)
+    assert ae.fit(words).model_config_.copies == TOKEN_COPIES == 0.5
+    assert ae.model_config_.copies_kind == "random"
+    off = seqae.SequenceAutoencoder(latent_dim=4, hidden_size=8, max_epochs=1, verbose=0,
+                                    copies=0)
+    assert off.fit(words).model_config_.copies == 0.0
+    cont = seqae.Sequences.from_list([np.ones((3, 1)), np.zeros((4, 1))])
+    assert seqae.SequenceAutoencoder(latent_dim=2, hidden_size=4, max_epochs=1,
+                                     verbose=0).fit(cont).model_config_.copies == 0.0

@@ -69,11 +69,11 @@ class ModelConfig:
         patch: the conv encoder reads patches of this many steps (`seqae.nn.patchify`;
             default 1); the decoder still produces every step.
         copies: tokens only: weight of an extra reconstruction term on copies of the
-            batch that are not words of the data: random crops of each row
-            (``copies_kind="crops"``) or random strings of the rows' lengths
-            (``"random"``), so that the model learns to spell rather than to recall
+            batch that are not words of the data: random strings of the rows' lengths
+            (``copies_kind="random"``) or random crops of each row (``"crops"``), so
+            that the model learns to spell rather than to recall
             (default 0: none).
-        copies_kind: ``"crops"`` (default) or ``"random"``.
+        copies_kind: ``"random"`` (default) or ``"crops"``.
     """
 
     n_features: int
@@ -103,7 +103,7 @@ class ModelConfig:
     bottleneck: int = 0
     patch: int = 1
     copies: float = 0.0
-    copies_kind: str = "crops"
+    copies_kind: str = "random"
 
     def to_dict(self) -> dict:
         return asdict(self)
