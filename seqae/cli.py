@@ -574,16 +574,10 @@ def cmd_decode(args) -> int:
 
 def _model_info(model_dir: str) -> dict[str, Any]:
     """What a model directory holds, from its files (config, metrics, run settings)."""
-    import csv
-
     ae, data_cfg = _load(model_dir)  # validates the folder and the weights' checksum
     p = Path(model_dir)
     config = json.loads((p / "config.json").read_text())
-    history = []
-    if (p / "metrics.csv").is_file():
-        with open(p / "metrics.csv", newline="") as f:
-            history = [{k: float(v) for k, v in row.items() if v != ""}
-                       for row in csv.DictReader(f)]
+    history = ae.history_  # load read metrics.csv
     from .train import best_epoch
 
     best = best_epoch(history)
