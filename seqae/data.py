@@ -33,15 +33,17 @@ def _is_number_type(t: Any) -> bool:
     return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
 
 
-def _first_non_number(col: Any) -> tuple[int, Any] | None:
-    """``(row, value)`` of the first value of a text column that is not a number (nulls
-    count as missing numbers, not as text), or None when every value is a number."""
+def _text_numbers(col: Any) -> tuple[tuple[int, Any] | None, int]:
+    """For a text column: ``(row, value)`` of its first value that is not a number, or
+    None when every value is one (nulls count as missing numbers, not as text); and how
+    many of its values are numbers. One pass of the number pattern."""
     import pyarrow.compute as pc
 
     ok = pc.match_substring_regex(col, _NUMBER, ignore_case=True)
     bad = pc.invert(pc.fill_null(ok, True)).to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(bad)
-    return None if not len(rows) else (int(rows[0]), col[int(rows[0])].as_py())
+    first = None if not len(rows) else (int(rows[0]), col[int(rows[0])].as_py())
+    return first, int(pc.sum(ok).as_py() or 0)
 
 
 def check_numeric(table: Any, column: str, where: str = "") -> None:
@@ -52,7 +54,7 @@ def check_numeric(table: Any, column: str, where: str = "") -> None:
     if _is_number_type(t):
         return
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        found = _first_non_number(table.column(column))
+        found, _ = _text_numbers(table.column(column))
         row, value = found if found else (0, None)
         raise SequenceDataError(
             f"{where}column {column!r}, row {row}: {value!r} is not a number (a feature "
@@ -80,14 +82,11 @@ def numeric_columns(table: Any, exclude: Iterable[str | None] = (), where: str =
         elif pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
             col = table.column(f.name)
             valid = len(col) - col.null_count
-            found = _first_non_number(col) if valid else None
-            if found is None:
+            if not valid:
                 continue
-            import pyarrow.compute as pc
-
-            numbers = int(pc.sum(pc.match_substring_regex(
-                col, _NUMBER, ignore_case=True)).as_py() or 0)
-            if numbers >= max(1, valid // 2):  # mostly numbers: a spoiled numeric column
+            found, numbers = _text_numbers(col)
+            # mostly numbers: a numeric column spoiled by a stray value
+            if found is not None and numbers >= max(1, valid // 2):
                 row, value = found
                 raise SequenceDataError(
                     f"{where}column {f.name!r}, row {row}: {value!r} is not a number, but "
