@@ -228,8 +228,6 @@ def _read_texts(path: str, data_cfg: dict[str, Any]):
         if not isinstance(t, str) or not t:
             what = "empty" if t == "" else "missing" if t is None else f"a {type(t).__name__}"
             raise DataFileError(f"{p}, column {text_col!r}, row {i}: the text is {what}")
-    if not values:
-        raise DataFileError(f"{p}: no rows")
     ids = (table.column(id_col).to_numpy(zero_copy_only=False) if id_col in names
            else np.arange(len(values)))
     labels = table.column(label_col).to_numpy(zero_copy_only=False) if label_col else None
@@ -483,7 +481,7 @@ def cmd_score(args) -> int:
     threshold = ae.threshold_ if args.contamination is None else ae.threshold_for(
         args.contamination)
     scores = _on_texts(ae.score, seqs)
-    lengths = [len(t) for t in seqs] if isinstance(seqs, _Texts) else seqs.lengths
+    lengths = _lengths(seqs)
     cols = {cfg.get("id_col") or "id": _id_column(seqs), "length": lengths,
             "score": scores, "anomaly": scores > threshold}
     if labels is not None:
@@ -594,7 +592,7 @@ def _model_info(model_dir: str) -> dict[str, Any]:
             "feature_names": ae.feature_names_in_,
             "vocabulary": None if ae.vocab_ is None else "".join(ae.vocab_.chars),
             "vocab_size": ae.vocab_size_ or None,
-            "training_sequences": len(config.get("train_scores", [])),  # without validation
+            "training_sequences": len(ae.train_scores_),  # without validation
             "longest": ae.max_length_,
             "normalize": scaler.get("mode"),
             "source": data_cfg.get("source"),
@@ -652,7 +650,13 @@ _SHOWN_SETTINGS = ("max_epochs", "max_time", "batch_size", "lr", "patience", "se
                    "validation_fraction", "contamination", "normalize")
 
 
-def _write_plots(ae, out: Path, seqs=None, labels=None) -> list[Path]:
+def _lengths(seqs):
+    """Each sequence's length (characters for texts)."""
+    return [len(t) for t in seqs] if isinstance(seqs, _Texts) else seqs.lengths
+
+
+def _write_plots(ae, out: Path, seqs=None, labels=None, Z=None, scores=None) -> list[Path]:
+    """The PNG figures; ``Z`` and ``scores`` of ``seqs`` when the caller has them."""
     from . import plots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -660,11 +664,12 @@ def _write_plots(ae, out: Path, seqs=None, labels=None) -> list[Path]:
     if ae.history_:
         written.append(plots.plot_history(ae.history_, out / "loss.png"))
     if seqs is not None:
-        scores = _on_texts(ae.score, seqs)
+        scores = _on_texts(ae.score, seqs) if scores is None else scores
         if not isinstance(seqs, _Texts):  # texts: see `seqae reconstruct`
             written.append(plots.plot_reconstructions(seqs, ae.reconstruct(seqs), scores,
                                                       out / "reconstructions.png"))
-        written.append(plots.plot_embeddings(ae.encode(seqs), out / "embeddings.png", labels))
+        Z = _on_texts(ae.encode, seqs) if Z is None else Z
+        written.append(plots.plot_embeddings(Z, out / "embeddings.png", labels))
     else:
         scores = ae.train_scores_
     written.append(plots.plot_scores(scores, out / "scores.png", ae.threshold_))
@@ -689,7 +694,7 @@ def _training_facts(ae) -> list[tuple[str, Any]]:
 
 def _data_facts(seqs) -> list[tuple[str, Any]]:
     if isinstance(seqs, _Texts):
-        n = [len(t) for t in seqs]
+        n = _lengths(seqs)
         return [("data", f"{len(seqs)} texts, lengths {min(n)}-{max(n)}")]
     return [("data", f"{len(seqs)} sequences, {seqs.n_features} features, lengths "
                      f"{seqs.lengths.min()}-{seqs.lengths.max()} (mean "
@@ -704,16 +709,14 @@ def cmd_plot(args) -> int:
     out = Path(args.out)
     if args.data is not None:
         seqs, _, labels, _ = _data_for_model(args, ae, data_cfg)
-    pngs = _write_plots(ae, out, seqs, labels)
-    for p in pngs:
-        log.info("wrote %s", p)
-    if seqs is not None:
-        scores = _on_texts(ae.score, seqs)
-        ids, facts = _id_column(seqs), _data_facts(seqs)
-        lengths = [len(t) for t in seqs] if isinstance(seqs, _Texts) else seqs.lengths
+        scores = _on_texts(ae.score, seqs)  # once, for the figures and the report
+        ids, facts, lengths = _id_column(seqs), _data_facts(seqs), _lengths(seqs)
     else:  # the training data's scores, saved with the model (no ids)
         scores, ids, lengths = ae.train_scores_, None, None
         facts = [("data", f"none given: scores of the {len(scores)} training sequences")]
+    pngs = _write_plots(ae, out, seqs, labels, scores=scores)
+    for p in pngs:
+        log.info("wrote %s", p)
     page = write_report(out / "report.html", f"seqae model {args.model}",
                         facts + _training_facts(ae), pngs, ids=ids, scores=scores,
                         threshold=ae.threshold_, labels=labels, lengths=lengths,
@@ -747,7 +750,7 @@ def cmd_demo(args) -> int:
     write_table(pa.table({"id": seqs.ids, "label": labels, "length": seqs.lengths,
                           "score": scores, "anomaly": flags, "planted_anomaly": truth}),
                 out / "scores.parquet")
-    pngs = _write_plots(ae, out, seqs, labels)
+    pngs = _write_plots(ae, out, seqs, labels, Z=Z, scores=scores)
     # quality figures for the report
     knn = _knn_accuracy(Z, labels)
     k = int(truth.sum())
