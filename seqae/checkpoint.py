@@ -163,7 +163,7 @@ class Checkpointer:
                     scheduler: Any) -> dict[str, Any] | None:
         """Restore the newest valid checkpoint into ``model``, ``optimizer``,
         ``scheduler`` and torch's generators; returns its ``state.json`` (plus
-        ``best_state``), or None when there is none. Raises `CheckpointError` when it
+        ``best_state`` and ``folder``), or None when there is none. Raises `CheckpointError` when it
         was written for other data or settings."""
         d = self.latest()
         if d is None:
@@ -199,6 +199,7 @@ class Checkpointer:
             torch.cuda.set_rng_state_all(cuda)
         best = _read_tensors(d / "best.safetensors")
         state["best_state"] = best or None
+        state["folder"] = str(d)
         if state.get("best") is None:
             state["best"] = math.inf
         return state

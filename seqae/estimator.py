@@ -352,7 +352,8 @@ class SequenceAutoencoder(_Params):
         steps (median) get the convolutional encoder, max pooling, the hierarchical crop
         term and its pooled outputs as the embedding; shorter ones the bidirectional
         GRU's final states, plain reconstruction and a 32-number latent."""
-        long = float(np.median(lengths)) > LONG if len(lengths) else False
+        median = float(np.median(lengths)) if len(lengths) else 0.0
+        long = median > LONG
         encoder = self.encoder if self.encoder != "auto" else ("conv" if long else "rnn")
         pooling = self.pooling if self.pooling != "auto" else (
             "max" if encoder == "conv" else "last")
@@ -362,7 +363,6 @@ class SequenceAutoencoder(_Params):
             CONV_CONTRAST if encoder == "conv" else "instance")
         latent = self.latent_dim if self.latent_dim != "auto" else (
             self.hidden_size if encoder == "conv" else 32)
-        median = float(np.median(lengths)) if len(lengths) else 1.0
         patch = self.patch if self.patch != "auto" else (
             max(1, round(median / PATCH_LENGTH)) if encoder == "conv" else 1)
         return {"encoder": encoder, "pooling": pooling, "contrastive": float(contrastive),

@@ -212,7 +212,7 @@ def train(
             best_state = saved["best_state"]
             first = int(saved["epoch"]) + 1
             spent = float(history[-1]["time"]) if history else 0.0
-            log.info("resumed from %s (epoch %d)", checkpointer.latest(), first - 1)
+            log.info("resumed from %s (epoch %d)", saved["folder"], first - 1)
             if saved.get("stopped"):  # the run had finished: nothing left to do
                 first = config.max_epochs + 1
     start = time.perf_counter() - spent
