@@ -103,12 +103,16 @@ class _PartialModel(Callback):
     def __init__(self, est: SequenceAutoencoder, folder: Path):
         self.est, self.folder = est, folder
         self.history: list[dict[str, Any]] = []
+        self.best: dict[str, torch.Tensor] | None = None
+
+    def on_best(self, epoch: int, state: dict[str, torch.Tensor]) -> None:
+        self.best = state
 
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
         if not self.history and epoch > 1:  # resumed: the past epochs' records
             self.history = _read_history(self.folder / "metrics.csv")
         self.history = [r for r in self.history if r["epoch"] < epoch] + [record]
-        self.est._write(self.folder, self.history, partial_epoch=epoch)
+        self.est._write(self.folder, self.history, partial_epoch=epoch, state=self.best)
 
 
 def _is_texts(X: Any) -> bool:
@@ -430,8 +434,8 @@ class SequenceAutoencoder(_Params):
                 ``validation_fraction`` of ``X`` is held out at random.
             callbacks: optional `seqae.train.Callback` instances.
             checkpoint_dir: write there after every epoch a resumable checkpoint
-                (`seqae.checkpoint`) and the model as it stands (`load` reads it: the
-                newest epoch's weights, no training scores or threshold until fit ends).
+                (`seqae.checkpoint`) and the model so far (`load` reads it: the best
+                epoch's weights so far, no training scores or threshold until fit ends).
             resume: continue from the newest valid checkpoint in ``checkpoint_dir``
                 (none: start afresh). The result equals an uninterrupted run with the
                 same seed (without ``max_time``, which stops on the clock); other data
@@ -798,16 +802,18 @@ class SequenceAutoencoder(_Params):
         return self._write(path)
 
     def _write(self, path: str | Path, history: list[dict[str, Any]] | None = None,
-               partial_epoch: int | None = None) -> Path:
-        """`save`; with ``partial_epoch``, the model as it stands after that epoch of a
-        running fit (no training scores or threshold yet)."""
+               partial_epoch: int | None = None,
+               state: dict[str, torch.Tensor] | None = None) -> Path:
+        """`save`; with ``partial_epoch``, the model of a running fit after that epoch:
+        the weights ``state`` (the best epoch's so far; the current ones when None), no
+        training scores or threshold yet."""
         from safetensors.torch import save
 
         history = self.history_ if history is None else history
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
-        blob = save(state)
+        state = self.module_.state_dict() if state is None else state
+        blob = save({k: v.detach().cpu().contiguous() for k, v in state.items()})
         atomic_write_bytes(path / "weights.safetensors", blob)
         if history:
             buf = io.StringIO()
@@ -833,8 +839,8 @@ class SequenceAutoencoder(_Params):
             "threshold": None if partial_epoch else self.threshold_,
             "partial": None if partial_epoch is None else {
                 "epoch": partial_epoch,
-                "note": "written during fit: the weights after this epoch, no training "
-                        "scores or threshold yet"},
+                "note": "written during fit: the best weights up to this epoch, no "
+                        "training scores or threshold yet"},
             "weights_sha256": hashlib.sha256(blob).hexdigest(),
         }
         atomic_write_text(path / "config.json", json.dumps(config, indent=2))

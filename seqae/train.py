@@ -71,6 +71,9 @@ class Callback:
 
     def on_train_begin(self, model: nn.Module, config: TrainConfig) -> None: ...
 
+    def on_best(self, epoch: int, state: dict[str, torch.Tensor]) -> None:
+        """Called when ``epoch`` is the best so far, with a copy of its weights."""
+
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> bool | None: ...
 
     def on_train_end(self, history: list[dict[str, Any]]) -> None: ...
@@ -215,6 +218,11 @@ def train(
             log.info("resumed from %s (epoch %d)", saved["folder"], first - 1)
             if saved.get("stopped"):  # the run had finished: nothing left to do
                 first = config.max_epochs + 1
+            if best_state is not None:  # callbacks see the restored best, as if run through
+                best_epoch = min((r for r in history if math.isfinite(_monitored(r))),
+                                 key=_monitored)["epoch"]
+                for cb in callbacks:
+                    cb.on_best(int(best_epoch), best_state)
     start = time.perf_counter() - spent
     for epoch in range(first, config.max_epochs + 1):
         model.train()
@@ -257,6 +265,8 @@ def train(
         if _improves(monitored, best):
             best, bad_epochs = monitored, 0
             best_state = copy.deepcopy(model.state_dict())
+            for cb in callbacks:
+                cb.on_best(epoch, best_state)
         else:
             bad_epochs += 1
         log.info(

@@ -55,6 +55,11 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, validation_f
     partial = seqae.SequenceAutoencoder.load(tmp_path)  # a loadable model after each epoch
     assert partial.threshold_ is None and len(partial.history_) == 3
     assert partial.encode(s).shape == (len(s), 3)
+    from safetensors.torch import load_file  # the partial model holds the best weights so far
+    best = load_file(tmp_path / "epoch-000003" / "best.safetensors")
+    assert best.keys() == _weights(partial).keys()
+    for k, v in _weights(partial).items():
+        torch.testing.assert_close(v, best[k], rtol=0, atol=0)
     again = seqae.SequenceAutoencoder(**params).fit(s, checkpoint_dir=tmp_path, resume=True)
     for k, v in _weights(ref).items():
         torch.testing.assert_close(_weights(again)[k], v, rtol=0, atol=1e-6)
@@ -286,3 +291,20 @@ def test_a_planted_pickle_in_a_model_folder_is_refused_by_name(tmp_path, name):
     (good / "weights.safetensors").write_bytes(blob[: len(blob) // 2])  # truncated
     with pytest.raises(seqae.IncompatibleModelError, match="weights.safetensors"):
         seqae.SequenceAutoencoder.load(good)
+
+
+def test_the_partial_model_holds_the_best_epochs_weights_not_the_newest(tmp_path):
+    s = _data()
+    ae = seqae.SequenceAutoencoder(**{**FAST, "max_epochs": 1}).fit(s)
+    best = {k: v.clone() for k, v in ae.module_.state_dict().items()}
+    cb = seqae.estimator._PartialModel(ae, tmp_path)
+    cb.on_best(1, best)
+    with torch.no_grad():  # epoch 2 makes things worse: the folder must keep epoch 1's
+        for p in ae.module_.parameters():
+            p.add_(1.0)
+    cb.on_epoch_end(1, {"epoch": 1, "train_loss": 1.0})
+    cb.on_epoch_end(2, {"epoch": 2, "train_loss": 2.0})
+    partial = seqae.SequenceAutoencoder.load(tmp_path)
+    for k, v in _weights(partial).items():
+        torch.testing.assert_close(v, best[k], rtol=0, atol=0)
+    assert [r["epoch"] for r in partial.history_] == [1, 2]
