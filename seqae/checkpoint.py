@@ -168,13 +168,17 @@ class Checkpointer:
         d = self.latest()
         if d is None:
             return None
-        try:
-            state = json.loads((d / "state.json").read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{d / 'state.json'}: not valid JSON ({e})") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise CheckpointError(f"{d}: checkpoint format {state.get('format')!r}; this "
-                                  f"seqae reads format {FORMAT}")
+        for name in ("manifest.json", "state.json"):
+            try:
+                state = json.loads((d / name).read_text())
+            except (ValueError, UnicodeDecodeError) as e:
+                raise CheckpointError(f"{d / name}: not valid JSON ({e})") from None
+            found = state.get("format") if isinstance(state, dict) else None
+            if found != FORMAT:
+                raise CheckpointError(
+                    f"{d / name}: checkpoint format {found!r} (written by seqae "
+                    f"{state.get('seqae', '?') if isinstance(state, dict) else '?'}); this "
+                    f"seqae ({_version()}) reads checkpoint format {FORMAT} only")
         theirs = state.get("fingerprint", {})
         differ = sorted(k for k in set(theirs) | set(self.fingerprint)
                         if theirs.get(k) != self.fingerprint.get(k))

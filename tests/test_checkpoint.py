@@ -308,3 +308,24 @@ def test_the_partial_model_holds_the_best_epochs_weights_not_the_newest(tmp_path
     for k, v in _weights(partial).items():
         torch.testing.assert_close(v, best[k], rtol=0, atol=0)
     assert [r["epoch"] for r in partial.history_] == [1, 2]
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "state.json"])
+def test_a_checkpoint_of_another_format_is_refused_saying_which_it_reads(tmp_path, name):
+    import hashlib
+
+    s = _data()
+    seqae.SequenceAutoencoder(**{**FAST, "max_epochs": 2}).fit(s, checkpoint_dir=tmp_path)
+    d = tmp_path / "epoch-000002"
+    doc = json.loads((d / name).read_text())
+    doc["format"] = 7
+    (d / name).write_text(json.dumps(doc))
+    if name == "state.json":  # a consistent checkpoint from elsewhere: checksums match
+        man = json.loads((d / "manifest.json").read_text())
+        man["sha256"][name] = hashlib.sha256((d / name).read_bytes()).hexdigest()
+        (d / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(CheckpointError, match=rf"{name}: checkpoint format 7 .*reads "
+                                              rf"checkpoint format 1 only"):
+        seqae.SequenceAutoencoder(**{**FAST, "max_epochs": 2}).fit(
+            s, checkpoint_dir=tmp_path, resume=True)
+    assert (d / name).exists()  # refused, nothing cleared
