@@ -28,6 +28,7 @@ _MODEL_FLAGS = {
     "cell": "cell",
     "decoder": "decoder",
     "batch_size": "batch_size",
+    "accumulate": "accumulate",
     "lr": "lr",
     "seed": "seed",
     "val_fraction": "validation_fraction",
@@ -55,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     verb = p.add_mutually_exclusive_group()
     verb.add_argument("-q", "--quiet", action="store_true", help="only errors")
     verb.add_argument("-v", "--verbose", action="store_true", help="debug output, tracebacks")
+    # -q / -v also after the command (`seqae train ... -q`); absent there, they keep the
+    # value given before it
+    common = argparse.ArgumentParser(add_help=False)
+    cverb = common.add_mutually_exclusive_group()
+    cverb.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="only errors")
+    cverb.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="debug output, tracebacks")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def data_args(sp, features=True):
@@ -69,12 +78,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="Parquet/CSV column of texts: a text model, one text per row "
                         "(a .txt file is one text per line)")
 
-    d = sub.add_parser("demo", help="train on built-in demo data and write every output")
+    d = sub.add_parser("demo", parents=[common],
+                       help="train on built-in demo data and write every output")
     d.add_argument("--out", default="seqae-demo", help="output folder (default: seqae-demo)")
     d.add_argument("--max-time", type=float, default=45.0, help="training seconds (default 45)")
     d.add_argument("--n", type=int, default=600, help="number of demo sequences")
 
-    t = sub.add_parser("train", help="train a model on a data file (or a file of texts)")
+    t = sub.add_parser("train", parents=[common],
+                       help="train a model on a data file (or a file of texts)")
     t.add_argument("data", help="Parquet, CSV, NPZ or .ts file, or .txt (one text per line)")
     t.add_argument("--out", required=True, help="model directory to write")
     data_args(t)
@@ -89,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--cell", choices=["lstm", "gru"], default=None)
     t.add_argument("--decoder", choices=["repeat", "autoregressive"], default=None)
     t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--accumulate", type=int, default=None,
+                   help="batches whose gradients are summed per optimizer step (default 1); "
+                        "under torchrun, per process")
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--val-fraction", type=float, default=None)
@@ -108,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         ("reconstruct", "write reconstructions as a long table (id, time, features)"),
         ("score", "write per-sequence anomaly scores and flags"),
     ]:
-        sp = sub.add_parser(name, help=helptext)
+        sp = sub.add_parser(name, parents=[common], help=helptext)
         sp.add_argument("model", help="model directory from `seqae train`")
         sp.add_argument("data", help="Parquet, CSV, NPZ, .ts or .txt file")
         sp.add_argument("--out", required=True, help="output .parquet (default), .csv or .npy")
@@ -116,7 +130,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "score":
             sp.add_argument("--contamination", type=float, default=None,
                             help="refit the threshold as this quantile of training scores")
-    dc = sub.add_parser("decode", help="decode embeddings (columns z0..zK) into sequences "
+    dc = sub.add_parser("decode", parents=[common],
+                        help="decode embeddings (columns z0..zK) into sequences "
                         "or texts")
     dc.add_argument("model", help="model directory from `seqae train`")
     dc.add_argument("embeddings", help="Parquet or CSV file with columns z0..zK (as written "
@@ -131,10 +146,10 @@ def _parser() -> argparse.ArgumentParser:
     dc.add_argument("--max-length", type=int, default=None,
                     help="texts without a length: most characters before EOS "
                     "(default: twice the longest training text)")
-    inf = sub.add_parser("info", help="print what a model directory holds")
+    inf = sub.add_parser("info", parents=[common], help="print what a model directory holds")
     inf.add_argument("model", help="model directory")
     inf.add_argument("--json", action="store_true", help="print it as JSON")
-    pl = sub.add_parser("plot", help="write PNG figures for a model (and data)")
+    pl = sub.add_parser("plot", parents=[common], help="write PNG figures for a model (and data)")
     pl.add_argument("model", help="model directory")
     pl.add_argument("data", nargs="?", default=None, help="optional data file")
     pl.add_argument("--out", required=True, help="folder for the PNG files")
@@ -367,7 +382,16 @@ def cmd_train(args) -> int:
     else:
         log.info("read %s", seqs)
     out = Path(args.out)
-    ae = _on_texts(lambda d: _fit(d, params, args.quiet, out, args.resume), seqs)
+    from .distributed import context
+
+    ctx = context()  # under torchrun: one model trained by every process, rank 0 writes
+    quiet = args.quiet or not ctx.main
+    if not ctx.main:
+        log.setLevel(logging.WARNING)
+    ae = _on_texts(lambda d: _fit(d, params, quiet, out, args.resume), seqs)
+    if not ctx.main:
+        ctx.barrier()  # rank 0 has written the model
+        return 0
     ae.save(out)
     from .io import atomic_write_text
 
@@ -377,6 +401,10 @@ def cmd_train(args) -> int:
     atomic_write_text(out / RUN_CONFIG, json.dumps(resolved, indent=2))
     log.info("trained %d epochs in %.1fs; %s; model written to %s", len(ae.history_),
              ae.history_[-1]["time"], _best_epoch(ae.history_), out)
+    if ctx.world > 1:
+        log.info("%d processes took %d optimizer steps each", ctx.world,
+                 sum(r.get("optimizer_steps", 0) for r in ae.history_))
+    ctx.barrier()
     return 0
 
 
@@ -846,6 +874,10 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"seqae: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        dist = sys.modules.get("torch.distributed")
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()  # joined under torchrun
 
 
 if __name__ == "__main__":
