@@ -87,6 +87,7 @@ class Checkpointer:
         self.folder = Path(folder)
         self.fingerprint = _json_safe(fingerprint)
         self.keep = max(1, keep)
+        self.world_size = 1  # processes of the run (`train` sets it under torchrun)
 
     # ------------------------------------------------------------------ writing
     def save(self, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -122,7 +123,7 @@ class Checkpointer:
         }
         for name, blob in blobs.items():
             atomic_write_bytes(d / name, blob)
-        manifest = {"format": FORMAT, "epoch": epoch, "world_size": 1,
+        manifest = {"format": FORMAT, "epoch": epoch, "world_size": self.world_size,
                     "torch": torch.__version__, "seqae": _version(),
                     "sha256": {n: hashlib.sha256(b).hexdigest() for n, b in blobs.items()}}
         atomic_write_text(d / "manifest.json", json.dumps(manifest, indent=1))
@@ -179,6 +180,12 @@ class Checkpointer:
                     f"{d / name}: checkpoint format {found!r} (written by seqae "
                     f"{state.get('seqae', '?') if isinstance(state, dict) else '?'}); this "
                     f"seqae ({_version()}) reads checkpoint format {FORMAT} only")
+        manifest = json.loads((d / "manifest.json").read_text())
+        if manifest.get("world_size", 1) != self.world_size:
+            raise CheckpointError(
+                f"cannot resume from {d}: it was written by {manifest.get('world_size')} "
+                f"process(es), this run has {self.world_size}; resume with the same "
+                "torchrun --nproc-per-node/--nnodes (the batch plan depends on it)")
         theirs = state.get("fingerprint", {})
         differ = sorted(k for k in set(theirs) | set(self.fingerprint)
                         if theirs.get(k) != self.fingerprint.get(k))

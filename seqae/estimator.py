@@ -17,6 +17,7 @@ import torch
 
 from .batching import sorted_batches
 from .data import Sequences
+from .distributed import context
 from .errors import IncompatibleModelError, SequenceDataError, describe
 from .io import atomic_write_bytes, atomic_write_text
 from .losses import get_loss, masked_mse
@@ -251,6 +252,11 @@ class SequenceAutoencoder(_Params):
         unknown: for text input, a character outside the vocabulary learned in `fit`
             raises (``"error"``, default) or becomes ``<unk>`` (``"map"``).
         batching: ``"auto"``, ``"tokens"`` or ``"count"`` (see `seqae.batching`).
+        accumulate: sum the gradients of this many batches before each optimizer step
+            (default 1); the loss is normalised by the valid elements of all of them.
+            Under ``torchrun`` each step takes this many batches per process, and the
+            weights equal one process's with ``accumulate`` times the process count
+            (`seqae.distributed`).
         max_len: the longest sequence taken as it is (default 10,000 steps; None: no
             limit). Longer ones follow ``max_len_policy``.
         max_len_policy: ``"refuse"`` (default): an error naming the sequence and its
@@ -300,6 +306,7 @@ class SequenceAutoencoder(_Params):
         max_epochs: int = 100,
         max_time: float | None = None,
         batch_size: int = 32,
+        accumulate: int = 1,
         lr: float | str = "auto",
         weight_decay: float = 0.0,
         grad_clip: float = 1.0,
@@ -335,6 +342,7 @@ class SequenceAutoencoder(_Params):
         self.max_epochs = max_epochs
         self.max_time = max_time
         self.batch_size = batch_size
+        self.accumulate = accumulate
         self.lr = lr
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
@@ -413,6 +421,7 @@ class SequenceAutoencoder(_Params):
             patience=self.patience,
             batching=self.batching,
             seed=self.seed,
+            accumulate=self.accumulate,
         )
 
     # ------------------------------------------------------------------ fitting
@@ -450,6 +459,7 @@ class SequenceAutoencoder(_Params):
         get_loss(self.loss)  # validate the name before any work
         scaler = Scaler(self.normalize)  # validates the mode before any work
         progress = Progress(self.verbose, self.max_epochs, self.max_time)  # validates it
+        ctx = context()  # under torchrun: this process's rank (rank 0 alone writes, shows)
         device = resolve_device(self.device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
@@ -494,14 +504,17 @@ class SequenceAutoencoder(_Params):
                 from .checkpoint import Checkpointer
 
                 checkpointer = Checkpointer(checkpoint_dir, self._fingerprint(X, validation))
-                extra.append(_PartialModel(self, Path(checkpoint_dir)))
+                if ctx.main:
+                    extra.append(_PartialModel(self, Path(checkpoint_dir)))
+            if ctx.main:
+                extra.append(progress)
             self.history_ = train(
                 self.module_,
                 get_loss(self.loss),
                 train_data,
                 self._train_config(),
                 val_data,
-                [*(callbacks or []), *extra, progress],
+                [*(callbacks or []), *extra],
                 checkpointer=checkpointer,
                 resume=resume,
             )

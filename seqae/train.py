@@ -6,8 +6,10 @@ Short on purpose: one function, `train`, that a reader can follow in one sitting
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,7 @@ from torch import nn
 
 from .batching import LengthBucketSampler, collate, sorted_batches
 from .data import Sequences
+from .distributed import Context, batch_seed, context
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpointer
@@ -50,6 +53,10 @@ class TrainConfig:
             `MIN_EPOCH_STEPS` optimizer steps (one pass unless the data are tiny).
         batching: ``"count"``, ``"tokens"`` or ``"auto"`` (= count; see `seqae.batching`).
         seed: seeds init, shuffling and dropout (default 0).
+        accumulate: batches whose gradients are summed before one optimizer step
+            (default 1). The loss of a step is the sum over its batches divided by their
+            valid elements; under ``torchrun`` a step takes ``world_size * accumulate``
+            batches (see `seqae.distributed`).
     """
 
     max_epochs: int = 100
@@ -61,6 +68,7 @@ class TrainConfig:
     patience: int = 10
     batching: str = "auto"
     seed: int = 0
+    accumulate: int = 1
 
 
 class Callback:
@@ -80,8 +88,12 @@ class Callback:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/None: CUDA when available (under ``torchrun`` the process's
+    ``LOCAL_RANK`` GPU), else the CPU."""
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(device)
 
 
@@ -102,6 +114,14 @@ class DeviceData:
 
     def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return collate(self.values, self.offsets, torch.as_tensor(idx, device=self.device))
+
+    def elements(self, idx: np.ndarray) -> int:
+        """Valid elements of the batch ``idx`` in the loss: values of continuous data,
+        tokens plus each row's end of sequence for tokens."""
+        steps = int(self.lengths[idx].sum())
+        if self.values.dim() == 1:
+            return steps + len(idx)
+        return steps * int(self.values.shape[-1])
 
 
 def _policy(batching: str) -> str:
@@ -142,22 +162,28 @@ def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 @torch.no_grad()
 def evaluate(
-    model: AutoencoderNet, data: DeviceData, loss_fn, batch_size: int, policy: str
+    model: AutoencoderNet, data: DeviceData, loss_fn, batch_size: int, policy: str,
+    ctx: Context | None = None,
 ) -> float:
     """Masked loss over every valid element of ``data`` (not a mean of batch means).
 
-    Whatever the loss draws at random (the crops of the crop-agreement term) comes from
-    a fixed seed, so the same weights always get the same figure."""
+    Whatever the loss draws at random (the crops of the crop-agreement term) is seeded
+    from the batch's position, so the same weights always get the same figure; under
+    ``torchrun`` each rank evaluates its share of the batches and the sums are shared,
+    so every rank gets the same figure."""
+    ctx = ctx or Context()
     model.eval()
-    total, count = 0.0, 0
+    sums = torch.zeros(2, dtype=torch.float64)
+    batches = sorted_batches(data.lengths, batch_size, policy)
     with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
-        torch.manual_seed(0)
-        for idx in sorted_batches(data.lengths, batch_size, policy):
-            x, lens = data.batch(idx)
+        for pos in range(ctx.rank, len(batches), ctx.world):
+            torch.manual_seed(pos)
+            x, lens = data.batch(batches[pos])
             loss, _, n = model.loss(x, lens, loss_fn, reduction="sum")
-            total += float(loss)
-            count += n
-    return total / max(count, 1)
+            sums[0] += float(loss)
+            sums[1] += n
+    ctx.sum_(sums)
+    return float(sums[0]) / max(float(sums[1]), 1.0)
 
 
 def _passes(sampler: LengthBucketSampler, epoch: int, passes: int):
@@ -192,21 +218,35 @@ def train(
     """
     callbacks = callbacks or []
     policy = _policy(config.batching)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.accumulate < 1:
+        raise ValueError(f"accumulate must be >= 1, got {config.accumulate}")
+    ctx = context()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, factor=0.5, patience=max(1, config.patience // 3)
     )
     sampler = LengthBucketSampler(
         train_data.lengths, config.batch_size, policy=policy, seed=config.seed
     )
-    passes = max(1, math.ceil(MIN_EPOCH_STEPS / max(1, len(sampler))))
+    ctx.agree("data or settings", {
+        "lengths": hashlib.sha256(np.ascontiguousarray(train_data.lengths).tobytes()).hexdigest(),
+        "validation": None if val_data is None else hashlib.sha256(
+            np.ascontiguousarray(val_data.lengths).tobytes()).hexdigest(),
+        "config": {k: v for k, v in vars(config).items() if k != "max_time"},
+        "parameters": [list(p.shape) for p in params]})
+    group = ctx.world * config.accumulate  # batches of the plan per optimizer step
+    passes = max(1, math.ceil(MIN_EPOCH_STEPS * group / max(1, len(sampler))))
     for cb in callbacks:
         cb.on_train_begin(model, config)
     history: list[dict[str, Any]] = []
     best, best_state, bad_epochs = math.inf, None, 0
     first, spent = 1, 0.0
-    if checkpointer is not None and not resume:
+    if checkpointer is not None:
+        checkpointer.world_size = ctx.world
+    if checkpointer is not None and not resume and ctx.main:
         checkpointer.clear()
+    ctx.barrier()
     if checkpointer is not None and resume:
         saved = checkpointer.load_latest(model, opt, sched)
         if saved is not None:
@@ -226,31 +266,44 @@ def train(
     start = time.perf_counter() - spent
     for epoch in range(first, config.max_epochs + 1):
         model.train()
-        total, count, steps = 0.0, 0, 0
+        total, count, steps, optimizer_steps = 0.0, 0, 0, 0
         bad_step = None
-        for step, idx in enumerate(_passes(sampler, epoch, passes), 1):
-            x, lens = train_data.batch(idx)  # (B, T, F) or (B, T) tokens, (B,)
-            loss, _, n = model.loss(x, lens, loss_fn)  # mean over the n valid elements
-            value = float(loss.detach())
+        plan = list(_passes(sampler, epoch, passes))  # the same on every rank
+        for step, first_batch in enumerate(range(0, len(plan), group), 1):
+            batches = plan[first_batch:first_batch + group]
+            n_all = sum(train_data.elements(idx) for idx in batches)
+            opt.zero_grad(set_to_none=True)
+            local = 0.0
+            for pos in range(first_batch + ctx.rank, first_batch + len(batches), ctx.world):
+                torch.manual_seed(batch_seed(config.seed, epoch, pos))
+                x, lens = train_data.batch(plan[pos])  # (B, T, F) or (B, T) tokens, (B,)
+                loss, _, _ = model.loss(x, lens, loss_fn, reduction="sum")
+                local += float(loss.detach())
+                if math.isfinite(local):
+                    (loss / n_all).backward()
+            over = config.max_time is not None and time.perf_counter() - start >= config.max_time
+            shared = ctx.sum_(torch.tensor([local, float(over)], dtype=torch.float64))
+            value = float(shared[0]) / n_all
             if not math.isfinite(value):  # never step on it: the weights stay finite
                 bad_step = step
                 total, count = value, 1
                 break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            ctx.sum_gradients(params)
             if config.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                nn.utils.clip_grad_norm_(params, config.grad_clip)
             opt.step()
-            total += value * n
-            count += n
-            steps += int(lens.sum())
-            if config.max_time is not None and time.perf_counter() - start >= config.max_time:
-                break  # the budget is spent: finish this epoch early
+            optimizer_steps += 1
+            total += float(shared[0])
+            count += n_all
+            steps += sum(int(train_data.lengths[idx].sum()) for idx in batches)
+            if shared[1] > 0:
+                break  # the budget is spent (on some rank): finish this epoch early
         record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1),
-                                  "steps": steps, "passes": passes}
+                                  "steps": steps, "passes": passes,
+                                  "optimizer_steps": optimizer_steps}
         if val_data is not None:  # (after a non-finite step the epoch counts as failed)
             record["val_loss"] = math.nan if bad_step else evaluate(
-                model, val_data, loss_fn, 4 * config.batch_size, policy)
+                model, val_data, loss_fn, 4 * config.batch_size, policy, ctx)
         record["lr"] = opt.param_groups[0]["lr"]
         record["time"] = time.perf_counter() - start
         history.append(record)
@@ -280,7 +333,8 @@ def train(
         stop = any([bool(cb.on_epoch_end(epoch, record)) for cb in callbacks])  # call them all
         stop = stop or bad_epochs >= config.patience or epoch == config.max_epochs or (
             config.max_time is not None and record["time"] >= config.max_time)
-        if checkpointer is not None:
+        stop = bool(ctx.sum_(torch.tensor([float(stop)], dtype=torch.float64))[0] > 0)
+        if checkpointer is not None and ctx.main:
             checkpointer.save(epoch, model, opt, sched, best_state,
                               {"history": history, "best": best, "bad_epochs": bad_epochs,
                                "stopped": stop})
