@@ -103,6 +103,10 @@ class LengthBucketSampler:
         max_tokens: padded-step budget for ``"tokens"``.
         shuffle: shuffle ties and the batch order each epoch (default True).
         seed: base seed; epoch e uses ``seed + e`` (call `set_epoch`).
+        group: shuffle runs of this many neighbouring batches (similar lengths) as one
+            unit (default 1): the batches of one optimizer step under ``torchrun`` or
+            gradient accumulation, so that the processes sharing a step get batches of
+            similar cost.
     """
 
     def __init__(
@@ -113,6 +117,7 @@ class LengthBucketSampler:
         max_tokens: int | None = None,
         shuffle: bool = True,
         seed: int = 0,
+        group: int = 1,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -122,6 +127,7 @@ class LengthBucketSampler:
         self.max_tokens = max_tokens
         self.shuffle = shuffle
         self.seed = seed
+        self.group = max(1, group)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -131,7 +137,10 @@ class LengthBucketSampler:
         rng = np.random.default_rng(self.seed + self.epoch) if self.shuffle else None
         batches = sorted_batches(self.lengths, self.batch_size, self.policy, self.max_tokens, rng)
         if rng is not None:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
+            g = self.group
+            full = len(batches) // g * g  # a shorter last run stays last: runs stay aligned
+            runs = [batches[i:i + g] for i in range(0, full, g)]
+            batches = [b for i in rng.permutation(len(runs)) for b in runs[i]] + batches[full:]
         return batches
 
     def __iter__(self) -> Iterator[np.ndarray]:

@@ -186,11 +186,15 @@ def evaluate(
     return float(sums[0]) / max(float(sums[1]), 1.0)
 
 
-def _passes(sampler: LengthBucketSampler, epoch: int, passes: int):
-    """The batches of ``passes`` passes over the data, each shuffled from its own seed."""
+def _plan(sampler: LengthBucketSampler, epoch: int, passes: int, group: int):
+    """The optimizer steps of an epoch: ``passes`` passes over the data, each shuffled
+    from its own seed, cut into runs of ``group`` batches (fewer at a pass's end)."""
+    steps = []
     for p in range(passes):
         sampler.set_epoch((epoch - 1) * passes + p + 1)
-        yield from sampler
+        batches = sampler.batches()
+        steps += [batches[i:i + group] for i in range(0, len(batches), group)]
+    return steps
 
 
 def train(
@@ -226,8 +230,9 @@ def train(
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, factor=0.5, patience=max(1, config.patience // 3)
     )
+    group = ctx.world * config.accumulate  # batches of the plan per optimizer step
     sampler = LengthBucketSampler(
-        train_data.lengths, config.batch_size, policy=policy, seed=config.seed
+        train_data.lengths, config.batch_size, policy=policy, seed=config.seed, group=group
     )
     ctx.agree("data or settings", {
         "lengths": hashlib.sha256(np.ascontiguousarray(train_data.lengths).tobytes()).hexdigest(),
@@ -235,7 +240,6 @@ def train(
             np.ascontiguousarray(val_data.lengths).tobytes()).hexdigest(),
         "config": {k: v for k, v in vars(config).items() if k != "max_time"},
         "parameters": [list(p.shape) for p in params]})
-    group = ctx.world * config.accumulate  # batches of the plan per optimizer step
     passes = max(1, math.ceil(MIN_EPOCH_STEPS * group / max(1, len(sampler))))
     for cb in callbacks:
         cb.on_train_begin(model, config)
@@ -268,15 +272,14 @@ def train(
         model.train()
         total, count, steps, optimizer_steps = 0.0, 0, 0, 0
         bad_step = None
-        plan = list(_passes(sampler, epoch, passes))  # the same on every rank
-        for step, first_batch in enumerate(range(0, len(plan), group), 1):
-            batches = plan[first_batch:first_batch + group]
+        plan = _plan(sampler, epoch, passes, group)  # the same on every rank
+        for step, batches in enumerate(plan, 1):
             n_all = sum(train_data.elements(idx) for idx in batches)
             opt.zero_grad(set_to_none=True)
             local = 0.0
-            for pos in range(first_batch + ctx.rank, first_batch + len(batches), ctx.world):
-                torch.manual_seed(batch_seed(config.seed, epoch, pos))
-                x, lens = train_data.batch(plan[pos])  # (B, T, F) or (B, T) tokens, (B,)
+            for j in range(ctx.rank, len(batches), ctx.world):
+                torch.manual_seed(batch_seed(config.seed, epoch, step * group + j))
+                x, lens = train_data.batch(batches[j])  # (B, T, F) or (B, T) tokens, (B,)
                 loss, _, _ = model.loss(x, lens, loss_fn, reduction="sum")
                 local += float(loss.detach())
                 if math.isfinite(local):

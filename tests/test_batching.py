@@ -55,3 +55,22 @@ def test_collate_matches_pad(rng):
     ref, ref_lens = seqs.take([2, 0, 1]).pad(value=0.0)
     assert lens.tolist() == ref_lens.tolist()
     np.testing.assert_array_equal(x.numpy(), ref)
+
+
+def test_sampler_groups_keep_neighbouring_batches_together():
+    """With ``group`` g (one optimizer step's batches under torchrun / accumulation) the
+    epoch order shuffles runs of g length-neighbouring batches; each batch comes once."""
+    lengths = np.random.default_rng(3).permutation(np.arange(1, 51))
+    whole = LengthBucketSampler(lengths, 4, shuffle=False).batches()  # sorted by length
+    rank = {tuple(sorted(b)): i for i, b in enumerate(whole)}
+    for g in (1, 2, 3):
+        s = LengthBucketSampler(lengths, 4, seed=0, group=g)
+        s.set_epoch(2)
+        order = [rank[tuple(sorted(b))] for b in s.batches()]
+        assert sorted(order) == list(range(len(whole)))
+        runs = [order[i:i + g] for i in range(0, len(order), g)]
+        assert all(r == list(range(r[0], r[0] + len(r))) for r in runs)
+        assert all(r[0] % g == 0 for r in runs)
+    one = LengthBucketSampler(lengths, 4, seed=0)
+    one.set_epoch(2)
+    assert [rank[tuple(sorted(b))] for b in one.batches()] != sorted(order)  # shuffled

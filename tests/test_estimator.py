@@ -435,11 +435,11 @@ def test_tiny_data_epochs_make_several_passes(data):
     assert seen == [(passes, passes * int(data.lengths.sum()))] * 2
     # each pass is its own shuffle: the batch orders differ between passes and epochs
     from seqae.batching import LengthBucketSampler
-    from seqae.train import _passes
+    from seqae.train import _plan
 
     sampler = LengthBucketSampler(data.lengths, 4, seed=1)
-    one = [tuple(b) for b in _passes(sampler, 1, passes)]
-    two = [tuple(b) for b in _passes(sampler, 2, passes)]
+    one = [tuple(b) for step in _plan(sampler, 1, passes, 1) for b in step]
+    two = [tuple(b) for step in _plan(sampler, 2, passes, 1) for b in step]
     assert len(one) == passes * 4 and one != two
     assert sorted(i for b in one for i in b) == sorted(list(range(16)) * passes)
 
