@@ -205,6 +205,32 @@ def model_overrides(params: dict) -> None:
     seqae.SequenceAutoencoder._model_config = _patched
 
 
+def block_summary(ae, seqs) -> np.ndarray:
+    """Probe: the max over time of every conv block's output, joined (B, depth * C)."""
+    import torch
+
+    blocks = ae.module_.encoder.rnn.blocks
+    out = np.empty((len(seqs), len(blocks) * blocks[0].conv1.out_channels), dtype=np.float32)
+
+    def fn(idx, x, lens):
+        caught = []
+
+        def hook(mod, inp, y):
+            caught.append(torch.where(inp[1], y, -torch.inf).amax(-1))
+
+        handles = [b.register_forward_hook(hook) for b in blocks]
+        try:
+            with torch.no_grad():
+                ae.module_.encoder(x, lengths=lens)
+        finally:
+            for h in handles:
+                h.remove()
+        out[idx] = torch.cat(caught, 1).cpu().numpy()
+
+    ae._run(seqs, fn)
+    return out
+
+
 def pooled_summary(ae, seqs) -> np.ndarray:
     """The fitted encoder's pooled summary (the input of its linear map to the latent)."""
     import torch
@@ -218,6 +244,69 @@ def pooled_summary(ae, seqs) -> np.ndarray:
 
     ae._run(seqs, fn)
     return out
+
+
+class _Curve:
+    """Probe callback: the test accuracy of the weights as they stand, every ``every`` s."""
+
+    def __init__(self, ae, tr, ytr, te, yte, every, name):
+        self.ae, self.data, self.every, self.name = ae, (tr, ytr, te, yte), every, name
+        self.next = every
+
+    blocks = False  # also score every block's max-pooled outputs, joined
+    avg_decay = 0.0  # > 0: also score an average of the epochs' weights (EMA per epoch)
+
+    def on_train_begin(self, model, config):
+        self.model = model
+        self.avg = None
+
+    def on_best(self, epoch, state):
+        pass
+
+    def on_epoch_end(self, epoch, record):
+        import torch
+
+        if self.avg_decay:
+            cur = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if self.avg is None:
+                self.avg = cur
+            else:
+                for k, v in cur.items():
+                    if v.is_floating_point():
+                        self.avg[k].mul_(self.avg_decay).add_(v, alpha=1 - self.avg_decay)
+        if record["time"] < self.next:
+            return None
+        self.next = record["time"] + self.every
+        rng = torch.get_rng_state()
+        self.model.eval()
+        tr, ytr, te, yte = self.data
+        acc, _ = svm_accuracy(self.ae.encode(tr), ytr, self.ae.encode(te), yte)
+        extra = ""
+        if self.avg is not None:
+            cur = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(self.avg)
+            a, _ = svm_accuracy(self.ae.encode(tr), ytr, self.ae.encode(te), yte)
+            self.model.load_state_dict(cur)
+            extra = f" avg {a:.4f}"
+        if self.blocks:
+            b_tr, b_te = block_summary(self.ae, tr), block_summary(self.ae, te)
+            c = self.model.encoder.rnn.blocks[0].conv1.out_channels
+            d = b_tr.shape[1] // c
+            views = {"blocks": (b_tr, b_te),
+                     "mean": (b_tr.reshape(-1, d, c).mean(1), b_te.reshape(-1, d, c).mean(1)),
+                     "last3": (b_tr[:, -3 * c:], b_te[:, -3 * c:]),
+                     "half": (b_tr[:, (d // 2) * c:], b_te[:, (d // 2) * c:])}
+            for key, (f_tr, f_te) in views.items():
+                a, _ = svm_accuracy(f_tr, ytr, f_te, yte)
+                extra += f" {key} {a:.4f}"
+        self.model.train()
+        torch.set_rng_state(rng)
+        print(f"# curve {self.name} epoch {epoch} t={record['time']:.0f}s "
+              f"loss {record['train_loss']:.4f} acc {acc:.4f}{extra}", flush=True)
+        return None
+
+    def on_train_end(self, history):
+        pass
 
 
 def main() -> None:
@@ -246,7 +335,18 @@ def main() -> None:
     ap.add_argument("--pooled", action="store_true",
                     help="probe: also score the encoder's pooled summary (before the "
                          "linear map to the latent)")
+    ap.add_argument("--curve", type=float, default=0,
+                    help="probe: every this many seconds of training, score the vectors of "
+                         "the weights as they stand (test accuracy against time)")
+    ap.add_argument("--avg", type=float, default=0,
+                    help="probe, with --curve: also score an average of the weights over "
+                         "epochs (this decay per epoch)")
+    ap.add_argument("--blocks", action="store_true",
+                    help="probe, with --curve: also score every conv block's max-pooled "
+                         "outputs, joined")
     args = ap.parse_args()
+    _Curve.avg_decay = args.avg
+    _Curve.blocks = args.blocks
     if args.suite == "all":
         args.datasets = ",".join(SUITE)
         args.methods = "seqae,summary,dtw"
@@ -283,7 +383,9 @@ def main() -> None:
         if "seqae" in methods:
             start = time.perf_counter()
             ae = seqae.SequenceAutoencoder(**{"max_time": args.max_time, "max_epochs": 10_000,
-                                              "seed": args.seed, **params}).fit(tr)
+                                              "seed": args.seed, **params})
+            extra = [_Curve(ae, tr, ytr, te, yte, args.curve, name)] if args.curve else []
+            ae.fit(tr, callbacks=extra)
             fit_s = time.perf_counter() - start
             z_tr, z_te = ae.encode(tr), ae.encode(te)
             acc, c = svm_accuracy(z_tr, ytr, z_te, yte)
