@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -858,6 +859,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     _setup_logging(args)
+    if args.command != "train" and int(os.environ.get("RANK", "0")) > 0:
+        return 0  # under torchrun only `train` is shared; rank 0 alone does the rest
     try:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -161,6 +161,14 @@ def test_resume_under_torchrun_and_a_changed_world_size_is_refused(data, tmp_pat
     again = _run(["-q", *args, "--resume"], nproc=2)
     assert again.returncode == 0, again.stderr
     assert _max_diff(_weights(tmp_path / "m"), want) <= 1e-6
+    # other commands under torchrun: rank 0 alone does the work and writes once
+    emb = _run(["-q", "encode", tmp_path / "m", data, "--time-col", "t", "--out",
+                tmp_path / "e2.parquet"], nproc=2)
+    assert emb.returncode == 0, emb.stderr
+    one = _run(["-q", "encode", tmp_path / "m", data, "--time-col", "t", "--out",
+                tmp_path / "e1.parquet"])
+    assert one.returncode == 0, one.stderr
+    assert pq.read_table(tmp_path / "e2.parquet").equals(pq.read_table(tmp_path / "e1.parquet"))
 
 
 SCRIPT = """
