@@ -31,8 +31,9 @@ _EXPORTS = {
     "Scaler": "seqae.scaling",
     "CharVocab": "seqae.vocab",
 }
-_SUBMODULES = ("batching", "checkpoint", "data", "datasets", "errors", "estimator", "io",
-               "losses", "masking", "nn", "plots", "progress", "scaling", "train", "vocab")
+_SUBMODULES = ("batching", "checkpoint", "data", "datasets", "distributed", "errors",
+               "estimator", "io", "losses", "masking", "nn", "plots", "progress", "scaling",
+               "train", "vocab")
 # seqae.keras (the optional Keras 3 front end) loads on first touch only; it needs keras.
 _OPTIONAL = ("keras",)
 
@@ -55,7 +56,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs
-    from . import batching, data, datasets, errors, estimator, io, losses, masking, nn  # noqa
+    from . import batching, data, datasets, distributed, errors, estimator, io, losses  # noqa
+    from . import masking, nn  # noqa: F401
     from . import plots, progress, scaling, train, vocab  # noqa: F401
     from .data import Sequences  # noqa: F401
     from .errors import IncompatibleModelError, SeqaeError, SequenceDataError  # noqa: F401
