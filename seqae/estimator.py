@@ -391,17 +391,25 @@ class SequenceAutoencoder(_Params):
         # The conv encoder's max-pooled outputs are the embedding (they are what the crop
         # term trains: issue 11's probes, OSULeaf 0.81 against 0.70 for a linear map of
         # them), and the decoder reads them through a bottleneck of half their width.
-        pooled = recipe["encoder"] == "conv" and "+" not in recipe["pooling"]
+        pooled = recipe["encoder"] == "conv" and "+" not in recipe["pooling"] and (
+            recipe["pooling"] != "blocks" or self.latent_dim == "auto")
+        depth = self.depth if self.depth is not None else conv_depth_for(
+            -(-max_length // recipe["patch"]))
+        bottleneck = max(1, recipe["latent_dim"] // 2) if pooled else 0
+        if recipe["pooling"] == "blocks" and self.latent_dim == "auto":
+            # every block's pooled channels are the embedding; the decoder reads them
+            # through the default's bottleneck width
+            recipe = {**recipe, "latent_dim": self.hidden_size * depth}
+            bottleneck = max(1, self.hidden_size // 2)
         return ModelConfig(
             n_features=n_features,
             pooled_latent=pooled,
-            bottleneck=max(1, recipe["latent_dim"] // 2) if pooled else 0,
+            bottleneck=bottleneck,
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
             cell=self.cell,
             bidirectional=self.bidirectional,
-            depth=self.depth if self.depth is not None else conv_depth_for(
-                -(-max_length // recipe["patch"])),
+            depth=depth,
             **recipe,
             dropout=self.dropout,
             decoder=self.decoder,

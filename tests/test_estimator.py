@@ -388,6 +388,28 @@ def test_conv_recipe_padding_invariance(conv_fitted, long_data):
     np.testing.assert_allclose(conv_fitted.encode(again), Z, atol=1e-5)
 
 
+def test_blocks_pooling_embeds_every_scale_and_stays_padding_invariant(long_data, tmp_path):
+    params = {**SMALL, "latent_dim": "auto", "pooling": "blocks", "max_epochs": 2}
+    ae = SequenceAutoencoder(**params).fit(long_data)
+    cfg = ae.model_config_
+    assert (cfg.latent_dim, cfg.depth, cfg.bottleneck, cfg.pooled_latent) == (48, 6, 4, True)
+    Z = ae.encode(long_data)
+    assert Z.shape == (len(long_data), 48)
+    for i in (0, 2, 5):  # lengths 101, 1, 2: alone = in the batch
+        np.testing.assert_allclose(ae.encode(long_data.take([i]))[0], Z[i], atol=1e-5)
+    x, lengths = long_data.pad(value=np.nan, length=int(long_data.lengths.max()) + 9)
+    np.testing.assert_allclose(ae.encode(Sequences.from_padded(x, lengths=lengths)), Z,
+                               atol=1e-5)
+    same = SequenceAutoencoder.load(ae.save(tmp_path / "m"))
+    np.testing.assert_array_equal(same.encode(long_data), Z)
+    out = same.decode(Z[:2], lengths=[7, 300])
+    assert out.lengths.tolist() == [7, 300] and np.isfinite(out.values).all()
+    # a latent_dim of one's own: a linear map of the 48 pooled numbers
+    small = SequenceAutoencoder(**{**params, "latent_dim": 5}).fit(long_data)
+    assert small.encode(long_data).shape == (len(long_data), 5)
+    assert not small.model_config_.pooled_latent
+
+
 def test_conv_recipe_save_load_and_decode(conv_fitted, long_data, tmp_path):
     same = SequenceAutoencoder.load(conv_fitted.save(tmp_path / "m"))
     assert same.model_config_ == conv_fitted.model_config_

@@ -178,9 +178,13 @@ LONG_LENGTHS = [1, 6, 3, 40, 1, 17]
 
 @pytest.mark.parametrize("depth", [1, 4])
 @pytest.mark.parametrize("kernel_size", [3, 5])
-@pytest.mark.parametrize("pooling", ["max", "last+mean"])
+@pytest.mark.parametrize("pooling", ["max", "last+mean", "blocks"])
 @pytest.mark.parametrize("output_size", [None, 7])
 def test_conv_encoder_padding_invariance(rng, depth, kernel_size, pooling, output_size):
+    if pooling == "blocks" and output_size:
+        with pytest.raises(ValueError, match="no output_size"):
+            ConvEncoder(3, 5, depth=depth, pooling=pooling, output_size=output_size)
+        return
     enc = ConvEncoder(3, 5, depth=depth, kernel_size=kernel_size, pooling=pooling,
                       output_size=output_size).eval()
     seqs = random_seqs(rng, LONG_LENGTHS)
@@ -188,7 +192,7 @@ def test_conv_encoder_padding_invariance(rng, depth, kernel_size, pooling, outpu
     check_padding_invariance(lambda x, lens: enc(x, lens)[0], seqs)  # outputs (B, T, D)
 
 
-def _conv_reference(enc: ConvEncoder, s: np.ndarray) -> np.ndarray:
+def _conv_reference(enc: ConvEncoder, s: np.ndarray, blocks: bool = False):
     """Independent reference for one unpadded sequence: each dilated convolution written
     out as a sum over taps in numpy, reading zeros outside the sequence."""
     def conv(h, conv_mod):  # h (T, C)
@@ -208,9 +212,11 @@ def _conv_reference(enc: ConvEncoder, s: np.ndarray) -> np.ndarray:
         return np.asarray(torch.nn.functional.gelu(torch.from_numpy(v)))
 
     h = s @ enc.proj.weight.detach().numpy().T + enc.proj.bias.detach().numpy()
+    per_block = []
     for block in enc.blocks:
         h = h + conv(gelu(conv(gelu(h), block.conv1)), block.conv2)
-    return h
+        per_block.append(h)
+    return (h, per_block) if blocks else h
 
 
 def test_conv_encoder_matches_numpy_reference(rng):
@@ -226,6 +232,22 @@ def test_conv_encoder_matches_numpy_reference(rng):
         np.testing.assert_allclose(out[b, : len(s)].numpy(), ref, atol=1e-5)
         np.testing.assert_allclose(summary[b].numpy(),
                                    np.concatenate([ref.max(0), ref.mean(0)]), atol=1e-5)
+
+
+def test_blocks_pooling_is_every_blocks_max_over_the_valid_steps(rng):
+    enc = ConvEncoder(2, 4, depth=3, pooling="blocks").eval()
+    assert enc.out_features == 12
+    seqs = random_seqs(rng, [1, 5, 23], n_features=2)
+    x = torch.full((3, 23, 2), float("nan"))  # NaN padding must not reach the maxima
+    for b, s in enumerate(seqs):
+        x[b, : len(s)] = torch.from_numpy(s)
+    with torch.no_grad():
+        out, summary = enc(x, lengths=torch.tensor([1, 5, 23]))
+    for b, s in enumerate(seqs):
+        last, per_block = _conv_reference(enc, s.astype(np.float64), blocks=True)
+        np.testing.assert_allclose(out[b, : len(s)].numpy(), last, atol=1e-5)
+        np.testing.assert_allclose(summary[b].numpy(),
+                                   np.concatenate([h.max(0) for h in per_block]), atol=1e-5)
 
 
 def test_conv_depth_covers_length():

@@ -262,7 +262,9 @@ class ConvEncoder(nn.Module):
         depth: residual blocks (default 6; see `conv_depth_for`).
         kernel_size: odd convolution width (default 3).
         pooling: ``"max"`` (default), ``"mean"``, ``"last"`` (the output at each
-            sequence's last valid step) or a ``"+"``-joined combination.
+            sequence's last valid step) or a ``"+"``-joined combination; or
+            ``"blocks"``: the max over the valid steps of every block's output, joined
+            (``depth * hidden_size`` numbers: every time scale, the finest included).
         output_size: channels of a final per-step linear layer before pooling (default
             None: none, the blocks' ``hidden_size`` channels are pooled).
 
@@ -298,9 +300,13 @@ class ConvEncoder(nn.Module):
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
-        self.pools = _check_pools(pooling)
+        self.blockwise = pooling == "blocks"
+        if self.blockwise and output_size:
+            raise ValueError("pooling='blocks' pools the blocks' own channels: no output_size")
+        self.pools = ("max",) if self.blockwise else _check_pools(pooling)
         self.hidden_size = hidden_size
-        self.out_features = (output_size or hidden_size) * len(self.pools)
+        self.out_features = (output_size or hidden_size) * (
+            depth if self.blockwise else len(self.pools))
         self.proj = nn.Linear(input_size, hidden_size)
         self.blocks = nn.ModuleList(_ConvBlock(hidden_size, kernel_size, 2**i)
                                     for i in range(depth))
@@ -320,11 +326,16 @@ class ConvEncoder(nn.Module):
         h = torch.where(mask[..., None], x, zero)  # (B, T, F), padding -> 0
         seen = m if hide is None else m & ~hide[:, None, :]
         h = torch.where(seen, self.proj(h).transpose(1, 2), zero)  # (B, C, T)
+        scales = []
         for block in self.blocks:
             h = block(h, m)
+            if self.blockwise:
+                scales.append(masked_max(h.transpose(1, 2), mask))
         h = h.transpose(1, 2)  # (B, T, C), zero at padding
         if self.out is not None:
             h = torch.where(mask[..., None], self.out(h), zero)  # (B, T, output_size)
+        if self.blockwise:
+            return h, torch.cat(scales, -1)
         return h, _pool(h, mask, self.pools, lambda: gather_last(h, lengths))
 
 

@@ -215,7 +215,13 @@ class AutoencoderNet(nn.Module):
         rnn: ConvEncoder | RNNEncoder
         if config.encoder == "conv":
             output = config.conv_output or None
-            if config.pooled_latent:  # the pooled outputs are the latent
+            if config.pooling == "blocks":  # every block's pooled channels
+                output = None
+                if config.pooled_latent and config.latent_dim != config.hidden_size * config.depth:
+                    raise ValueError(
+                        f"pooling='blocks' with pooled_latent: latent_dim must be hidden_size "
+                        f"x depth = {config.hidden_size * config.depth}, got {config.latent_dim}")
+            elif config.pooled_latent:  # the pooled outputs are the latent
                 output = None if config.latent_dim == config.hidden_size else config.latent_dim
             rnn = ConvEncoder(in_size * config.patch, config.hidden_size, config.depth,
                               config.kernel_size, config.pooling, output)
