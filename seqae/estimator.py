@@ -257,6 +257,10 @@ class SequenceAutoencoder(_Params):
             Under ``torchrun`` each step takes this many batches per process, and the
             weights equal one process's with ``accumulate`` times the process count
             (`seqae.distributed`).
+        schedule: the learning rate: ``"plateau"`` (default) halves it when the
+            monitored loss stalls; ``"budget"`` lowers it along a cosine to 5 % at the
+            end of ``max_time`` (or ``max_epochs``), so that the last weights are settled
+            ones (`seqae.train.TrainConfig`).
         max_len: the longest sequence taken as it is (default 10,000 steps; None: no
             limit). Longer ones follow ``max_len_policy``.
         max_len_policy: ``"refuse"`` (default): an error naming the sequence and its
@@ -307,6 +311,7 @@ class SequenceAutoencoder(_Params):
         max_time: float | None = None,
         batch_size: int = 32,
         accumulate: int = 1,
+        schedule: str = "plateau",
         lr: float | str = "auto",
         weight_decay: float = 0.0,
         grad_clip: float = 1.0,
@@ -343,6 +348,7 @@ class SequenceAutoencoder(_Params):
         self.max_time = max_time
         self.batch_size = batch_size
         self.accumulate = accumulate
+        self.schedule = schedule
         self.lr = lr
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
@@ -430,6 +436,7 @@ class SequenceAutoencoder(_Params):
             batching=self.batching,
             seed=self.seed,
             accumulate=self.accumulate,
+            schedule=self.schedule,
         )
 
     # ------------------------------------------------------------------ fitting

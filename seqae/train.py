@@ -57,6 +57,10 @@ class TrainConfig:
             (default 1). The loss of a step is the sum over its batches divided by their
             valid elements; under ``torchrun`` a step takes ``world_size * accumulate``
             batches (see `seqae.distributed`).
+        schedule: ``"plateau"`` (default): the learning rate halves after ``patience //
+            3`` epochs without improvement; ``"budget"``: it follows a cosine from ``lr``
+            down to 5 % of it over the budget (the share of ``max_time`` spent, or of
+            ``max_epochs`` done, whichever is further), step by step.
     """
 
     max_epochs: int = 100
@@ -69,6 +73,7 @@ class TrainConfig:
     batching: str = "auto"
     seed: int = 0
     accumulate: int = 1
+    schedule: str = "plateau"
 
 
 class Callback:
@@ -224,6 +229,8 @@ def train(
     policy = _policy(config.batching)
     if config.accumulate < 1:
         raise ValueError(f"accumulate must be >= 1, got {config.accumulate}")
+    if config.schedule not in ("plateau", "budget"):
+        raise ValueError(f"schedule must be 'plateau' or 'budget', got {config.schedule!r}")
     ctx = context()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -294,6 +301,12 @@ def train(
             ctx.sum_gradients(params)
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(params, config.grad_clip)
+            if config.schedule == "budget":
+                done = (epoch - 1 + step / len(plan)) / config.max_epochs
+                if config.max_time:
+                    done = max(done, (time.perf_counter() - start) / config.max_time)
+                for g in opt.param_groups:
+                    g["lr"] = config.lr * (0.05 + 0.475 * (1 + math.cos(math.pi * min(done, 1))))
             opt.step()
             optimizer_steps += 1
             total += float(shared[0])
@@ -317,7 +330,8 @@ def train(
             log.warning("%s: the loss is %s; training stops and keeps the best epoch's "
                         "weights (the last checkpoint stays loadable)", where, monitored)
             break
-        sched.step(monitored)
+        if config.schedule == "plateau":
+            sched.step(monitored)
         if _improves(monitored, best):
             best, bad_epochs = monitored, 0
             best_state = copy.deepcopy(model.state_dict())

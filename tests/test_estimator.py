@@ -495,3 +495,15 @@ def test_patch_auto_and_padding_invariance(long_data):
         np.testing.assert_allclose(ae.encode(long_data.take([i]))[0], Z[i], atol=1e-5)
     rec = ae.reconstruct(long_data)
     assert rec.lengths.tolist() == long_data.lengths.tolist()  # every step decoded
+
+
+def test_budget_schedule_follows_a_cosine_to_five_percent(data):
+    import math
+
+    ae = SequenceAutoencoder(**{**SMALL, "max_epochs": 4, "schedule": "budget",
+                                "lr": 0.01}).fit(data)
+    want = [0.01 * (0.05 + 0.475 * (1 + math.cos(math.pi * e / 4))) for e in range(1, 5)]
+    assert [r["lr"] for r in ae.history_] == pytest.approx(want, rel=1e-9)
+    assert ae.history_[-1]["lr"] == pytest.approx(0.0005)
+    with pytest.raises(ValueError, match="schedule must be"):
+        SequenceAutoencoder(**{**SMALL, "schedule": "cosine"}).fit(data)
