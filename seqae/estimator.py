@@ -257,10 +257,11 @@ class SequenceAutoencoder(_Params):
             Under ``torchrun`` each step takes this many batches per process, and the
             weights equal one process's with ``accumulate`` times the process count
             (`seqae.distributed`).
-        schedule: the learning rate: ``"plateau"`` (default) halves it when the
-            monitored loss stalls; ``"budget"`` lowers it along a cosine to 5 % at the
-            end of ``max_time`` (or ``max_epochs``), so that the last weights are settled
-            ones (`seqae.train.TrainConfig`).
+        schedule: the learning rate: ``"plateau"`` halves it when the monitored loss
+            stalls; ``"budget"`` lowers it along a cosine to 5 % at the end of
+            ``max_time`` (or ``max_epochs``), so that the last weights are settled ones
+            (`seqae.train.TrainConfig`); ``"auto"`` (default): ``"budget"`` with the
+            convolutional encoder and a ``max_time``, else ``"plateau"``.
         max_len: the longest sequence taken as it is (default 10,000 steps; None: no
             limit). Longer ones follow ``max_len_policy``.
         max_len_policy: ``"refuse"`` (default): an error naming the sequence and its
@@ -311,7 +312,7 @@ class SequenceAutoencoder(_Params):
         max_time: float | None = None,
         batch_size: int = 32,
         accumulate: int = 1,
-        schedule: str = "plateau",
+        schedule: str = "auto",
         lr: float | str = "auto",
         weight_decay: float = 0.0,
         grad_clip: float = 1.0,
@@ -436,8 +437,16 @@ class SequenceAutoencoder(_Params):
             batching=self.batching,
             seed=self.seed,
             accumulate=self.accumulate,
-            schedule=self.schedule,
+            schedule=self._schedule(),
         )
+
+    def _schedule(self) -> str:
+        """``schedule``, with ``"auto"`` resolved: a cosine over the time budget for the
+        convolutional encoder when there is one (``max_time``), else halving on plateaus."""
+        if self.schedule != "auto":
+            return self.schedule
+        conv = self.model_config_.encoder == "conv"
+        return "budget" if conv and self.max_time is not None else "plateau"
 
     # ------------------------------------------------------------------ fitting
     def fit(

@@ -507,3 +507,13 @@ def test_budget_schedule_follows_a_cosine_to_five_percent(data):
     assert ae.history_[-1]["lr"] == pytest.approx(0.0005)
     with pytest.raises(ValueError, match="schedule must be"):
         SequenceAutoencoder(**{**SMALL, "schedule": "cosine"}).fit(data)
+
+
+def test_schedule_auto_is_the_budget_cosine_for_conv_with_a_time_budget(long_data, data):
+    conv = SequenceAutoencoder(**{**SMALL, "max_epochs": 2, "max_time": 600}).fit(long_data)
+    assert conv._schedule() == "budget"
+    assert conv.history_[-1]["lr"] == pytest.approx(0.05 * 1e-3)  # the end of the budget
+    rnn = SequenceAutoencoder(**{**SMALL, "max_epochs": 2, "max_time": 600}).fit(data)
+    assert rnn._schedule() == "plateau" and rnn.history_[-1]["lr"] == pytest.approx(3e-3)
+    assert SequenceAutoencoder(**{**SMALL, "max_epochs": 2}).fit(long_data)._schedule() \
+        == "plateau"  # no time budget: no known end
