@@ -169,18 +169,20 @@ class Checkpointer:
         d = self.latest()
         if d is None:
             return None
+        docs = {}
         for name in ("manifest.json", "state.json"):
             try:
-                state = json.loads((d / name).read_text())
+                doc = json.loads((d / name).read_text())
             except (ValueError, UnicodeDecodeError) as e:
                 raise CheckpointError(f"{d / name}: not valid JSON ({e})") from None
-            found = state.get("format") if isinstance(state, dict) else None
+            found = doc.get("format") if isinstance(doc, dict) else None
             if found != FORMAT:
                 raise CheckpointError(
                     f"{d / name}: checkpoint format {found!r} (written by seqae "
-                    f"{state.get('seqae', '?') if isinstance(state, dict) else '?'}); this "
+                    f"{doc.get('seqae', '?') if isinstance(doc, dict) else '?'}); this "
                     f"seqae ({_version()}) reads checkpoint format {FORMAT} only")
-        manifest = json.loads((d / "manifest.json").read_text())
+            docs[name] = doc
+        manifest, state = docs["manifest.json"], docs["state.json"]
         if manifest.get("world_size", 1) != self.world_size:
             raise CheckpointError(
                 f"cannot resume from {d}: it was written by {manifest.get('world_size')} "
