@@ -269,11 +269,10 @@ def train(
             log.info("resumed from %s (epoch %d)", saved["folder"], first - 1)
             if saved.get("stopped"):  # the run had finished: nothing left to do
                 first = config.max_epochs + 1
-            if best_state is not None:  # callbacks see the restored best, as if run through
-                best_epoch = min((r for r in history if math.isfinite(_monitored(r))),
-                                 key=_monitored)["epoch"]
-                for cb in callbacks:
-                    cb.on_best(int(best_epoch), best_state)
+            kept = best_epoch(history)
+            if best_state is not None and kept is not None:  # callbacks see the restored
+                for cb in callbacks:                          # best, as if run through
+                    cb.on_best(int(kept["epoch"]), best_state)
     start = time.perf_counter() - spent
     for epoch in range(first, config.max_epochs + 1):
         model.train()
