@@ -12,11 +12,15 @@ A checkpoint is a folder ``epoch-000012/`` inside the checkpoint directory:
 Every file is written atomically (temporary file, fsync, rename, fsync of the folder),
 and a checkpoint counts only once its manifest exists and every checksum matches, so a
 kill at any moment (during a write included) leaves the previous checkpoint valid: at
-most one epoch is lost. Nothing is ever unpickled: tensors are read with safetensors,
-the rest is JSON. The two newest valid checkpoints are kept.
+most one epoch is lost. With ``TrainConfig.checkpoint_every`` a checkpoint is also
+written every so many optimizer steps inside an epoch, as ``epoch-000011-00000500/``
+(11 epochs done and 500 steps of the 12th; names sort in training order), whose
+``state.json`` holds the position reached. Nothing is ever unpickled: tensors are read
+with safetensors, the rest is JSON. The two newest valid checkpoints are kept.
 
 The data order is a pure function of (seed, epoch, pass), so a checkpoint needs no
-sampler state beyond the epoch counter.
+sampler state beyond the epoch counter and, inside an epoch, the step reached (streamed
+data included: `seqae.stream`).
 """
 
 from __future__ import annotations
@@ -92,9 +96,11 @@ class Checkpointer:
     # ------------------------------------------------------------------ writing
     def save(self, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
              scheduler: Any, best_state: dict[str, torch.Tensor] | None,
-             state: dict[str, Any]) -> Path:
-        """Write the checkpoint of ``epoch``; returns its folder."""
-        d = self.folder / f"epoch-{epoch:06d}"
+             state: dict[str, Any], step: int = 0) -> Path:
+        """Write the checkpoint of ``epoch`` (the epochs completed) and, with ``step``,
+        of ``step`` more optimizer steps into the next (``state`` then holds the
+        position); returns its folder."""
+        d = self.folder / (f"epoch-{epoch:06d}" + (f"-{step:08d}" if step else ""))
         if d.exists():  # a leftover of a run killed while writing this epoch
             shutil.rmtree(d)
         d.mkdir(parents=True)

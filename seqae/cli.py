@@ -38,7 +38,7 @@ _MODEL_FLAGS = {
     "max_len_policy": "max_len_policy",
 }
 _NORMALIZE = ("auto", "global", "sequence", "none")  # --normalize values (seqae.scaling)
-_DATA_KEYS = ("id_col", "time_col", "features", "label_col", "text_col")
+_DATA_KEYS = ("id_col", "time_col", "features", "label_col", "text_col", "window", "workers")
 RUN_CONFIG = "run.json"
 
 
@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     def data_args(sp, features=True):
         sp.add_argument("--id-col", default=None, help="sequence id column (default: id)")
         sp.add_argument("--time-col", default=None, help="column that orders each sequence")
+        sp.add_argument("--window", type=int, default=None,
+                        help="a folder of Parquet files is streamed: most values held per "
+                             "window (default 16777216, 64 MiB of float32)")
+        sp.add_argument("--workers", type=int, default=None,
+                        help="a folder of Parquet files is streamed: data-loader processes "
+                             "reading it (default 0: the main process reads)")
         if features:
             sp.add_argument("--features", default=None,
                             help="comma-separated feature columns (default: other numeric)")
@@ -87,13 +93,17 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", parents=[common],
                        help="train a model on a data file (or a file of texts)")
-    t.add_argument("data", help="Parquet, CSV, NPZ or .ts file, or .txt (one text per line)")
+    t.add_argument("data", help="Parquet, CSV, NPZ or .ts file, .txt (one text per line), or "
+                                "a folder of Parquet files (streamed: read a window at a time)")
     t.add_argument("--out", required=True, help="model directory to write")
     data_args(t)
     t.add_argument("--config", default=None, help="YAML (or JSON) file of settings")
     t.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint in OUT (one is written after "
                    "every epoch); the result equals an uninterrupted run")
+    t.add_argument("--checkpoint-every", type=int, default=None,
+                   help="also checkpoint every N optimizer steps inside an epoch (default: "
+                        "0, or 200 when streaming a folder)")
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--max-time", type=float, default=None, help="training budget, seconds")
     t.add_argument("--latent-dim", type=int, default=None)
@@ -125,8 +135,10 @@ def _parser() -> argparse.ArgumentParser:
     ]:
         sp = sub.add_parser(name, parents=[common], help=helptext)
         sp.add_argument("model", help="model directory from `seqae train`")
-        sp.add_argument("data", help="Parquet, CSV, NPZ, .ts or .txt file")
-        sp.add_argument("--out", required=True, help="output .parquet (default), .csv or .npy")
+        sp.add_argument("data", help="Parquet, CSV, NPZ, .ts or .txt file, or a folder of "
+                                     "Parquet files")
+        sp.add_argument("--out", required=True, help="output .parquet (default), .csv or .npy "
+                                                     "(a folder's results stream to .parquet)")
         data_args(sp, features=False)
         if name == "score":
             sp.add_argument("--contamination", type=float, default=None,
@@ -277,6 +289,20 @@ def _read_data(path: str, data_cfg: dict[str, Any]):
     time_col = data_cfg.get("time_col")
     features = data_cfg.get("features")
     label_col = data_cfg.get("label_col")
+    if p.is_dir():  # streamed, a window at a time (seqae.stream)
+        from .stream import DEFAULT_WINDOW, ParquetSource
+
+        if label_col is not None and data_cfg.get("label_optional"):
+            import pyarrow.parquet as pq
+
+            files = sorted(p.glob("*.parquet")) + sorted(p.glob("*.pq"))
+            if files and label_col not in pq.ParquetFile(files[0]).schema_arrow.names:
+                label_col = None
+        source = ParquetSource(p, id_col=id_col, time_col=time_col, features=features,
+                               label_col=label_col,
+                               window=data_cfg.get("window") or DEFAULT_WINDOW,
+                               workers=data_cfg.get("workers") or 0)
+        return source, None, None
     if p.suffix.lower() == ".npz":
         from .io import read_sequences
 
@@ -335,7 +361,7 @@ def _read_data(path: str, data_cfg: dict[str, Any]):
 
 # ---------------------------------------------------------------------------- commands
 def _fit(seqs, params: dict[str, Any], quiet: bool, out: Path | None = None,
-         resume: bool = False):
+         resume: bool = False, checkpoint_every: int | None = None):
     from .estimator import SequenceAutoencoder
 
     ae = SequenceAutoencoder(**{"verbose": 0 if quiet else 1, **params})
@@ -347,7 +373,8 @@ def _fit(seqs, params: dict[str, Any], quiet: bool, out: Path | None = None,
         if out is None:
             return ae.fit(seqs)
         # after every epoch OUT holds a loadable model and a resumable checkpoint
-        return ae.fit(seqs, checkpoint_dir=out, resume=resume)
+        return ae.fit(seqs, checkpoint_dir=out, resume=resume,
+                      checkpoint_every=checkpoint_every)
     finally:
         log.setLevel(level)
 
@@ -389,7 +416,8 @@ def cmd_train(args) -> int:
     quiet = args.quiet or not ctx.main
     if not ctx.main:
         log.setLevel(logging.WARNING)
-    ae = _on_texts(lambda d: _fit(d, params, quiet, out, args.resume), seqs)
+    ae = _on_texts(lambda d: _fit(d, params, quiet, out, args.resume, args.checkpoint_every),
+                   seqs)
     if not ctx.main:
         ctx.barrier()  # rank 0 has written the model
         return 0
@@ -451,6 +479,18 @@ def _data_for_model(args, ae, data_cfg):
     return seqs, times, labels, cfg
 
 
+def _streamed(data, out: str) -> bool:
+    """Whether ``data`` is a folder source, whose results stream to a Parquet file."""
+    from .stream import ParquetSource
+
+    if not isinstance(data, ParquetSource):
+        return False
+    if Path(out).suffix.lower() not in (".parquet", ".pq"):
+        raise UsageError(f"{out}: results for a folder of Parquet files stream to a .parquet "
+                         "file, one row group per window")
+    return True
+
+
 def _id_column(seqs):
     import numpy as np
 
@@ -464,6 +504,12 @@ def cmd_encode(args) -> int:
 
     ae, data_cfg = _load(args.model)
     seqs, _, labels, cfg = _data_for_model(args, ae, data_cfg)
+    if _streamed(seqs, args.out):
+        from .stream import write_outputs
+
+        write_outputs(ae, seqs, args.out, "encode")
+        log.info("wrote %d embeddings of size %d to %s", len(seqs), ae.latent_dim_, args.out)
+        return 0
     Z = _on_texts(ae.encode, seqs)
     cols = {cfg.get("id_col") or "id": _id_column(seqs)}
     if labels is not None:
@@ -480,6 +526,12 @@ def cmd_reconstruct(args) -> int:
 
     ae, data_cfg = _load(args.model)
     seqs, times, _, cfg = _data_for_model(args, ae, data_cfg)
+    from .stream import ParquetSource
+
+    if isinstance(seqs, ParquetSource):  # reconstructions are as large as the data
+        from .data import Sequences
+
+        seqs = Sequences.concat([w for w, _ in seqs.windows()])
     rec = _on_texts(ae.reconstruct, seqs)
     if isinstance(seqs, _Texts):
         import pyarrow as pa
@@ -509,6 +561,16 @@ def cmd_score(args) -> int:
     seqs, _, labels, cfg = _data_for_model(args, ae, data_cfg)
     threshold = ae.threshold_ if args.contamination is None else ae.threshold_for(
         args.contamination)
+    if _streamed(seqs, args.out):
+        import pyarrow.parquet as pq
+
+        from .stream import write_outputs
+
+        write_outputs(ae, seqs, args.out, "score", threshold)
+        flagged = pq.read_table(args.out, columns=["anomaly"]).column(0)
+        log.info("scored %d sequences; %d above the threshold %.4g; written to %s", len(seqs),
+                 flagged.to_numpy().sum(), threshold, args.out)
+        return 0
     scores = _on_texts(ae.score, seqs)
     lengths = _lengths(seqs)
     cols = {cfg.get("id_col") or "id": _id_column(seqs), "length": lengths,

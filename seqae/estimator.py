@@ -25,6 +25,7 @@ from .nn.encoders import conv_depth_for
 from .nn.model import AutoencoderNet, ModelConfig
 from .progress import Progress
 from .scaling import Scaler
+from .stream import ParquetSource, StreamData
 from .train import Callback, DeviceData, TrainConfig, resolve_device, train
 from .vocab import UNK, CharVocab
 
@@ -48,6 +49,10 @@ PATCH_LENGTH = 512
 
 
 MAX_LEN_POLICIES = ("refuse", "truncate", "window")
+# fit on a ParquetSource: checkpoint every this many optimizer steps (with a
+# checkpoint_dir), and fit the length head on the latents of this many sequences
+STREAM_CHECKPOINT_EVERY = 200
+LENGTH_HEAD_SAMPLE = 100_000
 
 
 def _limit_lengths(X: Sequences, max_len: int | None,
@@ -457,11 +462,13 @@ class SequenceAutoencoder(_Params):
         callbacks: list[Callback] | None = None,
         checkpoint_dir: str | Path | None = None,
         resume: bool = False,
+        checkpoint_every: int | None = None,
     ) -> SequenceAutoencoder:
         """Train on ``X``; returns ``self``.
 
         Args:
-            X: training sequences (continuous).
+            X: training sequences (continuous or tokens, or texts), or a
+                `seqae.stream.ParquetSource` to stream from files larger than memory.
             y: ignored (sklearn compatibility).
             validation: optional validation sequences for early stopping; without them,
                 ``validation_fraction`` of ``X`` is held out at random.
@@ -473,9 +480,16 @@ class SequenceAutoencoder(_Params):
                 (none: start afresh). The result equals an uninterrupted run with the
                 same seed (without ``max_time``, which stops on the clock); other data
                 or settings are refused, naming what differs.
+            checkpoint_every: with ``checkpoint_dir``, also checkpoint every this many
+                optimizer steps inside an epoch, so that a resume continues mid-epoch
+                (default: 0 for data in memory, `STREAM_CHECKPOINT_EVERY` for a source).
         """
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
+        if isinstance(X, ParquetSource):
+            return self._fit_stream(X, validation, callbacks, checkpoint_dir, resume,
+                                    STREAM_CHECKPOINT_EVERY if checkpoint_every is None
+                                    else checkpoint_every)
         self.vocab_ = CharVocab.from_texts(cast(list, X)) if _is_texts(X) else None
         X = self._limit(self._sequences(X))[0]
         if validation is not None:
@@ -483,7 +497,6 @@ class SequenceAutoencoder(_Params):
         get_loss(self.loss)  # validate the name before any work
         scaler = Scaler(self.normalize)  # validates the mode before any work
         progress = Progress(self.verbose, self.max_epochs, self.max_time)  # validates it
-        ctx = context()  # under torchrun: this process's rank (rank 0 alone writes, shows)
         device = resolve_device(self.device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
@@ -522,26 +535,8 @@ class SequenceAutoencoder(_Params):
             self.module_ = AutoencoderNet(self.model_config_).to(device)
             train_data = DeviceData(self._scale(train_seqs)[0], device)
             val_data = None if val_seqs is None else DeviceData(self._scale(val_seqs)[0], device)
-            checkpointer = None
-            extra: list[Callback] = []
-            if checkpoint_dir is not None:
-                from .checkpoint import Checkpointer
-
-                checkpointer = Checkpointer(checkpoint_dir, self._fingerprint(X, validation))
-                if ctx.main:
-                    extra.append(_PartialModel(self, Path(checkpoint_dir)))
-            if ctx.main:
-                extra.append(progress)
-            self.history_ = train(
-                self.module_,
-                get_loss(self.loss),
-                train_data,
-                self._train_config(),
-                val_data,
-                [*(callbacks or []), *extra],
-                checkpointer=checkpointer,
-                resume=resume,
-            )
+            self._train(train_data, val_data, self._fingerprint(X, validation), callbacks,
+                        checkpoint_dir, resume, checkpoint_every or 0, progress)
         # One inference pass over the training data gives both the latents for the
         # length head (for decode without lengths: a least-squares fit of log length on
         # the final latents, exact) and the training scores (for the threshold).
@@ -562,6 +557,110 @@ class SequenceAutoencoder(_Params):
         params = {k: v for k, v in self.get_params().items() if k not in ("verbose", "device")}
         return {"data_sha256": digest.hexdigest(), "sequences": len(X),
                 "validation": None if validation is None else len(validation), **params}
+
+    def _train(self, train_data, val_data, fingerprint: dict[str, Any],
+               callbacks: list[Callback] | None, checkpoint_dir: str | Path | None,
+               resume: bool, checkpoint_every: int, progress: Progress) -> None:
+        """Run `seqae.train.train` on prepared data, with the checkpointer, the model
+        written along the way and the progress display (rank 0 alone writes and shows)."""
+        ctx = context()
+        checkpointer = None
+        extra: list[Callback] = []
+        if checkpoint_dir is not None:
+            from .checkpoint import Checkpointer
+
+            checkpointer = Checkpointer(checkpoint_dir, fingerprint)
+            if ctx.main:
+                extra.append(_PartialModel(self, Path(checkpoint_dir)))
+        if ctx.main:
+            extra.append(progress)
+        config = self._train_config()
+        config.checkpoint_every = checkpoint_every
+        self.history_ = train(self.module_, get_loss(self.loss), train_data, config, val_data,
+                              [*(callbacks or []), *extra], checkpointer=checkpointer,
+                              resume=resume)
+
+    def _fit_stream(self, source: ParquetSource, validation: Any, callbacks: list[Callback] | None,
+                    checkpoint_dir: str | Path | None, resume: bool,
+                    checkpoint_every: int) -> SequenceAutoencoder:
+        """`fit` on a `seqae.stream.ParquetSource`: the data are read window by window
+        (see `seqae.stream`); the validation share is made of whole chunks."""
+        if self.max_len is not None:  # the index knows every length: refuse before work
+            if self.max_len_policy != "refuse":
+                raise ValueError(f"max_len_policy={self.max_len_policy!r} applies to data in "
+                                 "memory; a ParquetSource is read as it is (cut long "
+                                 "sequences when writing the files, or set max_len=None)")
+            for chunk in source.index():
+                if int(chunk.lengths.max()) > self.max_len:
+                    i = int(np.argmax(chunk.lengths > self.max_len))
+                    raise SequenceDataError(
+                        f"{source._where(chunk)}: sequence {chunk.ids[i]!r} has "
+                        f"{int(chunk.lengths[i])} steps, more than max_len={self.max_len}: "
+                        "raise max_len (or None) to train on it", seq_id=chunk.ids[i])
+        if validation is not None and not isinstance(validation, ParquetSource):
+            raise TypeError("with a ParquetSource, validation must be a ParquetSource too, "
+                            f"not {type(validation).__name__}")
+        get_loss(self.loss)
+        scaler = Scaler(self.normalize)
+        progress = Progress(self.verbose, self.max_epochs, self.max_time)
+        device = resolve_device(self.device)
+        chunks = source.index()
+        self.vocab_ = None
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.seed)
+            rng = np.random.default_rng(self.seed)
+            train_ids, val_ids = list(range(len(chunks))), []
+            if validation is not None:
+                validation.index()
+                if validation.n_features != source.n_features:
+                    raise SequenceDataError(f"validation data ({validation!r}) do not match "
+                                            f"the training data ({source!r})")
+                val_ids = list(range(len(validation.index())))
+            elif (n_val := self._n_validation(len(source))) and len(chunks) >= 2:
+                held = 0  # whole chunks, at random, until they hold n_val sequences
+                for c in rng.permutation(len(chunks))[:-1].tolist():
+                    val_ids.append(c)
+                    held += len(chunks[c].lengths)
+                    if held >= n_val:
+                        break
+                train_ids = [c for c in train_ids if c not in set(val_ids)]
+            self.n_features_in_ = source.n_features
+            self.feature_names_in_ = list(source.features)
+            self.vocab_size_ = 0
+            mean, std, seq_std = source.stats(train_ids)
+            self.scaler_ = scaler.fit_stats(mean, std, seq_std)
+            lengths = np.concatenate([chunks[c].lengths for c in train_ids])
+            self.max_length_ = int(source.lengths.max())
+            self.model_config_ = self._model_config(source.n_features, self.max_length_,
+                                                    self._recipe(lengths))
+            self.module_ = AutoencoderNet(self.model_config_).to(device)
+            train_data = StreamData(source, train_ids, self.scaler_, device)
+            val_data = None
+            if val_ids:
+                val_data = StreamData(validation or source, val_ids, self.scaler_, device)
+            params = {k: v for k, v in self.get_params().items() if k not in ("verbose", "device")}
+            fingerprint = {"data": source.signature(), "validation": None if validation is None
+                           else validation.signature(), "held_out_chunks": val_ids, **params}
+            self._train(train_data, val_data, fingerprint, callbacks, checkpoint_dir, resume,
+                        checkpoint_every, progress)
+        # one pass over the training chunks: every training score (the threshold), and
+        # the latents of the first LENGTH_HEAD_SAMPLE sequences (the length head)
+        scores: list[np.ndarray] = []
+        latents: list[np.ndarray] = []
+        lens: list[np.ndarray] = []
+        for seqs, _ in source.windows(train_ids):
+            keep = sum(len(z) for z in latents) < LENGTH_HEAD_SAMPLE
+            Z, sc = self._encode_score(seqs, latents=keep, scores=True)
+            scores.append(sc)
+            if Z is not None:
+                latents.append(Z)
+                lens.append(seqs.lengths)
+        self.train_scores_ = np.concatenate(scores)
+        self.module_.length_head.fit_least_squares(
+            torch.as_tensor(np.concatenate(latents), device=device),
+            torch.as_tensor(np.concatenate(lens), device=device))
+        self.threshold_ = self.threshold_for(self.contamination)
+        return self
 
     def _n_validation(self, n: int) -> int:
         """How many of ``n`` training sequences to hold out for early stopping."""
@@ -668,8 +767,11 @@ class SequenceAutoencoder(_Params):
         """``X`` under the ``max_len`` policy: ``(X', owner)`` (see `_limit_lengths`)."""
         return _limit_lengths(X, self.max_len, self.max_len_policy)
 
-    def encode(self, X: Sequences | list) -> np.ndarray:
-        """``(N, latent_dim)`` embeddings, in the input's order."""
+    def encode(self, X: Sequences | list | ParquetSource) -> np.ndarray:
+        """``(N, latent_dim)`` embeddings, in the input's order (a `ParquetSource`'s
+        index order; `seqae.stream.write_outputs` streams them to a file instead)."""
+        if isinstance(X, ParquetSource):
+            return np.concatenate([self.encode(seqs) for seqs, _ in X.windows()])
         X = self._sequences(X)
         Xw, owner = self._limit(X)
         Z = self._encode_score(Xw, latents=True)[0]
@@ -739,12 +841,14 @@ class SequenceAutoencoder(_Params):
             return self.vocab_.decode(rec)
         return rec
 
-    def score(self, X: Sequences | list) -> np.ndarray:
+    def score(self, X: Sequences | list | ParquetSource) -> np.ndarray:
         """``(N,)`` anomaly scores, higher = more anomalous. Continuous data: mean squared
         error of `reconstruct` over each sequence's valid steps and features, in the
         input's units (when the scaler standardises each sequence, in each sequence's
         standardised units: see `seqae.scaling.Scaler.score_scale`). Tokens: mean
         cross-entropy per valid token (and the EOS)."""
+        if isinstance(X, ParquetSource):
+            return np.concatenate([self.score(seqs) for seqs, _ in X.windows()])
         X = self._sequences(X)
         Xw, owner = self._limit(X)
         scores = self._encode_score(Xw, scores=True)[1]

@@ -29,12 +29,11 @@ MODES = ("auto", "global", "sequence", "none")
 AUTO_SPREAD = 100.0  # two orders of magnitude between quiet and loud sequences
 
 
-def _spread(seqs: Sequences) -> float:
+def _spread(std: np.ndarray) -> float:
     """Largest ratio, over features, of the 90th to the 10th percentile of the
-    per-sequence stds (1 for fewer than 2 sequences)."""
-    if len(seqs) < 2:
+    per-sequence stds ``(N, F)`` (1 for fewer than 2 sequences)."""
+    if len(std) < 2:
         return 1.0
-    _, std = seqs.sequence_stats()  # (N, F); a flat sequence counts as std 1
     lo, hi = np.percentile(std.astype(np.float64), [10, 90], axis=0)  # (F,) each
     return float(np.max(hi / np.maximum(lo, 1e-30)))
 
@@ -73,16 +72,24 @@ class Scaler:
         """Resolve the mode and learn the global statistics from ``seqs``."""
         if seqs.is_tokens:
             raise TypeError("token sequences are not scaled")
-        self.spread_ = _spread(seqs)
+        mean, std = seqs.feature_stats()
+        return self.fit_stats(mean, std, seqs.sequence_stats()[1])
+
+    def fit_stats(self, mean: np.ndarray, std: np.ndarray, sequence_std: np.ndarray) -> Scaler:
+        """`fit` from statistics gathered elsewhere (a streaming pass over files:
+        `seqae.stream.ParquetSource.index`): each feature's ``mean`` and ``std`` over all
+        valid steps, and every sequence's per-feature std, ``(N, F)``."""
+        self.spread_ = _spread(np.asarray(sequence_std))
         mode = self.mode
         if mode == "auto":
             mode = "sequence" if self.spread_ > AUTO_SPREAD else "global"
         self.mode_ = mode
         if mode == "global":
-            self.mean_, self.std_ = seqs.feature_stats()
+            self.mean_ = np.asarray(mean, np.float32)
+            self.std_ = np.asarray(std, np.float32)
         else:
-            self.mean_ = np.zeros(seqs.n_features, np.float32)
-            self.std_ = np.ones(seqs.n_features, np.float32)
+            self.mean_ = np.zeros(len(mean), np.float32)
+            self.std_ = np.ones(len(mean), np.float32)
         return self
 
     def transform(self, seqs: Sequences) -> tuple[Sequences, tuple[np.ndarray, np.ndarray]]:

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from .distributed import Context, batch_seed, context
 if TYPE_CHECKING:
     from .checkpoint import Checkpointer
     from .nn.model import AutoencoderNet
+    from .stream import StreamData
 
 __all__ = ["TrainConfig", "Callback", "DeviceData", "train", "best_epoch", "resolve_device"]
 
@@ -61,6 +63,10 @@ class TrainConfig:
             3`` epochs without improvement; ``"budget"``: it follows a cosine from ``lr``
             down to 5 % of it over the budget (the share of ``max_time`` spent, or of
             ``max_epochs`` done, whichever is further), step by step.
+        checkpoint_every: with a checkpointer, also write a checkpoint every this many
+            optimizer steps inside an epoch (default 0: at the end of epochs only); a
+            resume continues from the step reached, with the result of an uninterrupted
+            run (data streamed from files make long epochs: `seqae.stream`).
     """
 
     max_epochs: int = 100
@@ -74,6 +80,7 @@ class TrainConfig:
     seed: int = 0
     accumulate: int = 1
     schedule: str = "plateau"
+    checkpoint_every: int = 0
 
 
 class Callback:
@@ -104,7 +111,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 class DeviceData:
     """A `Sequences` held on a device as flat values (+ one zero row) and offsets
-    (already standardised: see `seqae.scaling.Scaler`)."""
+    (already standardised: see `seqae.scaling.Scaler`).
+
+    `train` reads its data through `plan`, `eval_plan`, `owner`, `elements`, `steps`
+    and `iterate`; `seqae.stream.StreamData` offers the same for data read from files."""
 
     def __init__(self, seqs: Sequences, device: torch.device):
         values = torch.as_tensor(np.ascontiguousarray(seqs.values))
@@ -113,6 +123,7 @@ class DeviceData:
         self.offsets = torch.as_tensor(seqs.offsets).to(device)
         self.lengths = seqs.lengths
         self.device = device
+        self._sampler: LengthBucketSampler | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -120,13 +131,38 @@ class DeviceData:
     def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return collate(self.values, self.offsets, torch.as_tensor(idx, device=self.device))
 
-    def elements(self, idx: np.ndarray) -> int:
+    def plan(self, epoch: int, batch_size: int, policy: str, seed: int,
+             group: int) -> tuple[list[list[Any]], int]:
+        """``(steps, passes)``: the epoch's optimizer steps, each the next ``group``
+        batches of `LengthBucketSampler` (see `_plan`)."""
+        if self._sampler is None:
+            self._sampler = LengthBucketSampler(self.lengths, batch_size, policy=policy,
+                                                seed=seed, group=group)
+        passes = max(1, math.ceil(MIN_EPOCH_STEPS * group / max(1, len(self._sampler))))
+        return _plan(self._sampler, epoch, passes, group), passes
+
+    def eval_plan(self, batch_size: int, policy: str) -> list[Any]:
+        return sorted_batches(self.lengths, batch_size, policy)
+
+    def owner(self, batch: Any, pos: int, world: int) -> int:
+        """The rank that evaluates the batch at ``pos`` of `eval_plan`."""
+        return pos % world
+
+    def elements(self, idx: Any) -> int:
         """Valid elements of the batch ``idx`` in the loss: values of continuous data,
         tokens plus each row's end of sequence for tokens."""
+        if idx is None:
+            return 0
         steps = int(self.lengths[idx].sum())
         if self.values.dim() == 1:
             return steps + len(idx)
         return steps * int(self.values.shape[-1])
+
+    def steps(self, idx: Any) -> int:
+        return 0 if idx is None else int(self.lengths[idx].sum())
+
+    def iterate(self, batches: list) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return (self.batch(idx) for idx in batches if idx is not None)
 
 
 def _policy(batching: str) -> str:
@@ -167,7 +203,7 @@ def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 @torch.no_grad()
 def evaluate(
-    model: AutoencoderNet, data: DeviceData, loss_fn, batch_size: int, policy: str,
+    model: AutoencoderNet, data: DeviceData | StreamData, loss_fn, batch_size: int, policy: str,
     ctx: Context | None = None,
 ) -> float:
     """Masked loss over every valid element of ``data`` (not a mean of batch means).
@@ -179,11 +215,11 @@ def evaluate(
     ctx = ctx or Context()
     model.eval()
     sums = torch.zeros(2, dtype=torch.float64)
-    batches = sorted_batches(data.lengths, batch_size, policy)
+    batches = data.eval_plan(batch_size, policy)
+    mine = [pos for pos, b in enumerate(batches) if data.owner(b, pos, ctx.world) == ctx.rank]
     with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
-        for pos in range(ctx.rank, len(batches), ctx.world):
+        for pos, (x, lens) in zip(mine, data.iterate([batches[p] for p in mine]), strict=True):
             torch.manual_seed(pos)
-            x, lens = data.batch(batches[pos])
             loss, _, n = model.loss(x, lens, loss_fn, reduction="sum")
             sums[0] += float(loss)
             sums[1] += n
@@ -205,9 +241,9 @@ def _plan(sampler: LengthBucketSampler, epoch: int, passes: int, group: int):
 def train(
     model: AutoencoderNet,
     loss_fn,
-    train_data: DeviceData,
+    train_data: DeviceData | StreamData,
     config: TrainConfig,
-    val_data: DeviceData | None = None,
+    val_data: DeviceData | StreamData | None = None,
     callbacks: list[Callback] | None = None,
     checkpointer: Checkpointer | None = None,
     resume: bool = False,
@@ -238,21 +274,17 @@ def train(
         opt, factor=0.5, patience=max(1, config.patience // 3)
     )
     group = ctx.world * config.accumulate  # batches of the plan per optimizer step
-    sampler = LengthBucketSampler(
-        train_data.lengths, config.batch_size, policy=policy, seed=config.seed, group=group
-    )
     ctx.agree("data or settings", {
         "lengths": hashlib.sha256(np.ascontiguousarray(train_data.lengths).tobytes()).hexdigest(),
         "validation": None if val_data is None else hashlib.sha256(
             np.ascontiguousarray(val_data.lengths).tobytes()).hexdigest(),
         "config": {k: v for k, v in vars(config).items() if k != "max_time"},
         "parameters": [list(p.shape) for p in params]})
-    passes = max(1, math.ceil(MIN_EPOCH_STEPS * group / max(1, len(sampler))))
     for cb in callbacks:
         cb.on_train_begin(model, config)
     history: list[dict[str, Any]] = []
     best, best_state, bad_epochs = math.inf, None, 0
-    first, spent = 1, 0.0
+    first, spent, position = 1, 0.0, None
     if checkpointer is not None:
         checkpointer.world_size = ctx.world
     if checkpointer is not None and not resume and ctx.main:
@@ -265,8 +297,11 @@ def train(
             best, bad_epochs = float(saved["best"]), int(saved["bad_epochs"])
             best_state = saved["best_state"]
             first = int(saved["epoch"]) + 1
-            spent = float(history[-1]["time"]) if history else 0.0
-            log.info("resumed from %s (epoch %d)", saved["folder"], first - 1)
+            position = saved.get("position")  # written in the middle of epoch `first`
+            spent = float(position["time"] if position else
+                          history[-1]["time"] if history else 0.0)
+            log.info("resumed from %s (epoch %d%s)", saved["folder"], first - 1,
+                     f" and {position['step']} steps" if position else "")
             if saved.get("stopped"):  # the run had finished: nothing left to do
                 first = config.max_epochs + 1
             kept = best_epoch(history)
@@ -274,18 +309,31 @@ def train(
                 for cb in callbacks:                          # best, as if run through
                     cb.on_best(int(kept["epoch"]), best_state)
     start = time.perf_counter() - spent
+    every = config.checkpoint_every if checkpointer is not None else 0
     for epoch in range(first, config.max_epochs + 1):
         model.train()
         total, count, steps, optimizer_steps = 0.0, 0, 0, 0
         bad_step = None
-        plan = _plan(sampler, epoch, passes, group)  # the same on every rank
-        for step, batches in enumerate(plan, 1):
+        # the same plan on every rank
+        plan, passes = train_data.plan(epoch, config.batch_size, policy, config.seed, group)
+        skip = 0
+        if position is not None:  # resume in the middle of this epoch
+            skip = int(position["step"])
+            total, count = float(position["total"]), int(position["count"])
+            steps, optimizer_steps = int(position["steps"]), int(position["optimizer_steps"])
+            position = None
+        mine = [batches[j] for batches in plan[skip:]
+                for j in range(ctx.rank, len(batches), ctx.world)]
+        data = train_data.iterate(mine)  # reads (streams) in the order used
+        for step, batches in enumerate(plan[skip:], skip + 1):
             n_all = sum(train_data.elements(idx) for idx in batches)
             opt.zero_grad(set_to_none=True)
             local = 0.0
             for j in range(ctx.rank, len(batches), ctx.world):
+                if batches[j] is None:  # a streamed lane that has run out
+                    continue
                 torch.manual_seed(batch_seed(config.seed, epoch, step * group + j))
-                x, lens = train_data.batch(batches[j])  # (B, T, F) or (B, T) tokens, (B,)
+                x, lens = next(data)  # (B, T, F) or (B, T) tokens, (B,)
                 loss, _, _ = model.loss(x, lens, loss_fn, reduction="sum")
                 local += float(loss.detach())
                 if math.isfinite(local):
@@ -310,9 +358,17 @@ def train(
             optimizer_steps += 1
             total += float(shared[0])
             count += n_all
-            steps += sum(int(train_data.lengths[idx].sum()) for idx in batches)
+            steps += sum(train_data.steps(idx) for idx in batches)
             if shared[1] > 0:
                 break  # the budget is spent (on some rank): finish this epoch early
+            if every and step % every == 0 and step < len(plan) and ctx.main:
+                assert checkpointer is not None
+                checkpointer.save(epoch - 1, model, opt, sched, best_state, {
+                    "history": history, "best": best, "bad_epochs": bad_epochs,
+                    "stopped": False, "position": {
+                        "step": step, "total": total, "count": count, "steps": steps,
+                        "optimizer_steps": optimizer_steps,
+                        "time": time.perf_counter() - start}}, step=step)
         record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1),
                                   "steps": steps, "passes": passes,
                                   "optimizer_steps": optimizer_steps}

@@ -1,0 +1,511 @@
+"""Data larger than memory: a folder of Parquet files read a few row groups at a time.
+
+`ParquetSource` names the files and how to read them (long tables, one row per step, or
+one row per sequence with list columns). Nothing is read when it is made; the first use
+makes one streaming pass (`ParquetSource.index`) that keeps, per *chunk* (the row groups
+of one file that no sequence crosses), the sequences' ids and lengths, plus the
+normalisation statistics: every feature's mean and std over all valid steps (exact,
+combined chunk by chunk in float64) and every sequence's std (for ``normalize="auto"``).
+
+Training on it (`StreamData`, used by `seqae.SequenceAutoencoder.fit`):
+
+- each epoch the chunks are shuffled from (seed, epoch) and packed, in that order, into
+  *windows* of at most ``window`` values (a chunk larger than that is a window alone);
+  a window is the most the process holds at once, per lane (below);
+- within a window the sequences are sorted by length (ties at random) and cut into
+  batches, whose order is shuffled: bucketing by length inside a bounded window;
+- an optimizer step takes ``world_size x accumulate`` batches, one from each *lane*;
+  the windows are dealt to the lanes (each to the lane with the fewest batches so far),
+  and rank r computes lanes r, r + world_size, ... So every rank reads only its own
+  windows' row groups, the plan is the same on every rank (it follows from the index:
+  no communication), and one process with ``accumulate=K`` computes exactly the steps
+  of K processes. A lane that has run out contributes nothing to the last steps;
+- windows are read in the order they are first needed, by ``workers`` data-loader
+  processes (window k by worker k mod workers, so the order never depends on timing) or,
+  with ``workers=0``, by the training process itself;
+- a checkpoint written in the middle of an epoch records the step reached; ``resume``
+  recomputes the epoch's plan and reads only the windows still needed.
+
+`write_outputs` streams `encode` or `score` results to a Parquet file, one row group per
+window.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .batching import collate, sorted_batches
+from .data import Sequences, _as_float32_stats, list_columns, numeric_columns
+from .errors import SequenceDataError
+from .io import DataFileError, _umask
+
+__all__ = ["ParquetSource", "StreamData", "DEFAULT_WINDOW", "write_outputs"]
+
+DEFAULT_WINDOW = 1 << 24  # values per window: 64 MiB of float32
+# an epoch makes enough passes for this many optimizer steps (as `seqae.train` does)
+_MIN_EPOCH_STEPS = 32
+
+
+@dataclass
+class Chunk:
+    """Row groups ``row_groups`` of file ``file`` (no sequence crosses their edges)."""
+
+    file: int
+    row_groups: list[int]
+    ids: np.ndarray  # sequence ids, in the order the chunk yields them
+    lengths: np.ndarray
+    mean: np.ndarray  # (F,) mean over the chunk's valid steps (float64)
+    m2: np.ndarray  # (F,) sum of squared deviations from it (float64)
+    seq_std: np.ndarray  # (N, F) each sequence's std (as `Sequences.sequence_stats`)
+
+
+class ParquetSource:
+    """A folder of Parquet files (or one file), read row group by row group.
+
+    Args:
+        path: a folder (every ``*.parquet``/``*.pq`` file in it, sorted by name) or a file.
+        id_col: the sequence id column (default ``"id"``).
+        time_col: optional column ordering the rows of each sequence (long tables).
+        features: feature columns; default every numeric column other than the id, time
+            and label columns and ``exclude`` (long tables) or every list column.
+        exclude: columns that are not features.
+        label_col: optional column carried to `write_outputs` (a sequence's first row).
+        window: most values a training window holds (default `DEFAULT_WINDOW`).
+        workers: data-loader processes reading windows (default 0: the training process
+            reads them itself).
+
+    A long table's sequence must sit in consecutive rows of one file (it may cross row
+    groups: those are read together); the same id in two places is an error naming both.
+    """
+
+    def __init__(self, path: str | os.PathLike, id_col: str = "id", time_col: str | None = None,
+                 features: Sequence[str] | None = None, exclude: Sequence[str] = (),
+                 label_col: str | None = None, window: int = DEFAULT_WINDOW, workers: int = 0):
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        if self.path.is_dir():
+            self.files = sorted(p for p in self.path.iterdir()
+                                if p.suffix.lower() in (".parquet", ".pq") and p.is_file())
+            if not self.files:
+                raise DataFileError(f"{self.path}: no .parquet files in this folder")
+        elif self.path.is_file():
+            self.files = [self.path]
+        else:
+            raise DataFileError(f"{self.path}: no such file or folder")
+        if window < 1 or workers < 0:
+            raise ValueError(f"window must be >= 1 and workers >= 0, got {window}, {workers}")
+        self.id_col, self.time_col, self.label_col = id_col, time_col, label_col
+        self.window, self.workers = int(window), int(workers)
+        schemas = []
+        for f in self.files:
+            try:
+                schemas.append(pq.ParquetFile(f).schema_arrow)
+            except Exception as e:  # pyarrow raises several types for a bad file
+                raise DataFileError(f"{f}: cannot read it as Parquet: {e}") from None
+        first = schemas[0]
+        names = first.names
+        for what, col in (("id", id_col), ("time", time_col), ("label", label_col)):
+            if col is not None and col not in names:
+                raise DataFileError(f"{self.files[0]}: no {what} column {col!r}; its columns "
+                                    f"are {names}")
+        empty = first.empty_table()
+        self.lists = bool(list_columns(empty))
+        if features is None:
+            if self.lists:
+                features = list_columns(empty)
+            else:
+                features = numeric_columns(empty, exclude=(id_col, time_col, label_col,
+                                                           *exclude),
+                                           where=f"{self.files[0]}, ")
+            if not features:
+                raise DataFileError(f"{self.files[0]}: no numeric feature columns in {names}")
+        for c in features:
+            if c not in names:
+                raise DataFileError(f"{self.files[0]}: no feature column {c!r}; its columns "
+                                    f"are {names}")
+        self.features = list(features)
+        self.columns = [c for c in dict.fromkeys(
+            [id_col, time_col, label_col, *self.features]) if c is not None]
+        for f, s in zip(self.files[1:], schemas[1:], strict=True):
+            for c in self.columns:
+                if c not in s.names:
+                    raise DataFileError(f"{f}: no column {c!r} (the first file "
+                                        f"{self.files[0].name} has it); its columns are {s.names}")
+                if s.field(c).type != first.field(c).type:
+                    raise DataFileError(f"{f}: column {c!r} is {s.field(c).type}, but "
+                                        f"{first.field(c).type} in {self.files[0].name}")
+        self._chunks: list[Chunk] | None = None
+
+    def __repr__(self) -> str:
+        return (f"ParquetSource({str(self.path)!r}, {len(self.files)} files, "
+                f"features={self.features if len(self.features) <= 4 else len(self.features)})")
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.features
+
+    # ------------------------------------------------------------------ reading
+    def _where(self, chunk: Chunk | tuple[int, list[int]]) -> str:
+        file, groups = (chunk.file, chunk.row_groups) if isinstance(chunk, Chunk) else chunk
+        rg = f"row group {groups[0]}" if len(groups) == 1 else \
+            f"row groups {groups[0]}-{groups[-1]}"
+        return f"{self.files[file]}, {rg}"
+
+    def read(self, file: int, row_groups: list[int]) -> tuple[Sequences, np.ndarray | None]:
+        """The sequences of ``row_groups`` of file ``file`` (and their labels, with a
+        ``label_col``): the unit every reader here works with."""
+        import pyarrow.parquet as pq
+
+        where = self._where((file, row_groups))
+        try:
+            table = pq.ParquetFile(self.files[file]).read_row_groups(row_groups,
+                                                                     columns=self.columns)
+        except Exception as e:
+            raise DataFileError(f"{where}: cannot read it: {e}") from None
+        try:
+            if self.lists:
+                from .io import _from_list_columns
+
+                seqs = _from_list_columns(Path(where), table, self.id_col, self.features)
+                labels = None if self.label_col is None else \
+                    table.column(self.label_col).to_numpy(zero_copy_only=False)
+                return seqs, labels
+            seqs = Sequences.from_table(table, id=self.id_col, time=self.time_col,
+                                        features=self.features)
+        except SequenceDataError as e:
+            raise DataFileError(f"{where}: {e}") from None
+        labels = None
+        if self.label_col is not None:
+            import pyarrow.compute as pc
+
+            codes = pc.dictionary_encode(table.column(self.id_col)).combine_chunks()
+            codes = codes.indices.to_numpy(zero_copy_only=False)
+            first = np.full(len(seqs), -1, dtype=np.int64)
+            first[codes[::-1]] = np.arange(len(codes))[::-1]
+            labels = table.column(self.label_col).to_numpy(zero_copy_only=False)[first]
+        return seqs, labels
+
+    def _plan_chunks(self) -> list[tuple[int, list[int]]]:
+        """Chunks from the id column alone: consecutive row groups of a file are read
+        together when a sequence runs from one into the next."""
+        import pyarrow.parquet as pq
+
+        out: list[tuple[int, list[int]]] = []
+        for fi, f in enumerate(self.files):
+            pf = pq.ParquetFile(f)
+            groups: list[int] = []
+            last = None
+            for g in range(pf.metadata.num_row_groups):
+                if pf.metadata.row_group(g).num_rows == 0:
+                    continue
+                if self.lists:
+                    out.append((fi, [g]))
+                    continue
+                ids = pf.read_row_group(g, columns=[self.id_col]).column(0)
+                if groups and ids[0].as_py() != last:
+                    out.append((fi, groups))
+                    groups = []
+                groups.append(g)
+                last = ids[-1].as_py()
+            if groups:
+                out.append((fi, groups))
+        if not out:
+            raise DataFileError(f"{self.path}: no rows in {len(self.files)} file(s)")
+        return out
+
+    def index(self) -> list[Chunk]:
+        """The chunks (read once, then kept): one streaming pass over every file that
+        also computes the normalisation statistics."""
+        if self._chunks is not None:
+            return self._chunks
+        chunks: list[Chunk] = []
+        seen: dict[Any, int] = {}
+        for file, groups in self._plan_chunks():
+            seqs, _ = self.read(file, groups)
+            ids = seqs.ids if seqs.ids is not None else np.arange(len(seqs))
+            for sid in ids.tolist():
+                if sid in seen:
+                    raise DataFileError(
+                        f"{self._where((file, groups))}: sequence {sid!r} appears again (first "
+                        f"in {self._where(chunks[seen[sid]])}); a sequence's rows must be "
+                        "consecutive rows of one file")
+                seen[sid] = len(chunks)
+            v = seqs.values.astype(np.float64)
+            mean = v.mean(axis=0)
+            chunks.append(Chunk(file, groups, ids, seqs.lengths.copy(), mean,
+                                ((v - mean) ** 2).sum(axis=0), seqs.sequence_stats()[1]))
+        self._chunks = chunks
+        return chunks
+
+    def stats(self, chunk_ids: Sequence[int] | None = None):
+        """``(mean, std, sequence_std)`` of the chunks ``chunk_ids`` (default all): each
+        feature's mean and std over their valid steps, exact (chunk moments combined in
+        float64, as `Sequences.feature_stats` computes them on the whole), and every
+        sequence's per-feature std, ``(N, F)``."""
+        chunks = self.index()
+        ids = range(len(chunks)) if chunk_ids is None else chunk_ids
+        n, mean, m2 = 0, np.zeros(self.n_features), np.zeros(self.n_features)
+        for c in ids:
+            k = int(chunks[c].lengths.sum())
+            delta = chunks[c].mean - mean
+            mean = mean + delta * (k / (n + k))
+            m2 = m2 + chunks[c].m2 + delta ** 2 * (n * k / (n + k))
+            n += k
+        mean32, std32 = _as_float32_stats(mean, np.sqrt(m2 / max(n, 1)))
+        return mean32, std32, np.concatenate([chunks[c].seq_std for c in ids])
+
+    def windows(self, chunk_ids: Sequence[int] | None = None
+                ) -> Iterator[tuple[Sequences, np.ndarray | None]]:
+        """``(sequences, labels or None)`` of each window of ``chunk_ids`` (default all)
+        in index order: how inference walks a source."""
+        chunks = self.index()
+        ids = list(range(len(chunks))) if chunk_ids is None else list(chunk_ids)
+        sizes = np.array([int(c.lengths.sum()) * self.n_features for c in chunks])
+        for window in _pack(ids, sizes, self.window):
+            parts = [self.read(chunks[c].file, chunks[c].row_groups) for c in window]
+            seqs = Sequences.concat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+            labels = None if self.label_col is None else np.concatenate([p[1] for p in parts])
+            yield seqs, labels
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Every sequence's length, in index order (chunk by chunk)."""
+        return np.concatenate([c.lengths for c in self.index()])
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.concatenate([c.ids for c in self.index()])
+
+    def __len__(self) -> int:
+        return sum(len(c.lengths) for c in self.index())
+
+    def signature(self) -> dict[str, Any]:
+        """What a resumed run must find again: the files (names, sizes) and lengths."""
+        import hashlib
+
+        digest = hashlib.sha256(np.ascontiguousarray(self.lengths).tobytes())
+        return {"files": [[f.name, f.stat().st_size] for f in self.files],
+                "lengths_sha256": digest.hexdigest(), "features": self.features}
+
+
+# ---------------------------------------------------------------------------- windows
+def _pack(chunks: list[int], sizes: np.ndarray, limit: int) -> list[list[int]]:
+    """Consecutive chunks packed into windows of at most ``limit`` values (a larger
+    chunk alone)."""
+    windows: list[list[int]] = []
+    size = 0
+    for c in chunks:
+        if windows and size + sizes[c] <= limit:
+            windows[-1].append(c)
+            size += int(sizes[c])
+        else:
+            windows.append([c])
+            size = int(sizes[c])
+    return windows
+
+
+class _Windows:
+    """Loads windows (lists of chunks) as standardised flat values; an iterable dataset
+    for torch's DataLoader: worker w of n loads windows w, w + n, ..."""
+
+    def __init__(self, source: ParquetSource, scaler, windows: list[tuple[int, list[int]]],
+                 chunks: list[Chunk]):
+        self.source, self.scaler, self.windows, self.chunks = source, scaler, windows, chunks
+
+    def load(self, chunk_ids: list[int]):
+        import torch
+
+        parts = []
+        for c in chunk_ids:
+            chunk = self.chunks[c]
+            seqs, _ = self.source.read(chunk.file, chunk.row_groups)
+            if not np.array_equal(seqs.lengths, chunk.lengths):
+                raise DataFileError(f"{self.source._where(chunk)}: the data changed since "
+                                    "they were indexed (other sequence lengths)")
+            parts.append(seqs)
+        seqs = parts[0] if len(parts) == 1 else Sequences.concat(parts)
+        if self.scaler is not None:
+            seqs = self.scaler.transform(seqs)[0]
+        values = torch.from_numpy(np.ascontiguousarray(seqs.values, dtype=np.float32))
+        values = torch.cat([values, values.new_zeros((1,) + tuple(values.shape[1:]))])
+        return values, torch.from_numpy(seqs.offsets.astype(np.int64))
+
+    def __iter__(self):
+        import torch.utils.data as tud
+
+        info = tud.get_worker_info()
+        k, n = (0, 1) if info is None else (info.id, info.num_workers)
+        for i in range(k, len(self.windows), n):
+            wid, chunk_ids = self.windows[i]
+            yield (wid, *self.load(chunk_ids))
+
+
+def _loader(dataset: _Windows, workers: int):
+    import torch.utils.data as tud
+
+    class _Iterable(tud.IterableDataset):
+        def __iter__(self):
+            return iter(dataset)
+
+    if workers == 0 or len(dataset.windows) <= 1:
+        return iter(dataset)
+    return iter(tud.DataLoader(_Iterable(), batch_size=None,
+                               num_workers=min(workers, len(dataset.windows)),
+                               prefetch_factor=1))
+
+
+Slot = Any  # (window id, sequence positions in the window), or None: nothing
+
+
+class StreamData:
+    """The training-side view of some chunks of a `ParquetSource` (see the module
+    docstring): the same methods `seqae.train.train` calls on `seqae.train.DeviceData`."""
+
+    def __init__(self, source: ParquetSource, chunk_ids: Sequence[int], scaler, device):
+        self.source, self.scaler, self.device = source, scaler, device
+        self.chunks = source.index()
+        self.chunk_ids = list(chunk_ids)
+        self.lengths = np.concatenate([self.chunks[c].lengths for c in self.chunk_ids])
+        self.sizes = np.array([int(c.lengths.sum()) * source.n_features for c in self.chunks])
+        self.windows: dict[int, list[int]] = {}
+        self.window_lengths: dict[int, np.ndarray] = {}
+        self.n_features = source.n_features
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def _window(self, chunk_ids: list[int]) -> int:
+        wid = len(self.windows)
+        self.windows[wid] = chunk_ids
+        self.window_lengths[wid] = np.concatenate([self.chunks[c].lengths for c in chunk_ids])
+        return wid
+
+    def plan(self, epoch: int, batch_size: int, policy: str, seed: int,
+             group: int) -> tuple[list[list[Slot]], int]:
+        """``(steps, passes)``: the epoch's optimizer steps, ``group`` slots each."""
+        self.windows.clear()
+        self.window_lengths.clear()
+        per_pass = max(1, math.ceil(len(self.lengths) / batch_size))
+        passes = max(1, math.ceil(_MIN_EPOCH_STEPS * group / per_pass))
+        steps: list[list[Slot]] = []
+        for p in range(passes):
+            rng = np.random.default_rng([seed, (epoch - 1) * passes + p + 1])
+            order = [self.chunk_ids[i] for i in rng.permutation(len(self.chunk_ids))]
+            lanes: list[list[Slot]] = [[] for _ in range(group)]
+            for chunk_ids in _pack(order, self.sizes, self.source.window):
+                wid = self._window(chunk_ids)
+                batches = sorted_batches(self.window_lengths[wid], batch_size, policy, rng=rng)
+                lane = min(range(group), key=lambda k: len(lanes[k]))
+                lanes[lane] += [(wid, batches[i]) for i in rng.permutation(len(batches))]
+            longest = max(len(lane) for lane in lanes)
+            steps += [[lane[s] if s < len(lane) else None for lane in lanes]
+                      for s in range(longest)]
+        return steps, passes
+
+    def eval_plan(self, batch_size: int, policy: str) -> list[Slot]:
+        """Every sequence once: windows in index order, sorted batches in each."""
+        self.windows.clear()
+        self.window_lengths.clear()
+        out: list[Slot] = []
+        for chunk_ids in _pack(self.chunk_ids, self.sizes, self.source.window):
+            wid = self._window(chunk_ids)
+            out += [(wid, b) for b in sorted_batches(self.window_lengths[wid], batch_size,
+                                                      policy)]
+        return out
+
+    def owner(self, slot: Slot, pos: int, world: int) -> int:
+        """The rank that evaluates ``slot``: whole windows per rank."""
+        assert slot is not None
+        return slot[0] % world
+
+    def elements(self, slot: Slot) -> int:
+        if slot is None:
+            return 0
+        return int(self.window_lengths[slot[0]][slot[1]].sum()) * self.n_features
+
+    def steps(self, slot: Slot) -> int:
+        return 0 if slot is None else int(self.window_lengths[slot[0]][slot[1]].sum())
+
+    def iterate(self, slots: list[Slot]) -> Iterator[tuple[Any, Any]]:
+        """``(x, lengths)`` for each slot in turn; each window read once, in the order
+        first needed, and let go after its last slot."""
+        import torch
+
+        order = list(dict.fromkeys(s[0] for s in slots if s is not None))
+        last = {s[0]: i for i, s in enumerate(slots) if s is not None}
+        loads = _loader(_Windows(self.source, self.scaler,
+                                 [(w, self.windows[w]) for w in order], self.chunks),
+                        self.source.workers)
+        held: dict[int, tuple[Any, Any]] = {}
+        for i, slot in enumerate(slots):
+            if slot is None:
+                continue
+            wid, idx = slot
+            while wid not in held:
+                got, values, offsets = next(loads)
+                held[int(got)] = (values.to(self.device), offsets.to(self.device))
+            values, offsets = held[wid]
+            yield collate(values, offsets, torch.as_tensor(idx, device=self.device))
+            if last[wid] == i:
+                del held[wid]
+
+
+# ---------------------------------------------------------------------------- outputs
+def write_outputs(model, source: ParquetSource, path: str | os.PathLike, what: str = "encode",
+                  threshold: float | None = None) -> Path:
+    """Stream ``model.encode`` (``what="encode"``: id, label, ``z0..zK``) or
+    ``model.score`` (``"score"``: id, length, score, anomaly, label) over ``source`` to
+    the Parquet file ``path``, one row group per window: memory stays that of a window.
+    Written to a temporary file and renamed, like every seqae output."""
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if what not in ("encode", "score"):
+        raise ValueError(f"what must be 'encode' or 'score', got {what!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if what == "score" and threshold is None:
+        threshold = model.threshold_
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    writer = None
+    try:
+        for seqs, labels in source.windows():
+            cols: dict[Any, Any] = {source.id_col: seqs.ids}
+            if what == "encode":
+                Z = model.encode(seqs)
+                cols.update({f"z{k}": Z[:, k] for k in range(Z.shape[1])})
+            else:
+                scores = model.score(seqs)
+                cols.update(length=seqs.lengths, score=scores, anomaly=scores > threshold)
+            if labels is not None:
+                cols[source.label_col] = labels
+            table = pa.table(cols)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+        assert writer is not None  # the index has at least one chunk
+        writer.close()
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
