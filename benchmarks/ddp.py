@@ -11,8 +11,10 @@ reading the file, training, the post-training pass, writing the model). Reported
 time, training valid steps per second (from the model's metrics.csv), optimizer steps per
 process, peak resident memory per process, the ratio to the reference, and the largest
 weight difference to it. Runs are interleaved --repeats times; the median is shown.
+With --stream the same data are written as a folder of 8 Parquet files (row groups of
+4,096 rows) and streamed (`seqae.stream`): each process reads its own windows.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/ddp.py [--nproc 2] [--sequences 2000]
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/ddp.py [--nproc 2] [--sequences 2000] [--stream]
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _data(path: Path, n: int, seed: int = 0) -> None:
+def _data(path: Path, n: int, seed: int = 0, files: int = 0) -> None:
+    """One Parquet file at ``path`` or, with ``files``, a folder of that many."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -40,8 +43,15 @@ def _data(path: Path, n: int, seed: int = 0) -> None:
     ids = np.repeat(np.arange(n), lengths)
     t = np.concatenate([np.arange(k) for k in lengths])
     x = rng.normal(size=(int(lengths.sum()), 4)).astype(np.float32)
-    pq.write_table(pa.table({"id": ids, "t": t, **{f"x{j}": x[:, j] for j in range(4)}}),
-                   path)
+    table = pa.table({"id": ids, "t": t, **{f"x{j}": x[:, j] for j in range(4)}})
+    if not files:
+        pq.write_table(table, path)
+        return
+    path.mkdir()
+    cuts = np.searchsorted(ids, np.linspace(0, n, files + 1).astype(int))  # whole sequences
+    for f in range(files):
+        pq.write_table(table.slice(cuts[f], cuts[f + 1] - cuts[f]), path / f"part-{f}.parquet",
+                       row_group_size=4096)
 
 
 def _run(cmd: list[str], env: dict, out: Path) -> dict:
@@ -70,6 +80,8 @@ def main() -> None:
     ap.add_argument("--sequences", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--stream", action="store_true",
+                    help="write the data as a folder of 8 Parquet files and stream them")
     ap.add_argument("--params", default="--hidden-size 64 --batch-size 32",
                     help="extra `seqae train` flags")
     args = ap.parse_args()
@@ -77,8 +89,8 @@ def main() -> None:
 
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     tmp = Path(tempfile.mkdtemp())
-    data = tmp / "data.parquet"
-    _data(data, args.sequences)
+    data = tmp / ("data" if args.stream else "data.parquet")
+    _data(data, args.sequences, files=8 if args.stream else 0)
     base = ["train", str(data), "--time-col", "t", "--epochs", str(args.epochs),
             "--val-fraction", "0", "-q", *args.params.split()]
     n = args.nproc
@@ -108,7 +120,8 @@ def main() -> None:
 
     print(f"\n# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}; {args.sequences} sequences (mean length ~100), "
-          f"{args.epochs} epochs, `seqae train {' '.join(args.params.split())}`; "
+          f"{args.epochs} epochs, `seqae train {' '.join(args.params.split())}`"
+          f"{' on a folder of 8 files, streamed' if args.stream else ''}; "
           f"median of {args.repeats}\n")
     print("| run | training valid steps/s | ratio | wall s (whole command) | optimizer steps "
           "per process | peak RSS MB (largest process tree) | max weight difference |")

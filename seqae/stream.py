@@ -10,8 +10,10 @@ combined chunk by chunk in float64) and every sequence's std (for ``normalize="a
 Training on it (`StreamData`, used by `seqae.SequenceAutoencoder.fit`):
 
 - each epoch the chunks are shuffled from (seed, epoch) and packed, in that order, into
-  *windows* of at most ``window`` values (a chunk larger than that is a window alone);
-  a window is the most the process holds at once, per lane (below);
+  *windows* of at most ``window`` values (a chunk larger than that is a window alone;
+  with several lanes, at most a quarter of the data per lane, so that each lane gets
+  about four windows and the lanes end close together); a window is the most the
+  process holds at once, per lane (below);
 - within a window the sequences are sorted by length (ties at random) and cut into
   batches, whose order is shuffled: bucketing by length inside a bounded window;
 - an optimizer step takes ``world_size x accumulate`` batches, one from each *lane*;
@@ -35,7 +37,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +57,19 @@ _MIN_EPOCH_STEPS = 32
 
 @dataclass
 class Chunk:
-    """Row groups ``row_groups`` of file ``file`` (no sequence crosses their edges)."""
+    """Rows ``start`` to ``stop - 1`` of file ``file``: the sequences that start in one
+    row group, with the rows of the last one that run into the next row groups."""
 
     file: int
-    row_groups: list[int]
-    ids: np.ndarray  # sequence ids, in the order the chunk yields them
-    lengths: np.ndarray
-    mean: np.ndarray  # (F,) mean over the chunk's valid steps (float64)
-    m2: np.ndarray  # (F,) sum of squared deviations from it (float64)
-    seq_std: np.ndarray  # (N, F) each sequence's std (as `Sequences.sequence_stats`)
+    start: int
+    stop: int
+    row_groups: list[int]  # the row groups those rows lie in
+    # filled in by `ParquetSource.index`:
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0))  # in the order read
+    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (F,) over valid steps
+    m2: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (F,) squared deviations
+    seq_std: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N, F) per sequence
 
 
 class ParquetSource:
@@ -139,7 +145,7 @@ class ParquetSource:
                 if c not in s.names:
                     raise DataFileError(f"{f}: no column {c!r} (the first file "
                                         f"{self.files[0].name} has it); its columns are {s.names}")
-                if s.field(c).type != first.field(c).type:
+                if c in self.features and _kind(s.field(c).type) != _kind(first.field(c).type):
                     raise DataFileError(f"{f}: column {c!r} is {s.field(c).type}, but "
                                         f"{first.field(c).type} in {self.files[0].name}")
         self._chunks: list[Chunk] | None = None
@@ -157,21 +163,23 @@ class ParquetSource:
         return self.features
 
     # ------------------------------------------------------------------ reading
-    def _where(self, chunk: Chunk | tuple[int, list[int]]) -> str:
-        file, groups = (chunk.file, chunk.row_groups) if isinstance(chunk, Chunk) else chunk
+    def _where(self, chunk: Chunk) -> str:
+        groups = chunk.row_groups
         rg = f"row group {groups[0]}" if len(groups) == 1 else \
             f"row groups {groups[0]}-{groups[-1]}"
-        return f"{self.files[file]}, {rg}"
+        return f"{self.files[chunk.file]}, rows {chunk.start}-{chunk.stop - 1} ({rg})"
 
-    def read(self, file: int, row_groups: list[int]) -> tuple[Sequences, np.ndarray | None]:
-        """The sequences of ``row_groups`` of file ``file`` (and their labels, with a
-        ``label_col``): the unit every reader here works with."""
+    def read(self, chunk: Chunk) -> tuple[Sequences, np.ndarray | None]:
+        """The sequences of ``chunk`` (and their labels, with a ``label_col``): the unit
+        every reader here works with. Only the row groups it lies in are read."""
         import pyarrow.parquet as pq
 
-        where = self._where((file, row_groups))
+        where = self._where(chunk)
         try:
-            table = pq.ParquetFile(self.files[file]).read_row_groups(row_groups,
-                                                                     columns=self.columns)
+            pf = pq.ParquetFile(self.files[chunk.file])
+            first = sum(pf.metadata.row_group(g).num_rows for g in range(chunk.row_groups[0]))
+            table = pf.read_row_groups(chunk.row_groups, columns=self.columns)
+            table = table.slice(chunk.start - first, chunk.stop - chunk.start)
         except Exception as e:
             raise DataFileError(f"{where}: cannot read it: {e}") from None
         try:
@@ -197,30 +205,36 @@ class ParquetSource:
             labels = table.column(self.label_col).to_numpy(zero_copy_only=False)[first]
         return seqs, labels
 
-    def _plan_chunks(self) -> list[tuple[int, list[int]]]:
-        """Chunks from the id column alone: consecutive row groups of a file are read
-        together when a sequence runs from one into the next."""
+    def _plan_chunks(self) -> list[Chunk]:
+        """Chunks from the id column alone (the features are not read): a row group's
+        own sequences, plus the rows by which its last one runs into the next groups."""
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        out: list[tuple[int, list[int]]] = []
+        out: list[Chunk] = []
         for fi, f in enumerate(self.files):
             pf = pq.ParquetFile(f)
-            groups: list[int] = []
+            sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
+            starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+            if self.lists:  # a row is a sequence: a row group is a chunk
+                out += [Chunk(fi, int(starts[g]), int(starts[g + 1]), [g])
+                        for g in range(len(sizes)) if sizes[g]]
+                continue
+            # head[g]: leading rows of group g that continue the sequence before it
+            head = np.zeros(len(sizes), np.int64)
             last = None
-            for g in range(pf.metadata.num_row_groups):
-                if pf.metadata.row_group(g).num_rows == 0:
-                    continue
-                if self.lists:
-                    out.append((fi, [g]))
+            for g, n in enumerate(sizes):
+                if n == 0:
                     continue
                 ids = pf.read_row_group(g, columns=[self.id_col]).column(0)
-                if groups and ids[0].as_py() != last:
-                    out.append((fi, groups))
-                    groups = []
-                groups.append(g)
-                last = ids[-1].as_py()
-            if groups:
-                out.append((fi, groups))
+                if last is not None:
+                    differs = pc.not_equal(ids, last).to_numpy(zero_copy_only=False)
+                    head[g] = int(np.argmax(differs)) if differs.any() else n
+                last = ids[-1]
+            cut = [int(starts[g] + head[g]) for g in range(len(sizes)) if head[g] < sizes[g]]
+            for a, b in zip(cut, cut[1:] + [int(starts[-1])], strict=True):
+                groups = [g for g in range(len(sizes)) if starts[g] < b and starts[g + 1] > a]
+                out.append(Chunk(fi, a, b, groups))
         if not out:
             raise DataFileError(f"{self.path}: no rows in {len(self.files)} file(s)")
         return out
@@ -232,20 +246,23 @@ class ParquetSource:
             return self._chunks
         chunks: list[Chunk] = []
         seen: dict[Any, int] = {}
-        for file, groups in self._plan_chunks():
-            seqs, _ = self.read(file, groups)
+        for chunk in self._plan_chunks():
+            seqs, _ = self.read(chunk)
             ids = seqs.ids if seqs.ids is not None else np.arange(len(seqs))
             for sid in ids.tolist():
                 if sid in seen:
                     raise DataFileError(
-                        f"{self._where((file, groups))}: sequence {sid!r} appears again (first "
-                        f"in {self._where(chunks[seen[sid]])}); a sequence's rows must be "
+                        f"{self._where(chunk)}: sequence {sid!r} appears again (first in "
+                        f"{self._where(chunks[seen[sid]])}); a sequence's rows must be "
                         "consecutive rows of one file")
                 seen[sid] = len(chunks)
             v = seqs.values.astype(np.float64)
-            mean = v.mean(axis=0)
-            chunks.append(Chunk(file, groups, ids, seqs.lengths.copy(), mean,
-                                ((v - mean) ** 2).sum(axis=0), seqs.sequence_stats()[1]))
+            chunk.mean = v.mean(axis=0)
+            chunk.m2 = ((v - chunk.mean) ** 2).sum(axis=0)
+            del v
+            chunk.ids, chunk.lengths = ids, seqs.lengths.copy()
+            chunk.seq_std = seqs.sequence_stats()[1]
+            chunks.append(chunk)
         self._chunks = chunks
         return chunks
 
@@ -274,7 +291,7 @@ class ParquetSource:
         ids = list(range(len(chunks))) if chunk_ids is None else list(chunk_ids)
         sizes = np.array([int(c.lengths.sum()) * self.n_features for c in chunks])
         for window in _pack(ids, sizes, self.window):
-            parts = [self.read(chunks[c].file, chunks[c].row_groups) for c in window]
+            parts = [self.read(chunks[c]) for c in window]
             seqs = Sequences.concat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
             labels = None if self.label_col is None else np.concatenate([p[1] for p in parts])
             yield seqs, labels
@@ -298,6 +315,15 @@ class ParquetSource:
         digest = hashlib.sha256(np.ascontiguousarray(self.lengths).tobytes())
         return {"files": [[f.name, f.stat().st_size] for f in self.files],
                 "lengths_sha256": digest.hexdigest(), "features": self.features}
+
+
+def _kind(t) -> str:
+    """A feature column's kind: numbers, lists of numbers, or something else."""
+    import pyarrow as pa
+
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return "list"
+    return "number" if pa.types.is_integer(t) or pa.types.is_floating(t) else str(t)
 
 
 # ---------------------------------------------------------------------------- windows
@@ -330,7 +356,7 @@ class _Windows:
         parts = []
         for c in chunk_ids:
             chunk = self.chunks[c]
-            seqs, _ = self.source.read(chunk.file, chunk.row_groups)
+            seqs, _ = self.source.read(chunk)
             if not np.array_equal(seqs.lengths, chunk.lengths):
                 raise DataFileError(f"{self.source._where(chunk)}: the data changed since "
                                     "they were indexed (other sequence lengths)")
@@ -400,11 +426,15 @@ class StreamData:
         per_pass = max(1, math.ceil(len(self.lengths) / batch_size))
         passes = max(1, math.ceil(_MIN_EPOCH_STEPS * group / per_pass))
         steps: list[list[Slot]] = []
+        limit = self.source.window
+        if group > 1:  # about 4 windows per lane, so that the lanes end close together
+            total = int(self.sizes[self.chunk_ids].sum())
+            limit = min(limit, max(1, math.ceil(total / (4 * group))))
         for p in range(passes):
             rng = np.random.default_rng([seed, (epoch - 1) * passes + p + 1])
             order = [self.chunk_ids[i] for i in rng.permutation(len(self.chunk_ids))]
             lanes: list[list[Slot]] = [[] for _ in range(group)]
-            for chunk_ids in _pack(order, self.sizes, self.source.window):
+            for chunk_ids in _pack(order, self.sizes, limit):
                 wid = self._window(chunk_ids)
                 batches = sorted_batches(self.window_lengths[wid], batch_size, policy, rng=rng)
                 lane = min(range(group), key=lambda k: len(lanes[k]))

@@ -1,0 +1,308 @@
+"""Streaming a folder of Parquet files (issue 13): the index and its statistics against
+the data read whole, the windowed plan, clear errors, resume in the middle of an epoch
+after a real kill, ranks against accumulation, streamed outputs, and a folder larger
+than the memory the training process may use."""
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import seqae
+from seqae.stream import ParquetSource, StreamData, write_outputs
+
+TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which(
+    "torchrun")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+SMALL = ["--batch-size", "4", "--hidden-size", "8", "--latent-dim", "4"]
+
+
+def _write_folder(folder: Path, n_files=3, per_file=30, rows_per_group=97, seed=0,
+                  lo=3, hi=40, n_features=2):
+    """Long tables, one row per step; row groups of ``rows_per_group`` rows cut through
+    sequences, and each file's rows are shuffled within their sequence (a time column
+    orders them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    k = 0
+    for f in range(n_files):
+        ids, ts, cols = [], [], [[] for _ in range(n_features)]
+        for _ in range(per_file):
+            n = int(rng.integers(lo, hi))
+            t = rng.permutation(n)
+            ids += [f"s{k:04d}"] * n
+            ts += t.tolist()
+            for j in range(n_features):  # scales differ by feature
+                cols[j] += list((np.sin(t / 3 + k + j) + 0.1 * rng.normal(size=n)) * (j + 1))
+            k += 1
+        table = pa.table({"id": ids, "t": ts,
+                          **{f"f{j}": np.float32(c) for j, c in enumerate(cols)}})
+        pq.write_table(table, folder / f"part-{f:02d}.parquet", row_group_size=rows_per_group)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return _write_folder(tmp_path_factory.mktemp("stream") / "data")
+
+
+def _whole(folder: Path) -> seqae.Sequences:
+    return seqae.Sequences.concat([
+        seqae.read_sequences(f, time_col="t") for f in sorted(folder.glob("*.parquet"))])
+
+
+def test_index_and_statistics_equal_the_data_read_whole(folder):
+    src = ParquetSource(folder, time_col="t")
+    whole = _whole(folder)
+    chunks = src.index()
+    # row groups of 97 rows cut sequences: a chunk takes the rows by which its last
+    # sequence runs into the next group, and no sequence is split
+    assert any(len(c.row_groups) > 1 for c in chunks)
+    for f, path in enumerate(sorted(folder.glob("*.parquet"))):
+        mine = [c for c in chunks if c.file == f]  # one per row group, edge to edge
+        meta = pq.ParquetFile(path).metadata
+        assert len(mine) == meta.num_row_groups
+        assert [c.start for c in mine[1:]] == [c.stop for c in mine[:-1]]
+        assert mine[0].start == 0 and mine[-1].stop == meta.num_rows
+    assert len(src) == len(whole) == 90
+    np.testing.assert_array_equal(src.ids, whole.ids)
+    np.testing.assert_array_equal(src.lengths, whole.lengths)
+    mean, std, seq_std = src.stats()
+    want_mean, want_std = whole.feature_stats()
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(std, want_std, rtol=1e-6)
+    np.testing.assert_allclose(seq_std, whole.sequence_stats()[1], rtol=1e-6)
+    # a subset of chunks: the statistics of those sequences alone
+    part = [0, 2]
+    sub = seqae.Sequences.concat([src.read(chunks[c])[0] for c in part])
+    np.testing.assert_allclose(src.stats(part)[1], sub.feature_stats()[1], rtol=1e-6)
+    # the windows put every sequence back, in index order, with its values
+    got = seqae.Sequences.concat([w for w, _ in ParquetSource(folder, time_col="t",
+                                                              window=300).windows()])
+    np.testing.assert_array_equal(got.values, whole.values)
+    # one row per sequence (list columns) gives the same index
+    lists = folder.parent / "lists"
+    lists.mkdir()
+    rows = {"id": list(whole.ids), "f0": [list(s[:, 0]) for s in whole],
+            "f1": [list(s[:, 1]) for s in whole]}
+    pq.write_table(pa.table(rows), lists / "a.parquet", row_group_size=16)
+    src_l = ParquetSource(lists)
+    assert len(src_l.index()) == 6  # 90 rows in groups of 16: a chunk each
+    np.testing.assert_array_equal(src_l.lengths, whole.lengths)
+    np.testing.assert_allclose(src_l.stats()[1], want_std, rtol=1e-6)
+
+
+def test_bad_folders_are_clear_errors_naming_the_place(tmp_path, folder):
+    with pytest.raises(seqae.DataFileError, match="no .parquet files"):
+        ParquetSource(tmp_path)
+    bad = shutil.copytree(folder, tmp_path / "dup")
+    shutil.copy(bad / "part-00.parquet", bad / "part-09.parquet")
+    with pytest.raises(seqae.DataFileError, match=r"part-09.parquet, rows 0-\d+ \(row gr.*sequence "
+                                                  r"'s0000' appears again \(first in .*part-00"):
+        ParquetSource(bad, time_col="t").index()
+    other = shutil.copytree(folder, tmp_path / "other")
+    pq.write_table(pa.table({"id": ["x"], "t": [0], "f0": [1.0]}), other / "part-05.parquet")
+    with pytest.raises(seqae.DataFileError, match=r"part-05.parquet: no column 'f1'"):
+        ParquetSource(other, time_col="t")
+    pq.write_table(pa.table({"id": ["x"], "t": [0], "f0": [1.0], "f1": ["a"]}),
+                   other / "part-05.parquet")
+    with pytest.raises(seqae.DataFileError, match=r"part-05.parquet: column 'f1' is string, "
+                                                  r"but float in part-00.parquet"):
+        ParquetSource(other, time_col="t")
+    nan = tmp_path / "nan"
+    nan.mkdir()
+    pq.write_table(pa.table({"id": ["a", "a", "b"], "f0": [1.0, 2.0, float("nan")]}),
+                   nan / "x.parquet")
+    with pytest.raises(seqae.DataFileError, match=r"x.parquet, rows 0-2 \(row group 0\): .*'b'.*NaN"):
+        ParquetSource(nan).index()
+    long = ParquetSource(folder, time_col="t")
+    with pytest.raises(seqae.SequenceDataError, match=r"part-\d\d.parquet.*has 3\d steps, "
+                                                      r"more than max_len=30"):
+        seqae.SequenceAutoencoder(max_len=30, verbose=0).fit(long)
+
+
+def test_the_plan_covers_every_sequence_once_per_pass_in_bounded_windows(folder):
+    src = ParquetSource(folder, time_col="t", window=400)
+    data = StreamData(src, range(len(src.index())), None, torch.device("cpu"))
+    for group in (1, 2, 3):
+        steps, passes = data.plan(1, 4, "count", seed=0, group=group)
+        assert all(len(s) == group for s in steps)
+        seen = [(w, i) for s in steps for slot in s if slot is not None
+                for w, idx in [slot] for i in idx]
+        # windows are fresh each plan: count sequences through their chunk positions
+        per_window = {w: len(data.window_lengths[w]) for w in data.windows}
+        assert len(seen) == len(set(seen)) == sum(per_window.values()) == 90 * passes
+        for chunks in data.windows.values():
+            size = sum(int(data.chunks[c].lengths.sum()) * 2 for c in chunks)
+            assert size <= 400 or len(chunks) == 1
+        # batches hold sequences of neighbouring lengths within their window
+        for s in steps:
+            for slot in s:
+                if slot is not None:  # no other sequence lies strictly inside
+                    lens = data.window_lengths[slot[0]]
+                    got = lens[slot[1]]
+                    rest = np.delete(lens, slot[1])
+                    assert not np.any((rest > got.min()) & (rest < got.max()))
+    again, _ = data.plan(1, 4, "count", seed=0, group=2)
+    first = [[None if x is None else x[1].tolist() for x in s] for s in again]
+    other, _ = data.plan(2, 4, "count", seed=0, group=2)
+    assert first != [[None if x is None else x[1].tolist() for x in s] for s in other]
+
+
+def test_fit_on_a_folder_matches_its_parts_and_workers_change_nothing(folder, tmp_path):
+    kw = dict(hidden_size=8, latent_dim=4, batch_size=4, max_epochs=2, verbose=0,
+              validation_fraction=0)
+    a = seqae.SequenceAutoencoder(**kw).fit(ParquetSource(folder, time_col="t", window=300))
+    b = seqae.SequenceAutoencoder(**kw).fit(ParquetSource(folder, time_col="t", window=300,
+                                                          workers=2))
+    sa, sb = a.module_.state_dict(), b.module_.state_dict()
+    assert max(float((sa[k] - sb[k]).abs().max()) for k in sa) == 0.0
+    whole = _whole(folder)
+    np.testing.assert_allclose(a.scaler_.std_, whole.feature_stats()[1], rtol=1e-6)
+    # encode/score on the source equal the same model on the data in memory
+    np.testing.assert_allclose(a.encode(ParquetSource(folder, time_col="t")),
+                               a.encode(whole), atol=1e-6)
+    out = write_outputs(a, ParquetSource(folder, time_col="t", window=300),
+                        tmp_path / "s.parquet", "score")
+    table = pq.read_table(out)
+    assert pq.ParquetFile(out).metadata.num_row_groups > 1  # one per window
+    assert table.column("id").to_pylist() == list(whole.ids)
+    np.testing.assert_allclose(table.column("score").to_numpy(), a.score(whole), rtol=1e-5)
+    np.testing.assert_array_equal(table.column("anomaly").to_numpy(),
+                                  a.score(whole) > a.threshold_)
+    # the training scores (the threshold) cover every training sequence
+    assert len(a.train_scores_) == 90
+
+
+def _readme_stream_commands() -> list[list[str]]:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("## Data larger than memory"):]
+    block = re.search(r"```sh\n(.*?)```", section, flags=re.S).group(1)
+    return [shlex.split(line) for line in block.splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def _as_run(cmd: list[str], extra: list[str]) -> list[str]:
+    at = cmd.index("train") + 1 if "train" in cmd else len(cmd)
+    head = ([sys.executable, "-m", "seqae"] if cmd[0] == "seqae" else [TORCHRUN])
+    return head + cmd[1:at] + cmd[at:] + (extra if "train" in cmd else [])
+
+
+def _max_diff(a, b):
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed")
+def test_readme_commands_two_ranks_stream_their_own_row_groups(folder, tmp_path):
+    """The README's streaming commands: 2 processes give the weights of one process
+    with --accumulate 2; encode and score stream to Parquet."""
+    shutil.copytree(folder, tmp_path / "data")
+    small = ["-q", *SMALL, "--epochs", "2", "--window", "300", "--val-fraction", "0.2"]
+    for cmd in _readme_stream_commands():
+        r = subprocess.run(_as_run(cmd, small), capture_output=True, text=True, env=ENV,
+                           cwd=tmp_path, timeout=300)
+        assert r.returncode == 0, (cmd, r.stderr)
+    two = load_file(tmp_path / "model" / "weights.safetensors")
+    acc = load_file(tmp_path / "model-1" / "weights.safetensors")
+    assert _max_diff(two, acc) <= 1e-5
+    emb = pq.read_table(tmp_path / "embeddings.parquet")
+    ae = seqae.SequenceAutoencoder.load(tmp_path / "model")
+    whole = _whole(folder)
+    assert emb.column("id").to_pylist() == list(whole.ids)
+    z = np.stack([emb.column(f"z{k}").to_numpy() for k in range(ae.latent_dim_)], 1)
+    np.testing.assert_allclose(z, ae.encode(whole), atol=1e-6)
+    scores = pq.read_table(tmp_path / "scores.parquet")
+    np.testing.assert_allclose(scores.column("score").to_numpy(), ae.score(whole), rtol=1e-5)
+
+
+def test_resume_after_a_kill_in_the_middle_of_an_epoch(tmp_path):
+    data = _write_folder(tmp_path / "data", n_files=4, per_file=60, seed=1)
+    args = [sys.executable, "-m", "seqae", "train", data, "--time-col", "t", *SMALL,
+            "--epochs", "2", "--window", "300", "--val-fraction", "0.1",
+            "--checkpoint-every", "3"]
+    ref = subprocess.run([*map(str, args), "-q", "--out", tmp_path / "ref"], env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "m"
+    proc = subprocess.Popen([*map(str, args), "-q", "--out", str(out)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("epoch-000000-*/manifest.json")):  # 3 steps into epoch 1
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list(out.glob("epoch-000001/manifest.json"))  # killed inside epoch 1
+    again = subprocess.run([*map(str, args), "--out", str(out), "--resume", "-v"], env=ENV,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"resumed from .*epoch-000000-\d+ \(epoch 0 and \d+ steps\)", again.stderr)
+    want = load_file(tmp_path / "ref" / "weights.safetensors")
+    assert _max_diff(load_file(out / "weights.safetensors"), want) <= 1e-6
+
+
+MEMORY_SCRIPT = """
+import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stderr.write(r.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, r.returncode)
+"""
+
+
+def _peak_mb(cmd: list[str]) -> tuple[int, int, str]:
+    """Peak RSS (MB) of ``cmd`` run in a fresh process (nothing else counted)."""
+    r = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, *map(str, cmd)], env=ENV,
+                       capture_output=True, text=True, timeout=1200)
+    peak, code = r.stdout.split()
+    return int(peak), int(code), r.stderr
+
+
+def test_a_folder_larger_than_the_memory_allowed(tmp_path):
+    """About 2.4 GB of float32 values in 12 files; `seqae train FOLDER`, `encode` and
+    `score` stay under 1.5 GB of peak RSS each."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    n_features, per_file, k = 256, 198_000, 0  # 12 x ~198,000 x 256 x 4 B = 2.43 GB
+    names = [f"c{j}" for j in range(n_features)]
+    for f in range(12):
+        lengths = rng.integers(30, 91, size=per_file // 60)
+        ids = np.repeat(np.arange(k, k + len(lengths)), lengths)
+        k += len(lengths)
+        rows = len(ids)
+        values = rng.standard_normal((rows, n_features), dtype=np.float32)
+        table = pa.table({"id": ids, **{n: values[:, j] for j, n in enumerate(names)}})
+        del values
+        pq.write_table(table, folder / f"part-{f:02d}.parquet", row_group_size=20_000,
+                       compression="none")
+        del table
+    total = sum(p.stat().st_size for p in folder.iterdir())
+    assert total > 2.4e9
+    peak, code, err = _peak_mb([sys.executable, "-m", "seqae", "train", folder, "--out",
+                                tmp_path / "m", "--max-time", "20", "--hidden-size", "32",
+                                "--latent-dim", "8", "-v"])
+    assert code == 0, err
+    assert peak < 1500, f"peak RSS {peak} MB"
+    ae = seqae.SequenceAutoencoder.load(tmp_path / "m")
+    assert ae.history_[-1]["steps"] > 0
+    for cmd in ("encode", "score"):
+        peak_out, code, err = _peak_mb([sys.executable, "-m", "seqae", cmd, tmp_path / "m",
+                                        folder, "--out", tmp_path / f"{cmd}.parquet"])
+        assert code == 0, err
+        assert peak_out < 1500, f"{cmd}: peak RSS {peak_out} MB"
+    emb = pq.read_table(tmp_path / "encode.parquet")
+    assert emb.num_rows == k and emb.column("id").to_pylist()[:3] == [0, 1, 2]
+    print(f"\n2.4 GB folder: train peak {peak} MB, steps "
+          f"{ae.history_[-1]['optimizer_steps']}; {cmd} peak {peak_out} MB")
