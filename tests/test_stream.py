@@ -125,7 +125,8 @@ def test_bad_folders_are_clear_errors_naming_the_place(tmp_path, folder):
     nan.mkdir()
     pq.write_table(pa.table({"id": ["a", "a", "b"], "f0": [1.0, 2.0, float("nan")]}),
                    nan / "x.parquet")
-    with pytest.raises(seqae.DataFileError, match=r"x.parquet, rows 0-2 \(row group 0\): .*'b'.*NaN"):
+    with pytest.raises(seqae.DataFileError,
+                       match=r"x.parquet, rows 0-2 \(row group 0\): .*'b'.*NaN"):
         ParquetSource(nan).index()
     long = ParquetSource(folder, time_col="t")
     with pytest.raises(seqae.SequenceDataError, match=r"part-\d\d.parquet.*has 3\d steps, "
