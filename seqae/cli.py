@@ -277,7 +277,6 @@ def _on_texts(fn, data):
 
 def _read_data(path: str, data_cfg: dict[str, Any]):
     """(Sequences or _Texts, times or None, labels per sequence or None) from a file."""
-    import numpy as np
 
     from .data import Sequences, list_columns, numeric_columns
     from .io import DataFileError, read_table
@@ -346,16 +345,10 @@ def _read_data(path: str, data_cfg: dict[str, Any]):
     seqs, times = Sequences.from_table(
         table, id=id_col, time=time_col, features=features, return_time=True
     )
-    if label_col:
-        # one label per sequence: the label of its first row
-        import pyarrow.compute as pc
+    if label_col:  # one label per sequence: the label of its first row
+        from .io import first_row_values
 
-        enc = pc.dictionary_encode(table.column(id_col)).combine_chunks()
-        codes = enc.indices.to_numpy(zero_copy_only=False)
-        first = np.full(len(seqs), -1, dtype=np.int64)
-        rows = np.arange(len(codes))[::-1]
-        first[codes[::-1]] = rows  # last write wins -> the first row of each id
-        labels = table.column(label_col).to_numpy(zero_copy_only=False)[first]
+        labels = first_row_values(table, id_col, label_col)
     return seqs, times, labels
 
 

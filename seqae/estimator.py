@@ -554,9 +554,13 @@ class SequenceAutoencoder(_Params):
             if seqs is not None:
                 digest.update(np.ascontiguousarray(seqs.values).tobytes())
                 digest.update(np.ascontiguousarray(seqs.offsets).tobytes())
-        params = {k: v for k, v in self.get_params().items() if k not in ("verbose", "device")}
         return {"data_sha256": digest.hexdigest(), "sequences": len(X),
-                "validation": None if validation is None else len(validation), **params}
+                "validation": None if validation is None else len(validation),
+                **self._settings()}
+
+    def _settings(self) -> dict[str, Any]:
+        """The parameters a resumed fit must share (not how it shows progress or where)."""
+        return {k: v for k, v in self.get_params().items() if k not in ("verbose", "device")}
 
     def _train(self, train_data, val_data, fingerprint: dict[str, Any],
                callbacks: list[Callback] | None, checkpoint_dir: str | Path | None,
@@ -638,9 +642,9 @@ class SequenceAutoencoder(_Params):
             val_data = None
             if val_ids:
                 val_data = StreamData(validation or source, val_ids, self.scaler_, device)
-            params = {k: v for k, v in self.get_params().items() if k not in ("verbose", "device")}
             fingerprint = {"data": source.signature(), "validation": None if validation is None
-                           else validation.signature(), "held_out_chunks": val_ids, **params}
+                           else validation.signature(), "held_out_chunks": val_ids,
+                           **self._settings()}
             self._train(train_data, val_data, fingerprint, callbacks, checkpoint_dir, resume,
                         checkpoint_every, progress)
         # one pass over the training chunks: every training score (the threshold), and

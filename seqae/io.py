@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,10 @@ from .errors import SeqaeError
 
 __all__ = [
     "DataFileError",
+    "atomic_output",
     "atomic_write_bytes",
     "atomic_write_text",
+    "first_row_values",
     "read_sequences",
     "read_table",
     "read_ts",
@@ -30,25 +34,28 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never
-    a partial one: temporary file in the same folder, fsync, then ``os.replace``."""
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path in ``path``'s folder to write to; when the block ends without an
+    error it is made durable (fsync) and renamed to ``path``, so that a reader sees the
+    old file or the new one, never a partial one; on an error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
     try:
         # mkstemp creates the file 0600; give it what open() would: 0666 less the umask
         os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        os.close(fd)
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        tmp.unlink(missing_ok=True)
         raise
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
@@ -58,6 +65,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see `atomic_output`)."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -141,6 +154,19 @@ def read_sequences(
         if not features:
             raise DataFileError(f"{path}: no numeric feature columns in {names}")
     return Sequences.from_table(table, id=id_col, time=time_col, features=features)
+
+
+def first_row_values(table, id_col: str, column: str) -> np.ndarray:
+    """One value of ``column`` per sequence of a long table: the value on the sequence's
+    first row, sequences in the order their ids first appear (as `Sequences.from_table`
+    orders them)."""
+    import pyarrow.compute as pc
+
+    enc = pc.dictionary_encode(table.column(id_col)).combine_chunks()
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    first = np.full(len(enc.dictionary), -1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # last write wins: the first row
+    return table.column(column).to_numpy(zero_copy_only=False)[first]
 
 
 def _from_list_columns(path: Path, table, id_col: str, features: list[str]) -> Sequences:

@@ -46,7 +46,7 @@ import numpy as np
 from .batching import collate, sorted_batches
 from .data import Sequences, _as_float32_stats, list_columns, numeric_columns
 from .errors import SequenceDataError
-from .io import DataFileError, _umask
+from .io import DataFileError, atomic_output, first_row_values
 
 __all__ = ["ParquetSource", "StreamData", "DEFAULT_WINDOW", "write_outputs"]
 
@@ -196,13 +196,7 @@ class ParquetSource:
             raise DataFileError(f"{where}: {e}") from None
         labels = None
         if self.label_col is not None:
-            import pyarrow.compute as pc
-
-            codes = pc.dictionary_encode(table.column(self.id_col)).combine_chunks()
-            codes = codes.indices.to_numpy(zero_copy_only=False)
-            first = np.full(len(seqs), -1, dtype=np.int64)
-            first[codes[::-1]] = np.arange(len(codes))[::-1]
-            labels = table.column(self.label_col).to_numpy(zero_copy_only=False)[first]
+            labels = first_row_values(table, self.id_col, self.label_col)
         return seqs, labels
 
     def _plan_chunks(self) -> list[Chunk]:
@@ -289,12 +283,16 @@ class ParquetSource:
         in index order: how inference walks a source."""
         chunks = self.index()
         ids = list(range(len(chunks))) if chunk_ids is None else list(chunk_ids)
-        sizes = np.array([int(c.lengths.sum()) * self.n_features for c in chunks])
-        for window in _pack(ids, sizes, self.window):
+        for window in _pack(ids, self.sizes, self.window):
             parts = [self.read(chunks[c]) for c in window]
             seqs = Sequences.concat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
             labels = None if self.label_col is None else np.concatenate([p[1] for p in parts])
             yield seqs, labels
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Every chunk's number of values (steps x features), in index order."""
+        return np.array([int(c.lengths.sum()) * self.n_features for c in self.index()])
 
     @property
     def lengths(self) -> np.ndarray:
@@ -404,7 +402,7 @@ class StreamData:
         self.chunks = source.index()
         self.chunk_ids = list(chunk_ids)
         self.lengths = np.concatenate([self.chunks[c].lengths for c in self.chunk_ids])
-        self.sizes = np.array([int(c.lengths.sum()) * source.n_features for c in self.chunks])
+        self.sizes = source.sizes
         self.windows: dict[int, list[int]] = {}
         self.window_lengths: dict[int, np.ndarray] = {}
         self.n_features = source.n_features
@@ -495,47 +493,36 @@ class StreamData:
 # ---------------------------------------------------------------------------- outputs
 def write_outputs(model, source: ParquetSource, path: str | os.PathLike, what: str = "encode",
                   threshold: float | None = None) -> Path:
-    """Stream ``model.encode`` (``what="encode"``: id, label, ``z0..zK``) or
+    """Stream ``model.encode`` (``what="encode"``: id, ``z0..zK``, label) or
     ``model.score`` (``"score"``: id, length, score, anomaly, label) over ``source`` to
     the Parquet file ``path``, one row group per window: memory stays that of a window.
     Written to a temporary file and renamed, like every seqae output."""
-    import tempfile
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if what not in ("encode", "score"):
         raise ValueError(f"what must be 'encode' or 'score', got {what!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if what == "score" and threshold is None:
         threshold = model.threshold_
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    writer = None
-    try:
-        for seqs, labels in source.windows():
-            cols: dict[Any, Any] = {source.id_col: seqs.ids}
-            if what == "encode":
-                Z = model.encode(seqs)
-                cols.update({f"z{k}": Z[:, k] for k in range(Z.shape[1])})
-            else:
-                scores = model.score(seqs)
-                cols.update(length=seqs.lengths, score=scores, anomaly=scores > threshold)
-            if labels is not None:
-                cols[source.label_col] = labels
-            table = pa.table(cols)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table)
-        assert writer is not None  # the index has at least one chunk
-        writer.close()
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp:
+        writer = None
+        try:
+            for seqs, labels in source.windows():
+                cols: dict[Any, Any] = {source.id_col: seqs.ids}
+                if what == "encode":
+                    Z = model.encode(seqs)
+                    cols.update({f"z{k}": Z[:, k] for k in range(Z.shape[1])})
+                else:
+                    scores = model.score(seqs)
+                    cols.update(length=seqs.lengths, score=scores, anomaly=scores > threshold)
+                if labels is not None:
+                    cols[source.label_col] = labels
+                table = pa.table(cols)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
     return path

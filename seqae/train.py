@@ -135,11 +135,13 @@ class DeviceData:
              group: int) -> tuple[list[list[Any]], int]:
         """``(steps, passes)``: the epoch's optimizer steps, each the next ``group``
         batches of `LengthBucketSampler` (see `_plan`)."""
-        if self._sampler is None:
-            self._sampler = LengthBucketSampler(self.lengths, batch_size, policy=policy,
-                                                seed=seed, group=group)
-        passes = max(1, math.ceil(MIN_EPOCH_STEPS * group / max(1, len(self._sampler))))
-        return _plan(self._sampler, epoch, passes, group), passes
+        s = self._sampler
+        if s is None or (s.batch_size, s.policy, s.seed, s.group) != (batch_size, policy, seed,
+                                                                     group):
+            self._sampler = s = LengthBucketSampler(self.lengths, batch_size, policy=policy,
+                                                    seed=seed, group=group)
+        passes = max(1, math.ceil(MIN_EPOCH_STEPS * group / max(1, len(s))))
+        return _plan(s, epoch, passes, group), passes
 
     def eval_plan(self, batch_size: int, policy: str) -> list[Any]:
         return sorted_batches(self.lengths, batch_size, policy)
