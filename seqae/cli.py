@@ -910,6 +910,8 @@ _COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.quiet and args.verbose:  # one before the command, the other after it
+        parser.error("-q/--quiet and -v/--verbose: give one of them")
     if args.command is None:
         parser.print_help()
         return 0

@@ -203,6 +203,11 @@ def test_progress_lines_when_not_a_terminal(files):
     q = run("-q", "train", files / "long.parquet", "--out", files / "m_q", "--time-col", "t",
             *FAST)
     assert q.stderr == ""
+    for flags in (("-q", "train", "-v"), ("-v", "train", "-q")):
+        both = run(flags[0], flags[1], files / "long.parquet", "--out", files / "m_qv",
+                   flags[2], *FAST, ok=False)
+        assert both.returncode == 2 and "-q/--quiet and -v/--verbose" in both.stderr
+        assert not (files / "m_qv").exists()
 
 
 def test_progress_bar_on_a_terminal(files):
