@@ -53,11 +53,12 @@ def make_data(n: int, features: int, seed: int = 0, mean: int = 100):
     return Sequences(values, offsets)
 
 
-def _recipe(encoder: str) -> dict:
-    """What SequenceAutoencoder's "auto" settings resolve to with this encoder."""
+def _recipe(encoder: str, hidden: int) -> dict:
+    """What SequenceAutoencoder's "auto" settings resolve to with this encoder and width
+    (the conv embedding is ``hidden`` wide)."""
     from seqae import SequenceAutoencoder
 
-    return SequenceAutoencoder(encoder=encoder)._recipe(np.array([1]))
+    return SequenceAutoencoder(encoder=encoder, hidden_size=hidden)._recipe(np.array([1]))
 
 
 def _model(features: int, hidden: int, device, cell: str, encoder: str, max_len: int):
@@ -68,7 +69,7 @@ def _model(features: int, hidden: int, device, cell: str, encoder: str, max_len:
 
     est = SequenceAutoencoder(hidden_size=hidden, cell=cell, bidirectional=False,
                               encoder=encoder)
-    cfg = est._model_config(features, max_len, _recipe(encoder))
+    cfg = est._model_config(features, max_len, _recipe(encoder, hidden))
     return AutoencoderNet(cfg).to(device)
 
 
@@ -117,7 +118,7 @@ def _train_rate(method: str, args, q) -> None:
         from seqae import SequenceAutoencoder
 
         ae = SequenceAutoencoder(hidden_size=args.hidden, cell=args.cell,
-                                 bidirectional=False, **_recipe(args.encoder),
+                                 bidirectional=False, **_recipe(args.encoder, args.hidden),
                                  batch_size=args.batch, max_epochs=args.epochs,
                                  patience=10_000, validation_fraction=0, device=args.device,
                                  verbose=0)
@@ -137,7 +138,7 @@ def _train_rate(method: str, args, q) -> None:
         from seqae import SequenceAutoencoder
 
         ae = SequenceAutoencoder(hidden_size=args.hidden, cell=args.cell,
-                                 bidirectional=False, **_recipe(args.encoder),
+                                 bidirectional=False, **_recipe(args.encoder, args.hidden),
                                  batch_size=args.batch, max_time=args.seconds,
                                  max_epochs=10_000, patience=10_000, validation_fraction=0,
                                  device=args.device, verbose=0)
@@ -261,7 +262,7 @@ def _encode_rate(method: str, args, q) -> None:
     seqs = make_data(args.n, args.features, mean=args.mean_length)
     ae = SequenceAutoencoder(hidden_size=args.hidden, cell=args.cell,
                              bidirectional=False, max_epochs=1, validation_fraction=0,
-                             device=args.device, verbose=0, **_recipe(args.encoder))
+                             device=args.device, verbose=0, **_recipe(args.encoder, args.hidden))
     ae.fit(seqs.take(np.arange(64)))
     if method == "seqae encode":
         ae.encode(seqs.take(np.arange(64)))
