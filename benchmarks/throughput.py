@@ -122,7 +122,7 @@ def _train_rate(method: str, args, q) -> None:
                                  batch_size=args.batch, max_epochs=args.epochs,
                                  patience=10_000, validation_fraction=0, device=args.device,
                                  verbose=0)
-        ae.set_params(max_epochs=1).fit(seqs.take(np.arange(64)))  # warm-up
+        ae.set_params(max_epochs=1).fit(seqs.take(np.arange(min(64, len(seqs)))))  # warm-up
         ae.set_params(max_epochs=args.epochs)
         start = time.perf_counter()
         ae.fit(seqs)
@@ -142,7 +142,7 @@ def _train_rate(method: str, args, q) -> None:
                                  batch_size=args.batch, max_time=args.seconds,
                                  max_epochs=10_000, patience=10_000, validation_fraction=0,
                                  device=args.device, verbose=0)
-        ae.set_params(max_epochs=1).fit(seqs.take(np.arange(64)))  # warm-up
+        ae.set_params(max_epochs=1).fit(seqs.take(np.arange(min(64, len(seqs)))))  # warm-up
         ae.set_params(max_epochs=10_000).fit(seqs)
         steps = sum(r["steps"] for r in ae.history_)  # valid steps trained, partial epoch too
         elapsed = ae.history_[-1]["time"]  # training time only (no validation, no scoring)
@@ -263,9 +263,9 @@ def _encode_rate(method: str, args, q) -> None:
     ae = SequenceAutoencoder(hidden_size=args.hidden, cell=args.cell,
                              bidirectional=False, max_epochs=1, validation_fraction=0,
                              device=args.device, verbose=0, **_recipe(args.encoder, args.hidden))
-    ae.fit(seqs.take(np.arange(64)))
+    ae.fit(seqs.take(np.arange(min(64, len(seqs)))))
     if method == "seqae encode":
-        ae.encode(seqs.take(np.arange(64)))
+        ae.encode(seqs.take(np.arange(min(64, len(seqs)))))
         start = time.perf_counter()
         ae.encode(seqs)
     else:  # pad everything to the longest, batches of 256
