@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import time
 from pathlib import Path
 
@@ -328,7 +329,7 @@ def run_seqae(name, row, tr, ytr, te, yte, seed, params, shown, args, scales) ->
         rel /= te.values.var(axis=0).mean()
     best = best_epoch(ae.history_)
     cfg = ae.model_config_
-    for key, value in (("seqae", acc), ("fit_s", fit_s), ("rel", rel),
+    for key, value in (("seeds", seed), ("seqae", acc), ("fit_s", fit_s), ("rel", rel),
                        ("epochs", len(ae.history_))):
         row.setdefault(key, []).append(value)
     row["recipe"] = (f"{cfg.encoder}/{cfg.pooling}/{cfg.contrastive:g}/"
@@ -339,7 +340,7 @@ def run_seqae(name, row, tr, ytr, te, yte, seed, params, shown, args, scales) ->
     print(f"| {name} | {label} | {acc:.4f} | {fit_s:.0f} | "
           f"{len(ae.history_)} epochs (best {best['epoch']}, final lr "
           f"{ae.history_[-1]['lr']:.1e}), C={c:g}, test reconstruction MSE / variance "
-          f"{rel:.3f} |", flush=True)
+          f"{rel:.3f}, recipe {row['recipe']} |", flush=True)
     if args.pooled:
         p_tr, p_te = pooled_summary(ae, tr), pooled_summary(ae, te)
         acc_p, c = svm_accuracy(p_tr, ytr, p_te, yte)
@@ -351,6 +352,54 @@ def run_seqae(name, row, tr, ytr, te, yte, seed, params, shown, args, scales) ->
                               np.hstack([z_te, scales[1]]), yte)
         print(f"| {name} | {label} + each sequence's mean and log std | {acc:.4f} | "
               f"{fit_s:.0f} | C={c:g} |", flush=True)
+
+
+def resolved_recipe(tr, params) -> str:
+    """The recipe string a default fit on ``tr`` resolves to, without fitting (for runs
+    read back by --resume from logs that did not print it)."""
+    import seqae
+
+    ae = seqae.SequenceAutoencoder(**params)
+    cfg = ae._model_config(tr.n_features, int(tr.lengths.max()), ae._recipe(tr.lengths))
+    mode = seqae.Scaler(ae.normalize).fit(tr).mode_
+    return f"{cfg.encoder}/{cfg.pooling}/{cfg.contrastive:g}/{mode}"
+
+
+_SEQAE_LINE = re.compile(
+    r"^\| (?P<name>\S+) \| (?P<label>seqae .*? \+ RBF SVM)(?: \(seed (?P<seed>\d+)\))? \| "
+    r"(?P<acc>[\d.]+) \| (?P<fit>[\d.]+) \| (?P<epochs>\d+) epochs .*?test reconstruction "
+    r"MSE / variance (?P<rel>[\d.]+)(?:, recipe (?P<recipe>\S+))? \|$")
+_BASELINE_LINE = re.compile(
+    r"^\| (?P<name>\S+) \| (?P<method>summary statistics|1-NN DTW) .*?\| "
+    r"(?P<acc>[\d.]+) \| [\d.]+ \|")
+
+
+def read_log(path: Path, label: str, seeds: list[int]) -> tuple[dict[str, dict], list[str]]:
+    """The figures a previous run printed (its stdout): ``rows`` as ``main`` builds them,
+    holding only the seqae runs with this ``label`` and one of ``seeds`` (a run of
+    other settings is not resumed), and the lines they came from, to print again."""
+    rows: dict[str, dict] = {}
+    kept: list[str] = []
+    for line in path.read_text().splitlines():
+        if m := _SEQAE_LINE.match(line):
+            seed = int(m["seed"] or 0)
+            if m["label"] != label or seed not in seeds:
+                continue
+            row = rows.setdefault(m["name"], {})
+            if seed in row.get("seeds", []):
+                continue
+            for key, value in (("seeds", seed), ("seqae", float(m["acc"])),
+                               ("fit_s", float(m["fit"])), ("rel", float(m["rel"])),
+                               ("epochs", int(m["epochs"]))):
+                row.setdefault(key, []).append(value)
+            if m["recipe"]:
+                row["recipe"] = m["recipe"]
+            kept.append(line)
+        elif m := _BASELINE_LINE.match(line):
+            key = "summary" if m["method"].startswith("summary") else "dtw"
+            rows.setdefault(m["name"], {})[key] = float(m["acc"])
+            kept.append(line)
+    return rows, kept
 
 
 def main() -> None:
@@ -372,6 +421,10 @@ def main() -> None:
                          "every run")
     ap.add_argument("--params", default="{}",
                     help='JSON of SequenceAutoencoder settings, e.g. \'{"pooling": "last+mean"}\'')
+    ap.add_argument("--resume", default=None, metavar="LOG",
+                    help="the saved stdout of an earlier run with the same settings that "
+                         "stopped part way: every fit and baseline it printed counts as done "
+                         "and only the rest runs (a two-hour suite survives an interruption)")
     ap.add_argument("--methods", default="seqae,summary,naive,dtw",
                     help="which of seqae, summary, naive, dtw to run")
     ap.add_argument("--naive-seconds", type=float, default=60.0,
@@ -416,7 +469,14 @@ def main() -> None:
           f"SequenceAutoencoder(max_time={args.max_time:.0f}); SVM C by 5-fold CV\n")
     print("| data set | method | test accuracy | train time s | notes |")
     print("|---|---|---:|---:|---|")
+    label = f"seqae {shown} + RBF SVM" if shown else "seqae default + RBF SVM"
+    done: dict[str, dict] = {}
+    if args.resume:
+        done, lines = read_log(Path(args.resume), label, seeds)
+        print(f"(resumed from {args.resume}: {len(lines)} figures)")
+        print("\n".join(lines), flush=True)
     for name in [s.strip() for s in args.datasets.split(",")]:
+        before = done.get(name, {})
         tr, ytr, te, yte = load(name, args.split_seed)
         scales = None
         if args.znorm:  # keep the per-sequence level and scale that z-normalising removes
@@ -426,11 +486,14 @@ def main() -> None:
                 f"{min(tr.lengths.min(), te.lengths.min())}-"
                 f"{max(tr.lengths.max(), te.lengths.max())}, {len(np.unique(ytr))} classes")
         print(f"| {name} ({info}) | | | | |", flush=True)
-        row = rows.setdefault(name, {"info": info})
+        row = rows.setdefault(name, {**before, "info": info})
         if "seqae" in methods:
             for seed in seeds:
-                run_seqae(name, row, tr, ytr, te, yte, seed, params, shown, args, scales)
-        if "summary" in methods:
+                if seed not in before.get("seeds", []):
+                    run_seqae(name, row, tr, ytr, te, yte, seed, params, shown, args, scales)
+            if "seqae" in row and "recipe" not in row:  # every run read back from an old log
+                row["recipe"] = resolved_recipe(tr, params)
+        if "summary" in methods and "summary" not in before:
             start = time.perf_counter()
             acc, c = svm_accuracy(summary_features(tr), ytr, summary_features(te), yte)
             row["summary"] = acc
@@ -443,7 +506,7 @@ def main() -> None:
             print(f"| {name} | naive LSTM autoencoder (seed 000 recipe: padded, unmasked) + "
                   f"RBF SVM | {acc:.4f} | {time.perf_counter() - start:.0f} | C={c:g} |",
                   flush=True)
-        if "dtw" in methods:
+        if "dtw" in methods and "dtw" not in before:
             window = None
             if args.dtw_window:
                 window = max(1, int(args.dtw_window * max(tr.lengths.max(), te.lengths.max())))
@@ -476,7 +539,9 @@ def suite_table(rows: dict[str, dict], args) -> str:
         f"Command: `OMP_WAIT_POLICY=PASSIVE python benchmarks/quality.py --suite all "
         f"--max-time {args.max_time:g}"
         + (f" --seeds {args.seeds}" if args.seeds else "")
-        + (f" --threads {args.threads}" if args.threads else "") + "`",
+        + (f" --threads {args.threads}" if args.threads else "") + "`"
+        + (" (resumed with `--resume LOG` after an interruption: the figures of both runs)"
+           if args.resume else ""),
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"Python {platform.python_version()}, torch {torch.__version__}; "
         f"run {time.strftime('%Y-%m-%d')}.",

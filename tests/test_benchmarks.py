@@ -1,0 +1,57 @@
+"""The quality suite's --resume reads back what an interrupted run printed."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quality():
+    spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fit_line(name, settings, seed, acc, fit_s, epochs, rel, recipe=None):
+    """A seqae line as quality.py prints it (old logs lack the recipe)."""
+    tail = f", recipe {recipe}" if recipe else ""
+    return (f"| {name} | seqae {settings} + RBF SVM (seed {seed}) | {acc} | {fit_s} | "
+            f"{epochs} epochs (best 35, final lr 5.0e-05), C=1, test reconstruction "
+            f"MSE / variance {rel}{tail} |")
+
+
+LOG = "\n".join([
+    "# torch 2.13.0+cpu, 2 threads; seqae default SequenceAutoencoder(max_time=300)",
+    "| data set | method | test accuracy | train time s | notes |",
+    "| gunpoint (50+150 seqs, 1 ch, lengths 150-150, 2 classes) | | | | |",
+    "epoch 3/10000  train 0.5  lr 0.001  3s elapsed, 4m57s left",
+    fit_line("gunpoint", "default", 0, "0.9867", 300, 42, "0.023"),
+    fit_line("gunpoint", "default", 1, "0.9800", 301, 40, "0.017", "conv/max/1/global"),
+    fit_line("gunpoint", "default", 1, "0.5000", 301, 40, "0.017"),
+    fit_line("gunpoint", "default", 7, "0.1000", 301, 40, "0.017"),
+    fit_line("gunpoint", "{'pooling': 'mean'}", 2, "0.2000", 301, 40, "0.017"),
+    "| gunpoint | summary statistics + RBF SVM | 0.7867 | 0 | C=10 |",
+    "| gunpoint | 1-NN DTW (standardised, window none) | 0.9067 | 1 | |",
+    fit_line("italy", "default", 0, "0.9514", 300, 256, "0.034"),
+]) + "\n"
+
+
+def test_resume_keeps_the_runs_of_these_settings_and_seeds_once(quality, tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text(LOG)
+    rows, lines = quality.read_log(log, "seqae default + RBF SVM", [0, 1, 2])
+    assert rows["gunpoint"] == {
+        "seeds": [0, 1], "seqae": [0.9867, 0.98], "fit_s": [300.0, 301.0],
+        "rel": [0.023, 0.017], "epochs": [42, 40], "recipe": "conv/max/1/global",
+        "summary": 0.7867, "dtw": 0.9067,
+    }
+    assert rows["italy"]["seeds"] == [0] and "summary" not in rows["italy"]
+    # the second seed-1 line, seed 7 (not asked for) and other settings are not kept
+    assert len(lines) == 5 and not any("0.5000" in x or "0.1000" in x or "0.2000" in x
+                                       for x in lines)
+    other, _ = quality.read_log(log, "seqae {'pooling': 'mean'} + RBF SVM", [2])
+    assert other["gunpoint"]["seqae"] == [0.2]
