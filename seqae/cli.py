@@ -36,6 +36,7 @@ _MODEL_FLAGS = {
     "contamination": "contamination",
     "max_len": "max_len",
     "max_len_policy": "max_len_policy",
+    "threads": "threads",
 }
 _NORMALIZE = ("auto", "global", "sequence", "none")  # --normalize values (seqae.scaling)
 _DATA_KEYS = ("id_col", "time_col", "features", "label_col", "text_col", "window", "workers")
@@ -123,6 +124,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--max-len-policy", choices=["refuse", "truncate", "window"], default=None,
                    help="longer sequences: an error (refuse, the default), their first "
                    "max-len steps (truncate), or windows put back together (window)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="CPU threads torch computes on, kept with the model (default: one "
+                   "for the recurrent encoder, whose steps are too small to split; torch's "
+                   "setting otherwise)")
     t.add_argument("--normalize", choices=_NORMALIZE, default=None,
                    help="standardise each feature over the data (global), each sequence by "
                    "its own mean and std (sequence), not at all (none), or pick global or "

@@ -9,6 +9,7 @@ import inspect
 import io
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,7 +27,7 @@ from .nn.model import AutoencoderNet, ModelConfig
 from .progress import Progress
 from .scaling import Scaler
 from .stream import ParquetSource, StreamData
-from .train import Callback, DeviceData, TrainConfig, resolve_device, train
+from .train import Callback, DeviceData, TrainConfig, cpu_threads, resolve_device, train
 from .vocab import UNK, CharVocab
 
 __all__ = ["SequenceAutoencoder", "clone"]
@@ -51,6 +52,15 @@ PATCH_LENGTH = 512
 MAX_LEN_POLICIES = ("refuse", "truncate", "window")
 # fit on a ParquetSource: checkpoint every this many optimizer steps (with a
 # checkpoint_dir), and fit the length head on the latents of this many sequences
+# threads="auto": on the CPU with OpenMP's threads sleeping between parallel regions
+# (OMP_WAIT_POLICY=PASSIVE), a recurrent encoder this wide or narrower computes on one
+# thread. Its per-step products are too small to split, and waking the sleeping threads
+# for each of them costs more than it gains: a whole fit of the default GRU 64 took 2.9 x
+# as long on 2 threads as on 1 (GRU 256: 1.25 x; GRU 512 and the convolutions: no gain
+# from one thread). With threads that spin while they wait (OpenMP's default policy) the
+# second thread costs nothing and gains up to 1.5 x, so torch's setting stays
+# (benchmarks/threads.py, benchmarks/RESULTS.md).
+ONE_THREAD_HIDDEN = 256
 STREAM_CHECKPOINT_EVERY = 200
 LENGTH_HEAD_SAMPLE = 100_000
 
@@ -277,6 +287,14 @@ class SequenceAutoencoder(_Params):
             reconstructions stitched; scores over every step), so memory stays bounded
             whatever the length.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``...
+        threads: CPU threads torch computes on during `fit`, `encode`, `reconstruct`,
+            `score` and `decode` (torch's own setting is put back after each call): an
+            int; None leaves torch's setting alone; ``"auto"`` (default): one thread for
+            a recurrent encoder of ``hidden_size`` up to `ONE_THREAD_HIDDEN` on the CPU
+            when ``OMP_WAIT_POLICY=PASSIVE`` is set (its per-step products are too small
+            to split, and waking sleeping threads for each made a whole fit of the
+            default GRU 2.9 x slower on 2 cores: benchmarks/threads.py), else torch's
+            setting.
         seed: random seed (default 0).
         verbose: what `fit` shows (`seqae.progress.Progress`): 1 (default) a live
             display on a terminal or in a notebook, one line per epoch when the output is
@@ -329,6 +347,7 @@ class SequenceAutoencoder(_Params):
         max_len: int | None = 10_000,
         max_len_policy: str = "refuse",
         device: str = "auto",
+        threads: int | str | None = "auto",
         seed: int = 0,
         verbose: int = 1,
     ):
@@ -366,6 +385,7 @@ class SequenceAutoencoder(_Params):
         self.max_len = max_len
         self.max_len_policy = max_len_policy
         self.device = device
+        self.threads = threads
         self.seed = seed
         self.verbose = verbose
 
@@ -391,6 +411,19 @@ class SequenceAutoencoder(_Params):
             max(1, round(median / PATCH_LENGTH)) if encoder == "conv" else 1)
         return {"encoder": encoder, "pooling": pooling, "contrastive": float(contrastive),
                 "contrast": contrast, "latent_dim": int(latent), "patch": int(patch)}
+
+    def _threads(self) -> int | None:
+        """The CPU threads this model computes on (``threads`` resolved; None: torch's)."""
+        t = self.threads
+        if t == "auto":
+            cfg = self.model_config_
+            if (self._device().type == "cpu" and cfg.encoder == "rnn"
+                    and cfg.hidden_size <= ONE_THREAD_HIDDEN
+                    and os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"):
+                return 1
+            return None
+        _check_threads(t)
+        return cast(int | None, t)
 
     def _lr(self) -> float:
         """``lr``, with ``"auto"`` resolved for the fitted encoder."""
@@ -495,6 +528,7 @@ class SequenceAutoencoder(_Params):
         if validation is not None:
             validation = self._limit(self._sequences(validation))[0]
         get_loss(self.loss)  # validate the name before any work
+        _check_threads(self.threads)
         scaler = Scaler(self.normalize)  # validates the mode before any work
         progress = Progress(self.verbose, self.max_epochs, self.max_time)  # validates it
         device = resolve_device(self.device)
@@ -560,7 +594,8 @@ class SequenceAutoencoder(_Params):
 
     def _settings(self) -> dict[str, Any]:
         """The parameters a resumed fit must share (not how it shows progress or where)."""
-        return {k: v for k, v in self.get_params().items() if k not in ("verbose", "device")}
+        return {k: v for k, v in self.get_params().items()
+                if k not in ("verbose", "device", "threads")}
 
     def _train(self, train_data, val_data, fingerprint: dict[str, Any],
                callbacks: list[Callback] | None, checkpoint_dir: str | Path | None,
@@ -580,9 +615,10 @@ class SequenceAutoencoder(_Params):
             extra.append(progress)
         config = self._train_config()
         config.checkpoint_every = checkpoint_every
-        self.history_ = train(self.module_, get_loss(self.loss), train_data, config, val_data,
-                              [*(callbacks or []), *extra], checkpointer=checkpointer,
-                              resume=resume)
+        with cpu_threads(self._threads()):
+            self.history_ = train(self.module_, get_loss(self.loss), train_data, config,
+                                  val_data, [*(callbacks or []), *extra],
+                                  checkpointer=checkpointer, resume=resume)
 
     def _fit_stream(self, source: ParquetSource, validation: Any, callbacks: list[Callback] | None,
                     checkpoint_dir: str | Path | None, resume: bool,
@@ -605,6 +641,7 @@ class SequenceAutoencoder(_Params):
             raise TypeError("with a ParquetSource, validation must be a ParquetSource too, "
                             f"not {type(validation).__name__}")
         get_loss(self.loss)
+        _check_threads(self.threads)
         scaler = Scaler(self.normalize)
         progress = Progress(self.verbose, self.max_epochs, self.max_time)
         device = resolve_device(self.device)
@@ -762,9 +799,10 @@ class SequenceAutoencoder(_Params):
         self.module_.eval()
         X, stats = self._scale(X)
         data = DeviceData(X, self._device())
-        for idx in self._batches(X.lengths):
-            x, lens = data.batch(idx)
-            fn(idx, x, lens)
+        with cpu_threads(self._threads()):
+            for idx in self._batches(X.lengths):
+                x, lens = data.batch(idx)
+                fn(idx, x, lens)
         return stats
 
     def _limit(self, X: Sequences) -> tuple[Sequences, np.ndarray | None]:
@@ -860,7 +898,6 @@ class SequenceAutoencoder(_Params):
             return scores
         return _per_owner(scores, Xw.lengths, owner, len(X))
 
-    @torch.no_grad()
     def decode(self, Z: Any, lengths: Any = None, max_length: int | None = None) -> Sequences:
         """Decode latent vectors into sequences.
 
@@ -877,6 +914,11 @@ class SequenceAutoencoder(_Params):
             turns them into texts).
         """
         self._check_fitted()
+        with cpu_threads(self._threads()):
+            return self._decode(Z, lengths, max_length)
+
+    @torch.no_grad()
+    def _decode(self, Z: Any, lengths: Any, max_length: int | None) -> Sequences:
         z_all = torch.as_tensor(np.asarray(Z, dtype=np.float32))
         if z_all.dim() != 2 or z_all.shape[1] != self.latent_dim_:
             raise ValueError(f"Z must be (N, {self.latent_dim_}), got {tuple(z_all.shape)}")
@@ -1034,6 +1076,13 @@ class SequenceAutoencoder(_Params):
         est.module_.to(resolve_device(device)).eval()
         est.history_ = _read_history(path / "metrics.csv")
         return est
+
+
+def _check_threads(threads: Any) -> None:
+    if threads in ("auto", None):
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be 'auto', None or a positive int, got {threads!r}")
 
 
 def _read_scaler(config: dict[str, Any]) -> Scaler | None:

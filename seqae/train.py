@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
     from .nn.model import AutoencoderNet
     from .stream import StreamData
 
-__all__ = ["TrainConfig", "Callback", "DeviceData", "train", "best_epoch", "resolve_device"]
+__all__ = ["TrainConfig", "Callback", "DeviceData", "train", "best_epoch", "resolve_device",
+           "cpu_threads"]
 
 log = logging.getLogger("seqae")
 
@@ -107,6 +109,23 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             return torch.device("cpu")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(device)
+
+
+@contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Inside the block torch computes on ``n`` CPU threads (``torch.set_num_threads``);
+    the count before is put back after it. None leaves torch's setting alone.
+
+    The setting is the process's: another thread running torch meanwhile shares it."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class DeviceData:

@@ -187,11 +187,12 @@ def test_config_yaml(files):
 def test_normalize_per_sequence_flag(files):
     out = files / "m_seqnorm"
     run("train", files / "long.parquet", "--out", out, "--time-col", "t", "--normalize",
-        "sequence", *FAST)
+        "sequence", "--threads", "2", *FAST)
     assert json.loads((out / "run.json").read_text())["model"]["normalize"] == "sequence"
     from seqae import SequenceAutoencoder
 
     assert SequenceAutoencoder.load(out).normalize == "sequence"
+    assert SequenceAutoencoder.load(out).threads == 2  # kept with the model
     r = run("train", files / "long.parquet", "--out", out, "--normalize", "minmax", ok=False)
     assert r.returncode == 2 and "--normalize" in r.stderr
 

@@ -517,3 +517,85 @@ def test_schedule_auto_is_the_budget_cosine_for_conv_with_a_time_budget(long_dat
     assert rnn._schedule() == "plateau" and rnn.history_[-1]["lr"] == pytest.approx(3e-3)
     assert SequenceAutoencoder(**{**SMALL, "max_epochs": 2}).fit(long_data)._schedule() \
         == "plateau"  # no time budget: no known end
+
+
+def test_cpu_threads_puts_torchs_setting_back():
+    from seqae.train import cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        with cpu_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+        with pytest.raises(RuntimeError), cpu_threads(2):
+            assert torch.get_num_threads() == 2
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 3  # put back after an error too
+        with cpu_threads(None):
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Threads(seqae.train.Callback):
+    """Records the torch thread count each epoch trains with."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, epoch, record):
+        self.seen.append(torch.get_num_threads())
+
+
+@pytest.mark.parametrize("threads, policy, rnn_sees, conv_sees", [
+    # sleeping OpenMP threads: one thread for the GRU; the convolutions keep torch's
+    ("auto", "passive", 1, 3),
+    ("auto", "ACTIVE", 3, 3),  # spinning threads: torch's setting
+    ("auto", None, 3, 3),
+    (2, "PASSIVE", 2, 2),
+    (None, "PASSIVE", 3, 3),
+])
+def test_threads_apply_to_fit_and_inference_only(data, long_data, monkeypatch, threads,
+                                                  policy, rnn_sees, conv_sees):
+    if policy is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        for seqs, want in ((data, rnn_sees), (long_data, conv_sees)):
+            rec = _Threads()
+            ae = SequenceAutoencoder(**{**SMALL, "max_epochs": 2, "threads": threads})
+            ae.fit(seqs, callbacks=[rec])
+            assert rec.seen == [want, want]
+            assert torch.get_num_threads() == 3  # the user's setting is back after fit
+            inside: list[int] = []
+
+            def note(*_, inside=inside):
+                inside.append(torch.get_num_threads())
+
+            hook = ae.module_.encoder.register_forward_hook(note)
+            ae.encode(seqs)
+            ae.score(seqs)
+            ae.reconstruct(seqs)
+            hook.remove()
+            hook = ae.module_.decoder.register_forward_hook(note)
+            ae.decode(ae.encode(seqs[:2]), lengths=5)
+            hook.remove()
+            assert inside and set(inside) == {want}
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_do_not_change_the_weights_and_bad_values_are_refused(data, tmp_path):
+    one = SequenceAutoencoder(**{**SMALL, "threads": 1}).fit(data)
+    two = SequenceAutoencoder(**{**SMALL, "threads": 2}).fit(data)
+    np.testing.assert_allclose(one.encode(data), two.encode(data), atol=1e-5)
+    one.save(tmp_path / "m")
+    assert SequenceAutoencoder.load(tmp_path / "m").threads == 1
+    for bad in (0, -1, 1.5, True, "many"):
+        with pytest.raises(ValueError, match=f"threads must be .* got {bad!r}"):
+            SequenceAutoencoder(**{**SMALL, "threads": bad}).fit(data)
