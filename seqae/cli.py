@@ -126,8 +126,8 @@ def _parser() -> argparse.ArgumentParser:
                    "max-len steps (truncate), or windows put back together (window)")
     t.add_argument("--threads", type=int, default=None,
                    help="CPU threads torch computes on, kept with the model (default: one "
-                   "for the recurrent encoder, whose steps are too small to split; torch's "
-                   "setting otherwise)")
+                   "for a recurrent encoder up to 256 wide when OMP_WAIT_POLICY=PASSIVE, "
+                   "whose small steps wake sleeping threads; torch's setting otherwise)")
     t.add_argument("--normalize", choices=_NORMALIZE, default=None,
                    help="standardise each feature over the data (global), each sequence by "
                    "its own mean and std (sequence), not at all (none), or pick global or "

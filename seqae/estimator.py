@@ -50,17 +50,17 @@ PATCH_LENGTH = 512
 
 
 MAX_LEN_POLICIES = ("refuse", "truncate", "window")
-# fit on a ParquetSource: checkpoint every this many optimizer steps (with a
-# checkpoint_dir), and fit the length head on the latents of this many sequences
 # threads="auto": on the CPU with OpenMP's threads sleeping between parallel regions
 # (OMP_WAIT_POLICY=PASSIVE), a recurrent encoder this wide or narrower computes on one
 # thread. Its per-step products are too small to split, and waking the sleeping threads
 # for each of them costs more than it gains: a whole fit of the default GRU 64 took 2.9 x
 # as long on 2 threads as on 1 (GRU 256: 1.25 x; GRU 512 and the convolutions: no gain
 # from one thread). With threads that spin while they wait (OpenMP's default policy) the
-# second thread costs nothing and gains up to 1.5 x, so torch's setting stays
+# second thread costs nothing and gains up to 1.6 x, so torch's setting stays
 # (benchmarks/threads.py, benchmarks/RESULTS.md).
 ONE_THREAD_HIDDEN = 256
+# fit on a ParquetSource: checkpoint every this many optimizer steps (with a
+# checkpoint_dir), and fit the length head on the latents of this many sequences
 STREAM_CHECKPOINT_EVERY = 200
 LENGTH_HEAD_SAMPLE = 100_000
 
