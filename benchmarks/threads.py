@@ -2,7 +2,7 @@
 against all of torch's, side by side in one run.
 
 `SequenceAutoencoder(threads="auto")` computes a recurrent encoder of `hidden_size` up to
-`seqae.estimator.ONE_THREAD_HIDDEN` on one thread when OMP_WAIT_POLICY=PASSIVE (OpenMP's
+`seqae.recipe.ONE_THREAD_HIDDEN` on one thread when OMP_WAIT_POLICY=PASSIVE (OpenMP's
 threads sleep between parallel regions) and leaves torch's setting alone otherwise.
 This script is the measurement behind that rule: for each recipe it times the whole
 call the user waits for (`fit` of a fixed number of epochs, then `encode` of the

@@ -1,149 +1,44 @@
-"""`SequenceAutoencoder`: the high-level, scikit-learn-compatible API."""
+"""`SequenceAutoencoder`: the scikit-learn-compatible estimator, a thin orchestrator.
+
+`fit` is a dozen named steps, the same for data in memory and streamed from files:
+validate every parameter (`seqae.params`), wrap the input as a source and pick the task
+(`seqae.sources`, `seqae.tasks`) under the length policy (`seqae.lengths`), split off
+validation, fit the task's statistics, resolve every "auto" (`seqae.recipe`), build the
+model, train (`seqae.train`), one inference pass for the length head and the threshold
+(`seqae.inference`), then commit every fitted attribute at once. Nothing is learned on
+the estimator before that last step: a fit that raises, or that Ctrl-C interrupts,
+leaves it as it was (unfitted, or the earlier fit whole); checkpoints written on the
+way stay on disk for ``resume``. The model folder is `seqae.model_dir`'s.
+"""
 
 from __future__ import annotations
 
 import copy
-import csv
-import hashlib
 import inspect
-import io
-import json
-import logging
-import os
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 
-from .batching import sorted_batches
+from . import inference, model_dir, recipe
 from .data import Sequences
 from .distributed import context
-from .errors import IncompatibleModelError, SequenceDataError, describe
-from .io import atomic_write_bytes, atomic_write_text
-from .losses import get_loss, masked_mse
-from .nn.encoders import conv_depth_for
-from .nn.model import AutoencoderNet, ModelConfig
+from .lengths import LengthPolicy
+from .losses import get_loss
+from .model_dir import Fitted
+from .nn.model import AutoencoderNet
+from .params import validate
 from .progress import Progress
-from .scaling import Scaler
-from .stream import ParquetSource, StreamData
-from .train import Callback, DeviceData, TrainConfig, cpu_threads, resolve_device, train
-from .vocab import UNK, CharVocab
+from .sources import chunks_of, from_input
+from .train import Callback, cpu_threads, resolve_device, train
+from .vocab import CharVocab
 
 __all__ = ["SequenceAutoencoder", "clone"]
 
-log = logging.getLogger("seqae")
-
-FORMAT_VERSION = 1
-# validation_fraction="auto" holds out 10 % only when that is at least this many
-# sequences: early stopping on 4 or 5 held-out sequences follows noise, not the model.
-MIN_VALIDATION = 50
-# encoder="auto": a median length above this many steps picks the convolutional encoder.
-LONG = 100
-# contrast="auto" with the convolutional encoder
-CONV_CONTRAST = "hierarchical"
-# copies="auto" for token data: weight of the random-string reconstruction term
-TOKEN_COPIES = 0.5
-# patch="auto": the convolutional encoder reads patches of about median length / this
-# many steps, so that a typical sequence is about this many patches long.
-PATCH_LENGTH = 512
-
-
-MAX_LEN_POLICIES = ("refuse", "truncate", "window")
-# threads="auto": on the CPU with OpenMP's threads sleeping between parallel regions
-# (OMP_WAIT_POLICY=PASSIVE), a recurrent encoder this wide or narrower computes on one
-# thread. Its per-step products are too small to split, and waking the sleeping threads
-# for each of them costs more than it gains: a whole fit of the default GRU 64 took 2.9 x
-# as long on 2 threads as on 1 (GRU 256: 1.25 x; GRU 512 and the convolutions: no gain
-# from one thread). With threads that spin while they wait (OpenMP's default policy) the
-# second thread costs nothing and gains up to 1.6 x, so torch's setting stays
-# (benchmarks/threads.py, benchmarks/RESULTS.md).
-ONE_THREAD_HIDDEN = 256
-# fit on a ParquetSource: checkpoint every this many optimizer steps (with a
-# checkpoint_dir), and fit the length head on the latents of this many sequences
-STREAM_CHECKPOINT_EVERY = 200
+# fit: the length head is fitted on the latents of at most this many training sequences
+# (all of them for data in memory; the first ones read for a folder)
 LENGTH_HEAD_SAMPLE = 100_000
-
-
-def _limit_lengths(X: Sequences, max_len: int | None,
-                   policy: str) -> tuple[Sequences, np.ndarray | None]:
-    """``(X', owner)``: ``X`` itself (owner None) when no sequence is longer than
-    ``max_len``; else by ``policy``: ``"truncate"`` keeps the first ``max_len`` steps of
-    each sequence (owner None), ``"window"`` cuts each sequence into the fewest windows of
-    at most ``max_len`` steps, of near-equal sizes, in order (``owner[j]`` = the sequence
-    window j came from); ``"refuse"`` raises `SequenceDataError` naming the sequence."""
-    if policy not in MAX_LEN_POLICIES:
-        raise ValueError(f"max_len_policy must be one of {MAX_LEN_POLICIES}, got {policy!r}")
-    lengths = X.lengths
-    if max_len is None or not len(lengths) or int(lengths.max()) <= max_len:
-        return X, None
-    if max_len < 1:
-        raise ValueError(f"max_len must be >= 1, got {max_len}")
-    i = int(np.argmax(lengths > max_len))
-    if policy == "refuse":
-        raise SequenceDataError(
-            f"{describe(i, X.ids)} has {int(lengths[i])} steps, more than max_len={max_len}: "
-            "raise max_len, or set max_len_policy='truncate' (keep the first max_len steps) "
-            "or 'window' (cut it into windows and put the results back together)",
-            index=i, seq_id=None if X.ids is None else X.ids[i])
-    if policy == "truncate":
-        keep = np.minimum(lengths, max_len)
-        steps = np.concatenate([np.arange(o, o + k) for o, k in zip(X.offsets[:-1], keep,
-                                                                    strict=True)])
-        offsets = np.concatenate([[0], np.cumsum(keep)])
-        return Sequences(X.values[steps], offsets, ids=X.ids,
-                         feature_names=X.feature_names), None
-    parts = -(-lengths // max_len)  # windows per sequence
-    owner = np.repeat(np.arange(len(lengths)), parts)
-    first = np.concatenate([[0], np.cumsum(parts)[:-1]])
-    k = np.arange(len(owner)) - first[owner]  # window number within its sequence
-    base, extra = lengths[owner] // parts[owner], lengths[owner] % parts[owner]
-    sizes = base + (k < extra)  # near-equal sizes, the longer ones first
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    return Sequences(X.values, offsets, feature_names=X.feature_names), owner
-
-
-def _per_owner(values: np.ndarray, weights: np.ndarray, owner: np.ndarray, n: int):
-    """Weighted mean of the windows' ``values`` (rows) per sequence."""
-    w = weights.astype(np.float64)
-    out = np.zeros((n,) + values.shape[1:], dtype=np.float64)
-    np.add.at(out, owner, values * w.reshape((-1,) + (1,) * (values.ndim - 1)))
-    total = np.zeros(n)
-    np.add.at(total, owner, w)
-    return out / total.reshape((-1,) + (1,) * (values.ndim - 1))
-
-
-class _PartialModel(Callback):
-    """Writes the model as it stands after every epoch (see `SequenceAutoencoder.fit`)."""
-
-    def __init__(self, est: SequenceAutoencoder, folder: Path):
-        self.est, self.folder = est, folder
-        self.history: list[dict[str, Any]] = []
-        self.best: dict[str, torch.Tensor] | None = None
-
-    def on_best(self, epoch: int, state: dict[str, torch.Tensor]) -> None:
-        self.best = state
-
-    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
-        if not self.history and epoch > 1:  # resumed: the past epochs' records
-            self.history = _read_history(self.folder / "metrics.csv")
-        self.history = [r for r in self.history if r["epoch"] < epoch] + [record]
-        self.est._write(self.folder, self.history, partial_epoch=epoch, state=self.best)
-
-
-def _is_texts(X: Any) -> bool:
-    return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(t, str) for t in X)
-
-
-def _as_sequences(X: Any) -> Sequences:
-    if isinstance(X, Sequences):
-        return X
-    if isinstance(X, (list, tuple)):
-        return Sequences.from_list(X)
-    raise TypeError(
-        f"expected seqae.Sequences or a list of arrays, got {type(X).__name__}; for a padded "
-        "array use seqae.Sequences.from_padded(x, lengths=...)"
-    )
 
 
 class _Params:
@@ -182,6 +77,7 @@ def clone(estimator: Any) -> Any:
     """A new, unfitted estimator with the same parameters (like ``sklearn.base.clone``)."""
     params = estimator.get_params(deep=False)
     return type(estimator)(**{k: copy.deepcopy(v) for k, v in params.items()})
+
 
 
 class SequenceAutoencoder(_Params):
@@ -309,7 +205,6 @@ class SequenceAutoencoder(_Params):
         (3, 4)
     """
 
-    threshold_: float | None  # None in a folder written during fit (no scores yet)
 
     def __init__(
         self,
@@ -389,103 +284,6 @@ class SequenceAutoencoder(_Params):
         self.seed = seed
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ configs
-    def _recipe(self, lengths: np.ndarray) -> dict[str, Any]:
-        """``encoder``, ``pooling``, ``contrastive``, ``contrast`` and ``latent_dim`` with
-        each ``"auto"`` resolved from the training lengths: sequences of more than `LONG`
-        steps (median) get the convolutional encoder, max pooling, the hierarchical crop
-        term and its pooled outputs as the embedding; shorter ones the bidirectional
-        GRU's final states, plain reconstruction and a 32-number latent."""
-        median = float(np.median(lengths)) if len(lengths) else 0.0
-        long = median > LONG
-        encoder = self.encoder if self.encoder != "auto" else ("conv" if long else "rnn")
-        pooling = self.pooling if self.pooling != "auto" else (
-            "max" if encoder == "conv" else "last")
-        contrastive = self.contrastive if self.contrastive != "auto" else (
-            1.0 if encoder == "conv" else 0.0)
-        contrast = self.contrast if self.contrast != "auto" else (
-            CONV_CONTRAST if encoder == "conv" else "instance")
-        latent = self.latent_dim if self.latent_dim != "auto" else (
-            self.hidden_size if encoder == "conv" else 32)
-        patch = self.patch if self.patch != "auto" else (
-            max(1, round(median / PATCH_LENGTH)) if encoder == "conv" else 1)
-        return {"encoder": encoder, "pooling": pooling, "contrastive": float(contrastive),
-                "contrast": contrast, "latent_dim": int(latent), "patch": int(patch)}
-
-    def _threads(self) -> int | None:
-        """The CPU threads this model computes on (``threads`` resolved; None: torch's)."""
-        t = self.threads
-        if t == "auto":
-            cfg = self.model_config_
-            if (self._device().type == "cpu" and cfg.encoder == "rnn"
-                    and cfg.hidden_size <= ONE_THREAD_HIDDEN
-                    and os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"):
-                return 1
-            return None
-        _check_threads(t)
-        return cast(int | None, t)
-
-    def _lr(self) -> float:
-        """``lr``, with ``"auto"`` resolved for the fitted encoder."""
-        if self.lr != "auto":
-            return float(self.lr)
-        return 1e-3 if self.model_config_.encoder == "conv" else 3e-3
-
-    def _model_config(self, n_features: int, max_length: int,
-                      recipe: dict[str, Any]) -> ModelConfig:
-        # The conv encoder's max-pooled outputs are the embedding (they are what the crop
-        # term trains: issue 11's probes, OSULeaf 0.81 against 0.70 for a linear map of
-        # them), and the decoder reads them through a bottleneck of half their width.
-        pooled = recipe["encoder"] == "conv" and "+" not in recipe["pooling"] and (
-            recipe["pooling"] != "blocks" or self.latent_dim == "auto")
-        depth = self.depth if self.depth is not None else conv_depth_for(
-            -(-max_length // recipe["patch"]))
-        bottleneck = max(1, recipe["latent_dim"] // 2) if pooled else 0
-        if recipe["pooling"] == "blocks" and self.latent_dim == "auto":
-            # every block's pooled channels are the embedding; the decoder reads them
-            # through the default's bottleneck width
-            recipe = {**recipe, "latent_dim": self.hidden_size * depth}
-            bottleneck = max(1, self.hidden_size // 2)
-        return ModelConfig(
-            n_features=n_features,
-            pooled_latent=pooled,
-            bottleneck=bottleneck,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            cell=self.cell,
-            bidirectional=self.bidirectional,
-            depth=depth,
-            **recipe,
-            dropout=self.dropout,
-            decoder=self.decoder,
-            position=self.position,
-            max_length=4 * max_length,
-            token_dropout=self.token_dropout,
-        )
-
-    def _train_config(self) -> TrainConfig:
-        return TrainConfig(
-            max_epochs=self.max_epochs,
-            max_time=self.max_time,
-            batch_size=self.batch_size,
-            lr=self._lr(),
-            weight_decay=self.weight_decay,
-            grad_clip=self.grad_clip,
-            patience=self.patience,
-            batching=self.batching,
-            seed=self.seed,
-            accumulate=self.accumulate,
-            schedule=self._schedule(),
-        )
-
-    def _schedule(self) -> str:
-        """``schedule``, with ``"auto"`` resolved: a cosine over the time budget for the
-        convolutional encoder when there is one (``max_time``), else halving on plateaus."""
-        if self.schedule != "auto":
-            return self.schedule
-        conv = self.model_config_.encoder == "conv"
-        return "budget" if conv and self.max_time is not None else "plateau"
-
     # ------------------------------------------------------------------ fitting
     def fit(
         self,
@@ -515,93 +313,55 @@ class SequenceAutoencoder(_Params):
                 or settings are refused, naming what differs.
             checkpoint_every: with ``checkpoint_dir``, also checkpoint every this many
                 optimizer steps inside an epoch, so that a resume continues mid-epoch
-                (default: 0 for data in memory, `STREAM_CHECKPOINT_EVERY` for a source).
+                (default: 0 for data in memory, 200 for a source).
+
+        A fit that raises (Ctrl-C included) leaves the estimator as it was: unfitted, or
+        holding its earlier fit whole.
         """
+        p = self.get_params()
+        validate(p)  # every parameter, before any data are read
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
-        if isinstance(X, ParquetSource):
-            return self._fit_stream(X, validation, callbacks, checkpoint_dir, resume,
-                                    STREAM_CHECKPOINT_EVERY if checkpoint_every is None
-                                    else checkpoint_every)
-        self.vocab_ = CharVocab.from_texts(cast(list, X)) if _is_texts(X) else None
-        X = self._limit(self._sequences(X))[0]
-        if validation is not None:
-            validation = self._limit(self._sequences(validation))[0]
-        get_loss(self.loss)  # validate the name before any work
-        _check_threads(self.threads)
-        scaler = Scaler(self.normalize)  # validates the mode before any work
-        progress = Progress(self.verbose, self.max_epochs, self.max_time)  # validates it
+        get_loss(self.loss)
+        progress = Progress(self.verbose, self.max_epochs, self.max_time)
+        source, task = from_input(X, validation, self.normalize, self.unknown,
+                                  LengthPolicy(self.max_len, self.max_len_policy))
         device = resolve_device(self.device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
             rng = np.random.default_rng(self.seed)
-            train_seqs, val_seqs = X, None
-            if validation is not None:
-                val_seqs = validation
-                if val_seqs.is_tokens != X.is_tokens or val_seqs.n_features != X.n_features:
-                    raise SequenceDataError(
-                        f"validation data ({val_seqs!r}) do not match the training data "
-                        f"({X!r})"
-                    )
-            elif (n_val := self._n_validation(len(X))):
-                perm = rng.permutation(len(X))
-                val_seqs, train_seqs = X.take(perm[:n_val]), X.take(perm[n_val:])
-            self.n_features_in_ = X.n_features
-            self.feature_names_in_ = X.feature_names
-            self.vocab_size_ = 0
-            if X.is_tokens:
-                self.vocab_size_ = (len(self.vocab_) if self.vocab_ is not None
-                                    else max(int(X.values.max()) + 1, UNK + 1))
-                if validation is not None:
-                    self._check_features(validation)
-                self.scaler_ = None  # tokens are not scaled
-            else:
-                self.scaler_ = scaler.fit(train_seqs)
-            self.max_length_ = int(X.lengths.max())
-            recipe = self._recipe(train_seqs.lengths)
-            if X.is_tokens and self.patch == "auto":
-                recipe["patch"] = 1  # token ids are embedded one by one
-            self.model_config_ = self._model_config(X.n_features, self.max_length_, recipe)
-            self.model_config_.vocab_size = self.vocab_size_
-            if X.is_tokens:  # random strings to copy: the model must spell, not recall
-                self.model_config_.copies = float(TOKEN_COPIES if self.copies == "auto"
-                                                  else self.copies)
-            self.module_ = AutoencoderNet(self.model_config_).to(device)
-            train_data = DeviceData(self._scale(train_seqs)[0], device)
-            val_data = None if val_seqs is None else DeviceData(self._scale(val_seqs)[0], device)
-            self._train(train_data, val_data, self._fingerprint(X, validation), callbacks,
-                        checkpoint_dir, resume, checkpoint_every or 0, progress)
-        # One inference pass over the training data gives both the latents for the
-        # length head (for decode without lengths: a least-squares fit of log length on
-        # the final latents, exact) and the training scores (for the threshold).
-        Z, self.train_scores_ = self._encode_score(train_seqs, latents=True, scores=True)
-        self.module_.length_head.fit_least_squares(
-            torch.as_tensor(Z, device=device), torch.as_tensor(train_seqs.lengths, device=device)
-        )
-        self.threshold_ = self.threshold_for(self.contamination)
+            train_part, val_part = source.split(
+                recipe.validation_size(self.validation_fraction, len(source)), rng)
+            task.fit(source.data_max, train_part.stats)
+            if val_part is not None:
+                val_part.check(task)
+            max_length = int(source.lengths.max())
+            plan = recipe.resolve(p, train_part.lengths, max_length, source.n_features,
+                                  task.head(self.copies))
+            net = AutoencoderNet(plan.model).to(device)
+            fitted = Fitted(net, plan.model, task, max_length, [])
+            every = source.checkpoint_every if checkpoint_every is None else checkpoint_every
+            plan.train.checkpoint_every = every or 0
+            fitted.history = self._train(
+                fitted, plan.train, train_part.view(task, device),
+                None if val_part is None else val_part.view(task, device),
+                {**source.fingerprint(), **self._settings()}, callbacks, checkpoint_dir, resume,
+                progress)
+        self._after_training(fitted, train_part.chunks())
+        self._commit(fitted)
         return self
-
-    def _fingerprint(self, X: Sequences, validation: Sequences | None) -> dict[str, Any]:
-        """What a resumed fit must share with the one that wrote the checkpoint."""
-        digest = hashlib.sha256()
-        for seqs in (X, validation):
-            if seqs is not None:
-                digest.update(np.ascontiguousarray(seqs.values).tobytes())
-                digest.update(np.ascontiguousarray(seqs.offsets).tobytes())
-        return {"data_sha256": digest.hexdigest(), "sequences": len(X),
-                "validation": None if validation is None else len(validation),
-                **self._settings()}
 
     def _settings(self) -> dict[str, Any]:
         """The parameters a resumed fit must share (not how it shows progress or where)."""
         return {k: v for k, v in self.get_params().items()
                 if k not in ("verbose", "device", "threads")}
 
-    def _train(self, train_data, val_data, fingerprint: dict[str, Any],
-               callbacks: list[Callback] | None, checkpoint_dir: str | Path | None,
-               resume: bool, checkpoint_every: int, progress: Progress) -> None:
-        """Run `seqae.train.train` on prepared data, with the checkpointer, the model
-        written along the way and the progress display (rank 0 alone writes and shows)."""
+    def _train(self, fitted: Fitted, config, train_data, val_data,
+               fingerprint: dict[str, Any], callbacks: list[Callback] | None,
+               checkpoint_dir: str | Path | None, resume: bool,
+               progress: Progress) -> list[dict[str, Any]]:
+        """Run `seqae.train.train` with the checkpointer, the model written along the way
+        and the progress display (rank 0 alone writes and shows)."""
         ctx = context()
         checkpointer = None
         extra: list[Callback] = []
@@ -610,161 +370,96 @@ class SequenceAutoencoder(_Params):
 
             checkpointer = Checkpointer(checkpoint_dir, fingerprint)
             if ctx.main:
-                extra.append(_PartialModel(self, Path(checkpoint_dir)))
+                extra.append(model_dir.PartialWriter(fitted, self.get_params(), type(self).__name__,
+                                                      Path(checkpoint_dir)))
         if ctx.main:
             extra.append(progress)
-        config = self._train_config()
-        config.checkpoint_every = checkpoint_every
-        with cpu_threads(self._threads()):
-            self.history_ = train(self.module_, get_loss(self.loss), train_data, config,
-                                  val_data, [*(callbacks or []), *extra],
-                                  checkpointer=checkpointer, resume=resume)
+        threads = recipe.threads(self.threads, fitted.config, next(fitted.net.parameters())
+                                 .device.type)
+        with cpu_threads(threads):
+            return train(fitted.net, get_loss(self.loss), train_data, config, val_data,
+                         [*(callbacks or []), *extra], checkpointer=checkpointer,
+                         resume=resume)
 
-    def _fit_stream(self, source: ParquetSource, validation: Any, callbacks: list[Callback] | None,
-                    checkpoint_dir: str | Path | None, resume: bool,
-                    checkpoint_every: int) -> SequenceAutoencoder:
-        """`fit` on a `seqae.stream.ParquetSource`: the data are read window by window
-        (see `seqae.stream`); the validation share is made of whole chunks."""
-        if self.max_len is not None:  # the index knows every length: refuse before work
-            if self.max_len_policy != "refuse":
-                raise ValueError(f"max_len_policy={self.max_len_policy!r} applies to data in "
-                                 "memory; a ParquetSource is read as it is (cut long "
-                                 "sequences when writing the files, or set max_len=None)")
-            for chunk in source.index():
-                if int(chunk.lengths.max()) > self.max_len:
-                    i = int(np.argmax(chunk.lengths > self.max_len))
-                    raise SequenceDataError(
-                        f"{source._where(chunk)}: sequence {chunk.ids[i]!r} has "
-                        f"{int(chunk.lengths[i])} steps, more than max_len={self.max_len}: "
-                        "raise max_len (or None) to train on it", seq_id=chunk.ids[i])
-        if validation is not None and not isinstance(validation, ParquetSource):
-            raise TypeError("with a ParquetSource, validation must be a ParquetSource too, "
-                            f"not {type(validation).__name__}")
-        get_loss(self.loss)
-        _check_threads(self.threads)
-        scaler = Scaler(self.normalize)
-        progress = Progress(self.verbose, self.max_epochs, self.max_time)
-        device = resolve_device(self.device)
-        chunks = source.index()
-        self.vocab_ = None
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(self.seed)
-            rng = np.random.default_rng(self.seed)
-            train_ids, val_ids = list(range(len(chunks))), []
-            if validation is not None:
-                validation.index()
-                if validation.n_features != source.n_features:
-                    raise SequenceDataError(f"validation data ({validation!r}) do not match "
-                                            f"the training data ({source!r})")
-                val_ids = list(range(len(validation.index())))
-            elif (n_val := self._n_validation(len(source))) and len(chunks) >= 2:
-                held = 0  # whole chunks, at random, until they hold n_val sequences
-                for c in rng.permutation(len(chunks))[:-1].tolist():
-                    val_ids.append(c)
-                    held += len(chunks[c].lengths)
-                    if held >= n_val:
-                        break
-                train_ids = [c for c in train_ids if c not in set(val_ids)]
-            self.n_features_in_ = source.n_features
-            self.feature_names_in_ = list(source.features)
-            self.vocab_size_ = 0
-            mean, std, seq_std = source.stats(train_ids)
-            self.scaler_ = scaler.fit_stats(mean, std, seq_std)
-            lengths = np.concatenate([chunks[c].lengths for c in train_ids])
-            self.max_length_ = int(source.lengths.max())
-            self.model_config_ = self._model_config(source.n_features, self.max_length_,
-                                                    self._recipe(lengths))
-            self.module_ = AutoencoderNet(self.model_config_).to(device)
-            train_data = StreamData(source, train_ids, self.scaler_, device)
-            val_data = None
-            if val_ids:
-                val_data = StreamData(validation or source, val_ids, self.scaler_, device)
-            fingerprint = {"data": source.signature(), "validation": None if validation is None
-                           else validation.signature(), "held_out_chunks": val_ids,
-                           **self._settings()}
-            self._train(train_data, val_data, fingerprint, callbacks, checkpoint_dir, resume,
-                        checkpoint_every, progress)
-        # one pass over the training chunks: every training score (the threshold), and
-        # the latents of the first LENGTH_HEAD_SAMPLE sequences (the length head)
-        scores: list[np.ndarray] = []
-        latents: list[np.ndarray] = []
-        lens: list[np.ndarray] = []
-        for seqs, _ in source.windows(train_ids):
+    def _after_training(self, fitted: Fitted, chunks) -> None:
+        """One pass over the training data: every training score (the threshold), and
+        the latents of the first `LENGTH_HEAD_SAMPLE` sequences with their lengths (the
+        length head: a least-squares fit of log length on the latents, exact)."""
+        model = self._model(fitted)
+        scores, latents, lens = [], [], []
+        for seqs in chunks:
             keep = sum(len(z) for z in latents) < LENGTH_HEAD_SAMPLE
-            Z, sc = self._encode_score(seqs, latents=keep, scores=True)
+            Z, sc = inference.encode_score(model, seqs, latents=keep, scores=True)
             scores.append(sc)
             if Z is not None:
                 latents.append(Z)
                 lens.append(seqs.lengths)
-        self.train_scores_ = np.concatenate(scores)
-        self.module_.length_head.fit_least_squares(
+        device = model.device
+        fitted.net.length_head.fit_least_squares(
             torch.as_tensor(np.concatenate(latents), device=device),
             torch.as_tensor(np.concatenate(lens), device=device))
-        self.threshold_ = self.threshold_for(self.contamination)
-        return self
+        fitted.train_scores = np.concatenate(scores)
+        fitted.threshold = _quantile(fitted.train_scores, self.contamination)
 
-    def _n_validation(self, n: int) -> int:
-        """How many of ``n`` training sequences to hold out for early stopping."""
-        if self.validation_fraction == "auto":
-            n_val = int(round(0.1 * n))
-            return n_val if n_val >= MIN_VALIDATION else 0
-        if not self.validation_fraction or n < 10:
-            return 0
-        return max(1, int(round(float(self.validation_fraction) * n)))
+    def _commit(self, fitted: Fitted) -> None:
+        """Every fitted attribute at once."""
+        self.module_, self.model_config_, self.task_ = fitted.net, fitted.config, fitted.task
+        self.max_length_, self.history_ = fitted.max_length, fitted.history
+        self.train_scores_ = fitted.train_scores
+        self.threshold_ = fitted.threshold
+
+    def _fitted(self) -> Fitted:
+        self._check_fitted()
+        return Fitted(self.module_, self.model_config_, self.task_, self.max_length_,
+                      self.history_, self.train_scores_, self.threshold_)
 
     def threshold_for(self, contamination: float) -> float:
         """The score above which a share ``contamination`` of the training data lies."""
         self._check_fitted()
-        if not 0.0 <= contamination < 1.0:
-            raise ValueError(f"contamination must be in [0, 1), got {contamination}")
-        return float(np.quantile(self.train_scores_, 1.0 - contamination))
+        return _quantile(self.train_scores_, contamination)
 
     def is_anomaly(self, X: Sequences | list, threshold: float | None = None) -> np.ndarray:
         """``(N,)`` bool: score above ``threshold`` (default ``threshold_``)."""
         return self.score(X) > (self.threshold_ if threshold is None else threshold)
 
-    # ------------------------------------------------------------------ inference
+    # ------------------------------------------------------------------ fitted state
     def _check_fitted(self) -> None:
         if not hasattr(self, "module_"):
             raise RuntimeError(
                 f"this {type(self).__name__} is not fitted yet: call fit() or load() first"
             )
 
-    def _sequences(self, X: Any) -> Sequences:
-        """`Sequences` from what the user passed (texts go through ``vocab_``)."""
-        if _is_texts(X):
-            vocab = getattr(self, "vocab_", None)
-            if vocab is None:
-                raise SequenceDataError("this model was not fitted on texts; pass Sequences")
-            return vocab.encode(X, unknown=self.unknown)
-        return _as_sequences(X)
+    def _model(self, fitted: Fitted | None = None) -> inference.Model:
+        """The fitted network with its task, inference batch size and CPU threads."""
+        f = fitted or self._fitted()
+        device = next(f.net.parameters()).device.type
+        return inference.Model(f.net, f.task, self.batch_size,
+                               recipe.threads(self.threads, f.config, device))
 
-    def _check_features(self, X: Sequences) -> None:
-        if self.vocab_size_:
-            if not X.is_tokens:
-                raise SequenceDataError(
-                    f"the model was fitted on tokens; the data have {X.n_features} features"
-                )
-            bad = np.flatnonzero(X.values >= self.vocab_size_)
-            if len(bad):
-                i = int(np.searchsorted(X.offsets, bad[0], side="right") - 1)
-                raise SequenceDataError(
-                    f"{describe(i, X.ids)} has token {X.values[bad[0]]} at step "
-                    f"{bad[0] - X.offsets[i]}, outside the vocabulary (0..{self.vocab_size_ - 1})",
-                    index=i,
-                )
-            return
-        if X.is_tokens or X.n_features != self.n_features_in_:
-            got = "tokens" if X.is_tokens else f"{X.n_features} features"
-            raise SequenceDataError(
-                f"the model was fitted on {self.n_features_in_} features; the data have {got}"
-            )
+    @property
+    def scaler_(self):
+        """The fitted `seqae.scaling.Scaler` (None for tokens)."""
+        return self.task_.scaler
 
-    def _device(self) -> torch.device:
-        return next(self.module_.parameters()).device
+    @property
+    def vocab_(self) -> CharVocab | None:
+        """The `seqae.vocab.CharVocab` learned from texts (None otherwise)."""
+        return getattr(self, "task_", None) and self.task_.vocab
 
-    def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:
-        return sorted_batches(lengths, max(4 * self.batch_size, 64), "count")
+    @property
+    def vocab_size_(self) -> int:
+        """Token ids the model knows (0 for continuous data)."""
+        return self.task_.vocab_size
+
+    @property
+    def n_features_in_(self) -> int:
+        """Features per step of the training data (1 for tokens)."""
+        return self.task_.n_features
+
+    @property
+    def feature_names_in_(self) -> list[str] | None:
+        """The training data's feature names, when they had names."""
+        return self.task_.feature_names
 
     @property
     def latent_dim_(self) -> int:
@@ -782,121 +477,49 @@ class SequenceAutoencoder(_Params):
         """``(F,)`` feature stds used for standardisation (None for tokens)."""
         return None if self.scaler_ is None else self.scaler_.std_
 
-    def _scale(self, X: Sequences):
-        """``(X standardised by scaler_, per-sequence (mean, std))``; tokens pass as they
-        are, with None."""
-        if X.is_tokens:
-            return X, None
-        assert self.scaler_ is not None  # continuous data always have one
-        return self.scaler_.transform(X)
-
-    @torch.no_grad()
-    def _run(self, X: Sequences, fn):
-        """Call ``fn(idx, x, lengths)`` on length-sorted batches of standardised data;
-        returns the per-sequence ``(mean, std)`` the scaler used (None for tokens)."""
+    # ------------------------------------------------------------------ inference
+    def _windowed(self, X: Any):
+        """``X`` as `Sequences` under the length policy (`seqae.lengths.Windowed`)."""
         self._check_fitted()
-        self._check_features(X)
-        self.module_.eval()
-        X, stats = self._scale(X)
-        data = DeviceData(X, self._device())
-        with cpu_threads(self._threads()):
-            for idx in self._batches(X.lengths):
-                x, lens = data.batch(idx)
-                fn(idx, x, lens)
-        return stats
+        return LengthPolicy(self.max_len, self.max_len_policy).apply(
+            self.task_.sequences(X, self.unknown))
 
-    def _limit(self, X: Sequences) -> tuple[Sequences, np.ndarray | None]:
-        """``X`` under the ``max_len`` policy: ``(X', owner)`` (see `_limit_lengths`)."""
-        return _limit_lengths(X, self.max_len, self.max_len_policy)
-
-    def encode(self, X: Sequences | list | ParquetSource) -> np.ndarray:
+    def encode(self, X: Any) -> np.ndarray:
         """``(N, latent_dim)`` embeddings, in the input's order (a `ParquetSource`'s
         index order; `seqae.stream.write_outputs` streams them to a file instead)."""
-        if isinstance(X, ParquetSource):
-            return np.concatenate([self.encode(seqs) for seqs, _ in X.windows()])
-        X = self._sequences(X)
-        Xw, owner = self._limit(X)
-        Z = self._encode_score(Xw, latents=True)[0]
-        if owner is None:
-            return Z
-        return _per_owner(Z, Xw.lengths, owner, len(X)).astype(np.float32)
-
-    def _encode_score(self, X: Sequences, latents: bool = False, scores: bool = False):
-        """``(Z or None, scores or None)`` in one inference pass: each batch is encoded
-        once, and its latents are decoded for the scores."""
-        self._check_fitted()
-        Z = np.empty((len(X), self.latent_dim_), dtype=np.float32) if latents else None
-        out = np.empty(len(X), dtype=np.float64) if scores else None
-        scale = None if self.scaler_ is None else torch.as_tensor(self.scaler_.score_scale,
-                                                                   device=self._device())
-
-        def fn(idx, x, lens):
-            if scores and self.vocab_size_:
-                err, z, _ = self.module_.loss(x, lens, None, reduction="sequence")
-            else:
-                z = self.module_.encode(x, lens)
-                if scores:
-                    assert scale is not None  # continuous data have a scaler
-                    rec = self.module_.decode(z, lens, x.shape[1])
-                    err = masked_mse(rec * scale, x * scale, lens, reduction="sequence")
-            if Z is not None:
-                Z[idx] = z.cpu().numpy()
-            if out is not None:
-                out[idx] = err.double().cpu().numpy()
-
-        with torch.no_grad():
-            self._run(X, fn)
-        return Z, out
+        chunks = chunks_of(X)
+        if chunks is not None:
+            return np.concatenate([self.encode(seqs) for seqs in chunks])
+        w = self._windowed(X)
+        Z = inference.encode_score(self._model(), w.seqs, latents=True)[0]
+        assert Z is not None
+        return Z if w.owner is None else w.merge(Z).astype(np.float32)
 
     transform = encode
 
     def fit_transform(self, X: Sequences | list, y: Any = None, **fit_params) -> np.ndarray:
         return self.fit(X, **fit_params).encode(X)
 
-    def _scatter(self, out: np.ndarray, offsets: np.ndarray, idx, y: np.ndarray, lens) -> None:
-        """Write the valid steps of padded batch ``y`` into flat ``out``."""
-        mask = np.arange(y.shape[1])[None, :] < np.asarray(lens)[:, None]
-        flat = (offsets[idx][:, None] + np.arange(y.shape[1])[None, :])[mask]
-        out[flat] = y[mask]
-
-    def reconstruct(self, X: Sequences | list) -> Sequences | list[str]:
-        """Reconstructions at each input's own length, in the input's units (free-running
-        for an autoregressive decoder). Texts in, texts out."""
-        texts = _is_texts(X)
-        full = self._sequences(X)
-        seqs, owner = self._limit(full)
-        values = np.empty_like(seqs.values)
-
-        def fn(idx, x, lens):
-            y = self.module_.reconstruct(x, lens).cpu().numpy()
-            self._scatter(values, seqs.offsets, idx, y, lens.cpu().numpy())
-
-        stats = self._run(seqs, fn)
-        rec = seqs.with_values(values)
-        if stats is not None:
-            assert self.scaler_ is not None
-            rec = self.scaler_.inverse(rec, stats)
-        if owner is not None:  # windows are consecutive slices: stitch them back
-            rec = full.with_values(rec.values)
-        if texts:
-            assert self.vocab_ is not None
-            return self.vocab_.decode(rec)
-        return rec
-
-    def score(self, X: Sequences | list | ParquetSource) -> np.ndarray:
+    def score(self, X: Any) -> np.ndarray:
         """``(N,)`` anomaly scores, higher = more anomalous. Continuous data: mean squared
         error of `reconstruct` over each sequence's valid steps and features, in the
         input's units (when the scaler standardises each sequence, in each sequence's
         standardised units: see `seqae.scaling.Scaler.score_scale`). Tokens: mean
         cross-entropy per valid token (and the EOS)."""
-        if isinstance(X, ParquetSource):
-            return np.concatenate([self.score(seqs) for seqs, _ in X.windows()])
-        X = self._sequences(X)
-        Xw, owner = self._limit(X)
-        scores = self._encode_score(Xw, scores=True)[1]
-        if owner is None:
-            return scores
-        return _per_owner(scores, Xw.lengths, owner, len(X))
+        chunks = chunks_of(X)
+        if chunks is not None:
+            return np.concatenate([self.score(seqs) for seqs in chunks])
+        w = self._windowed(X)
+        scores = inference.encode_score(self._model(), w.seqs, scores=True)[1]
+        assert scores is not None
+        return w.merge(scores)
+
+    def reconstruct(self, X: Sequences | list) -> Sequences | list[str]:
+        """Reconstructions at each input's own length, in the input's units (free-running
+        for an autoregressive decoder). Texts in, texts out."""
+        w = self._windowed(X)
+        rec = w.stitch(inference.reconstruct(self._model(), w.seqs))
+        return self.task_.to_user(rec, X)
 
     def decode(self, Z: Any, lengths: Any = None, max_length: int | None = None) -> Sequences:
         """Decode latent vectors into sequences.
@@ -914,54 +537,8 @@ class SequenceAutoencoder(_Params):
             turns them into texts).
         """
         self._check_fitted()
-        with cpu_threads(self._threads()):
-            return self._decode(Z, lengths, max_length)
-
-    @torch.no_grad()
-    def _decode(self, Z: Any, lengths: Any, max_length: int | None) -> Sequences:
-        z_all = torch.as_tensor(np.asarray(Z, dtype=np.float32))
-        if z_all.dim() != 2 or z_all.shape[1] != self.latent_dim_:
-            raise ValueError(f"Z must be (N, {self.latent_dim_}), got {tuple(z_all.shape)}")
-        n = z_all.shape[0]
-        dev = self._device()
-        net = self.module_.eval()
-        if lengths is not None:
-            lens_all = np.broadcast_to(np.asarray(lengths, dtype=np.int64), (n,)).copy()
-            bad = np.flatnonzero(lens_all < 1)
-            if len(bad):
-                raise SequenceDataError(
-                    f"requested length {lens_all[bad[0]]} for sequence {bad[0]}: lengths must "
-                    "be >= 1",
-                    index=int(bad[0]),
-                )
-        elif self.vocab_size_:  # free-running to EOS: lengths come out of the decoding
-            cap = max_length or 2 * self.max_length_
-            outs = []
-            for i in range(0, n, 512):
-                tok, ln = net.generate(z_all[i : i + 512].to(dev), cap)
-                outs += [t[: int(k)].cpu().numpy() for t, k in zip(tok, ln, strict=True)]
-            return Sequences.from_list(outs)
-        else:
-            lens_all = net.length_head.predict(z_all.to(dev)).cpu().numpy()
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lens_all, out=offsets[1:])
-        if self.vocab_size_:
-            values = np.empty(offsets[-1], dtype=np.int64)
-        else:
-            values = np.empty((offsets[-1], self.n_features_in_), dtype=np.float32)
-        for idx in self._batches(lens_all):
-            lens = torch.as_tensor(lens_all[idx], device=dev)
-            y = net.decode(z_all[idx].to(dev), lens).cpu().numpy()
-            self._scatter(values, offsets, idx, y, lens_all[idx])
-        out = Sequences(values, offsets, feature_names=self.feature_names_in_)
-        if self.vocab_size_:
-            return out
-        # in the training data's units ("global"), or standardised ("sequence": a latent
-        # carries no level or scale to put back)
-        f = self.n_features_in_
-        assert self.scaler_ is not None
-        return self.scaler_.inverse(out, (np.broadcast_to(self.scaler_.mean_, (n, f)),
-                                          np.broadcast_to(self.scaler_.std_, (n, f))))
+        return inference.decode(self._model(), Z, lengths, max_length or 2 * self.max_length_,
+                                self.feature_names_in_)
 
     # ------------------------------------------------------------------ modules
     @property
@@ -983,133 +560,22 @@ class SequenceAutoencoder(_Params):
         Files: ``weights.safetensors``, ``config.json`` (parameters, architecture,
         normalisation statistics, feature names, versions, weights checksum) and
         ``metrics.csv`` (the history). Each file is written atomically; ``config.json``
-        last, so a directory is complete once it holds a config naming its weights.
+        last, so a directory is complete once it holds a config naming its weights
+        (`seqae.model_dir`).
         """
-        self._check_fitted()
-        return self._write(path)
-
-    def _write(self, path: str | Path, history: list[dict[str, Any]] | None = None,
-               partial_epoch: int | None = None,
-               state: dict[str, torch.Tensor] | None = None) -> Path:
-        """`save`; with ``partial_epoch``, the model of a running fit after that epoch:
-        the weights ``state`` (the best epoch's so far; the current ones when None), no
-        training scores or threshold yet."""
-        from safetensors.torch import save
-
-        history = self.history_ if history is None else history
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = self.module_.state_dict() if state is None else state
-        blob = save({k: v.detach().cpu().contiguous() for k, v in state.items()})
-        atomic_write_bytes(path / "weights.safetensors", blob)
-        if history:
-            buf = io.StringIO()
-            keys = list(dict.fromkeys(k for rec in history for k in rec))
-            w = csv.DictWriter(buf, fieldnames=keys)
-            w.writeheader()
-            w.writerows(history)
-            atomic_write_text(path / "metrics.csv", buf.getvalue())
-        config = {
-            "format_version": FORMAT_VERSION,
-            "kind": "SequenceAutoencoder",
-            "seqae_version": _version(),
-            "torch_version": torch.__version__,
-            "params": self.get_params(),
-            "model": self.model_config_.to_dict(),
-            "n_features": self.n_features_in_,
-            "feature_names": self.feature_names_in_,
-            "scaler": None if self.scaler_ is None else self.scaler_.to_dict(),
-            "vocab_size": self.vocab_size_,
-            "vocab": None if self.vocab_ is None else self.vocab_.to_dict(),
-            "max_length": self.max_length_,
-            "train_scores": None if partial_epoch else self.train_scores_.tolist(),
-            "threshold": None if partial_epoch else self.threshold_,
-            "partial": None if partial_epoch is None else {
-                "epoch": partial_epoch,
-                "note": "written during fit: the best weights up to this epoch, no "
-                        "training scores or threshold yet"},
-            "weights_sha256": hashlib.sha256(blob).hexdigest(),
-        }
-        atomic_write_text(path / "config.json", json.dumps(config, indent=2))
-        return path
+        return model_dir.write(path, self._fitted(), self.get_params(), type(self).__name__)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> SequenceAutoencoder:
         """Load a model written by `save`. Never unpickles anything."""
-        from safetensors.torch import load
-
-        path = Path(path)
-        cfg_file = path / "config.json"
-        if not cfg_file.is_file():
-            raise IncompatibleModelError(f"{path} is not a seqae model directory (no config.json)")
-        try:
-            config = json.loads(cfg_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise IncompatibleModelError(f"{cfg_file} is not valid JSON: {e}") from None
-        version = config.get("format_version")
-        if config.get("kind") != cls.__name__ or version != FORMAT_VERSION:
-            raise IncompatibleModelError(
-                f"{path} holds a {config.get('kind')!r} model in format {version!r}; this seqae "
-                f"({_version()}) reads {cls.__name__} format {FORMAT_VERSION}"
-            )
-        blob = (path / "weights.safetensors").read_bytes()
-        if hashlib.sha256(blob).hexdigest() != config["weights_sha256"]:
-            raise IncompatibleModelError(
-                f"{path}/weights.safetensors does not match config.json (checksum differs): "
-                "the directory was modified or partly written"
-            )
-        params = dict(config["params"])
-        params["device"] = device
-        est = cls(**params)
-        est.n_features_in_ = config["n_features"]
-        est.feature_names_in_ = config["feature_names"]
-        est.scaler_ = _read_scaler(config)
-        est.vocab_size_ = config["vocab_size"]
-        est.vocab_ = None if config["vocab"] is None else CharVocab.from_dict(config["vocab"])
-        est.max_length_ = config["max_length"]
-        # a folder written during fit (see `fit`'s checkpoint_dir) has no scores yet
-        est.train_scores_ = np.asarray(config.get("train_scores") or [], np.float64)
-        est.threshold_ = None if config.get("threshold") is None else float(config["threshold"])
-        est.model_config_ = ModelConfig(**config["model"])
-        est.module_ = AutoencoderNet(est.model_config_)
-        est.module_.load_state_dict(load(blob))
-        est.module_.to(resolve_device(device)).eval()
-        est.history_ = _read_history(path / "metrics.csv")
+        params, fitted = model_dir.read(path, cls.__name__, device)
+        est = cls(**{**params, "device": device})
+        est._commit(fitted)
         return est
 
 
-def _check_threads(threads: Any) -> None:
-    if threads in ("auto", None):
-        return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be 'auto', None or a positive int, got {threads!r}")
-
-
-def _read_scaler(config: dict[str, Any]) -> Scaler | None:
-    """The fitted scaler of a config; folders written before the scaler had its own
-    entry hold global statistics as ``mean`` / ``std`` (zeros and ones for per-sequence
-    standardisation), which is what a "global" or "sequence" scaler holds."""
-    if "scaler" in config:
-        return None if config["scaler"] is None else Scaler.from_dict(config["scaler"])
-    if config.get("mean") is None:  # tokens
-        return None
-    mode = config["params"].get("normalize", True)
-    resolved = "sequence" if mode == "sequence" else ("global" if mode else "none")
-    return Scaler.from_dict({"mode": mode, "mode_": resolved, "spread": 1.0,
-                             "mean": config["mean"], "std": config["std"]})
-
-
-def _read_history(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
-            for row in csv.DictReader(f)
-        ]
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
+def _quantile(scores: np.ndarray, contamination: float) -> float:
+    """The score above which a share ``contamination`` of ``scores`` lies."""
+    if not 0.0 <= contamination < 1.0:
+        raise ValueError(f"contamination must be in [0, 1), got {contamination}")
+    return float(np.quantile(scores, 1.0 - contamination))

@@ -119,7 +119,7 @@ PARAMS: dict[str, Param] = {
                     "sequence from the spread of the sequences' scales (auto, the default)",
                     str, ("auto", "global", "sequence", "none")),
     "max_epochs": _p(100, _int(), "epochs", "most epochs (default 100)", int),
-    "max_time": _p(None, _number(lo_open=True, none=True), "max-time",
+    "max_time": _p(None, _number(none=True), "max-time",
                    "training budget, seconds", float),
     "batch_size": _p(32, _int(), "batch-size", "typical sequences per batch (default 32)",
                      int),
@@ -127,7 +127,7 @@ PARAMS: dict[str, Param] = {
                      "batches whose gradients are summed per optimizer step (default 1); "
                      "under torchrun, per process", int),
     "schedule": _p("auto", _choice("auto", "plateau", "budget")),
-    "lr": _p("auto", _number(lo_open=True, auto=True), "lr",
+    "lr": _p("auto", _number(auto=True), "lr",
              "learning rate (default auto)", _auto_float),
     "weight_decay": _p(0.0, _number()),
     "grad_clip": _p(1.0, _number()),

@@ -297,7 +297,8 @@ def test_the_partial_model_holds_the_best_epochs_weights_not_the_newest(tmp_path
     s = _data()
     ae = seqae.SequenceAutoencoder(**{**FAST, "max_epochs": 1}).fit(s)
     best = {k: v.clone() for k, v in ae.module_.state_dict().items()}
-    cb = seqae.estimator._PartialModel(ae, tmp_path)
+    fitted = seqae.model_dir.Fitted(ae.module_, ae.model_config_, ae.task_, ae.max_length_, [])
+    cb = seqae.model_dir.PartialWriter(fitted, ae.get_params(), "SequenceAutoencoder", tmp_path)
     cb.on_best(1, best)
     with torch.no_grad():  # epoch 2 makes things worse: the folder must keep epoch 1's
         for p in ae.module_.parameters():

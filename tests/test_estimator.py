@@ -43,16 +43,17 @@ def test_fit_returns_self_with_history(data):
 
 def test_validation_split_auto_only_with_enough_sequences(data):
     """validation_fraction="auto" holds out 10 % only when that is >= 50 sequences."""
-    from seqae.estimator import MIN_VALIDATION
+    from seqae.recipe import MIN_VALIDATION
 
     small = SequenceAutoencoder(**{**SMALL, "max_epochs": 1}).fit(data)
     assert small.validation_fraction == "auto"
     assert "val_loss" not in small.history_[0]  # 16 sequences: train on all of them
-    ae = SequenceAutoencoder()
-    assert ae._n_validation(489) == 0 and ae._n_validation(10 * MIN_VALIDATION) == 50
-    assert ae._n_validation(1500) == 150
-    ae.set_params(validation_fraction=0.1)
-    assert ae._n_validation(16) == 2 and ae._n_validation(9) == 0
+    from seqae.recipe import validation_size
+
+    assert validation_size("auto", 489) == 0
+    assert validation_size("auto", 10 * MIN_VALIDATION) == 50
+    assert validation_size("auto", 1500) == 150
+    assert validation_size(0.1, 16) == 2 and validation_size(0.1, 9) == 0
     rng = np.random.default_rng(0)
     many = Sequences.from_list([rng.normal(size=(3, 1)) for _ in range(500)])
     big = SequenceAutoencoder(**{**SMALL, "max_epochs": 1}).fit(many)
@@ -335,18 +336,27 @@ def conv_fitted(long_data):
 
 def test_auto_recipe_follows_the_median_length(conv_fitted, fitted):
     cfg = conv_fitted.model_config_
-    from seqae.estimator import CONV_CONTRAST
+    from seqae.recipe import CONV_CONTRAST
 
     assert (cfg.encoder, cfg.pooling, cfg.contrastive) == ("conv", "max", 1.0)
     assert cfg.contrast == CONV_CONTRAST
     assert cfg.depth == 6  # the fewest blocks whose receptive field covers 180 steps
     short = fitted.model_config_  # the short demo data keep issue 6's recipe
     assert (short.encoder, short.pooling, short.contrastive) == ("rnn", "last", 0.0)
-    forced = SequenceAutoencoder(encoder="rnn", contrastive=0.5)._recipe(np.array([500]))
-    assert forced == {"encoder": "rnn", "pooling": "last", "contrastive": 0.5,
-                      "contrast": "instance", "latent_dim": 32, "patch": 1}
-    conv = SequenceAutoencoder(hidden_size=48)._recipe(np.array([500]))
-    assert conv["encoder"] == "conv" and conv["latent_dim"] == 48  # the pooled features
+    from seqae.recipe import resolve
+
+    def recipe(**params):
+        p = SequenceAutoencoder(**params).get_params()
+        return resolve(p, np.array([500]), 500, 1, {"vocab_size": 0})
+
+    forced = recipe(encoder="rnn", contrastive=0.5)
+    m = forced.model
+    assert (m.encoder, m.pooling, m.contrastive, m.contrast, m.latent_dim, m.patch) == (
+        "rnn", "last", 0.5, "instance", 32, 1)
+    assert set(forced.reasons) == {"pooling", "contrast", "latent_dim", "patch", "lr",
+                                   "schedule"}  # what was "auto", with its reason
+    conv = recipe(hidden_size=48).model
+    assert conv.encoder == "conv" and conv.latent_dim == 48  # the pooled features
 
 
 def test_conv_embedding_is_the_max_pooled_outputs(long_data):
@@ -362,7 +372,7 @@ def test_conv_embedding_is_the_max_pooled_outputs(long_data):
     assert cfg.bottleneck == ae.hidden_size // 2
     Z = ae.encode(long_data)
     assert Z.shape == (len(long_data), ae.hidden_size)
-    scaled, _ = ae._scale(long_data)
+    scaled, _ = ae.scaler_.transform(long_data)
     for i in range(len(long_data)):
         x = torch.as_tensor(scaled[i])[None]
         with torch.no_grad():
@@ -481,12 +491,15 @@ def test_loads_model_folders_written_before_the_scaler(fitted, data, tmp_path):
 
 
 def test_patch_auto_and_padding_invariance(long_data):
-    from seqae.estimator import PATCH_LENGTH
+    from seqae.recipe import PATCH_LENGTH, resolve
 
-    assert SequenceAutoencoder()._recipe(np.array([1460] * 3))["patch"] == round(
-        1460 / PATCH_LENGTH)
-    assert SequenceAutoencoder()._recipe(np.array([300]))["patch"] == 1
-    assert SequenceAutoencoder(patch=4)._recipe(np.array([30]))["patch"] == 4  # as asked
+    def patch(lengths, **params):
+        p = SequenceAutoencoder(**params).get_params()
+        return resolve(p, np.array(lengths), max(lengths), 1, {"vocab_size": 0}).model.patch
+
+    assert patch([1460] * 3) == round(1460 / PATCH_LENGTH)
+    assert patch([300]) == 1
+    assert patch([30], patch=4) == 4  # as asked
     ae = SequenceAutoencoder(**{**SMALL, "patch": 3, "max_epochs": 1}).fit(long_data)
     assert ae.model_config_.patch == 3
     assert ae.model_config_.depth == 4  # field 1 + 4 (2**4 - 1) = 61 covers 180 / 3 = 60
@@ -511,12 +524,20 @@ def test_budget_schedule_follows_a_cosine_to_five_percent(data):
 
 def test_schedule_auto_is_the_budget_cosine_for_conv_with_a_time_budget(long_data, data):
     conv = SequenceAutoencoder(**{**SMALL, "max_epochs": 2, "max_time": 600}).fit(long_data)
-    assert conv._schedule() == "budget"
+    assert _schedule(conv) == "budget"
     assert conv.history_[-1]["lr"] == pytest.approx(0.05 * 1e-3)  # the end of the budget
     rnn = SequenceAutoencoder(**{**SMALL, "max_epochs": 2, "max_time": 600}).fit(data)
-    assert rnn._schedule() == "plateau" and rnn.history_[-1]["lr"] == pytest.approx(3e-3)
-    assert SequenceAutoencoder(**{**SMALL, "max_epochs": 2}).fit(long_data)._schedule() \
+    assert _schedule(rnn) == "plateau" and rnn.history_[-1]["lr"] == pytest.approx(3e-3)
+    assert _schedule(SequenceAutoencoder(**{**SMALL, "max_epochs": 2}).fit(long_data)) \
         == "plateau"  # no time budget: no known end
+
+
+def _schedule(ae):
+    """The learning-rate schedule the fitted ``ae``'s recipe resolved to."""
+    from seqae.recipe import resolve
+
+    return resolve(ae.get_params(), np.array([ae.max_length_]), ae.max_length_, 1,
+                   {"vocab_size": 0}).train.schedule
 
 
 def test_cpu_threads_puts_torchs_setting_back():

@@ -10,7 +10,7 @@ import pytest
 
 import seqae
 from seqae.errors import SequenceDataError
-from seqae.estimator import _limit_lengths
+from seqae.lengths import limit_lengths
 
 FAST = dict(latent_dim=3, hidden_size=8, batch_size=8, max_epochs=2, verbose=0,
             encoder="rnn")
@@ -31,11 +31,11 @@ def test_refuse_names_the_sequence_and_its_length():
 
 def test_windows_are_consecutive_near_equal_slices():
     s = _data()
-    w, owner = _limit_lengths(s, 10, "window")
+    w, owner = limit_lengths(s, 10, "window")
     assert owner.tolist() == [0, 1, 1, 1, 2, 3, 3, 3, 3, 4, 4]
     assert w.lengths.tolist() == [5, 8, 8, 7, 9, 10, 10, 10, 10, 6, 6]
     np.testing.assert_array_equal(w.values, s.values)  # same steps, same order
-    t, none = _limit_lengths(s, 10, "truncate")
+    t, none = limit_lengths(s, 10, "truncate")
     assert none is None and t.lengths.tolist() == [5, 10, 9, 10, 10]
     for i in range(len(s)):
         np.testing.assert_array_equal(t[i], s[i][:10])
@@ -45,7 +45,7 @@ def test_window_policy_puts_results_back_together():
     s = _data()
     ae = seqae.SequenceAutoencoder(max_len=10, max_len_policy="window", **FAST).fit(s)
     assert ae.max_length_ <= 10  # trained on windows
-    w, owner = _limit_lengths(s, 10, "window")
+    w, owner = limit_lengths(s, 10, "window")
     Zw, scores_w = ae.encode(w), ae.score(w)  # the windows as sequences of their own
     Z, scores, rec = ae.encode(s), ae.score(s), ae.reconstruct(s)
     recw = ae.reconstruct(w)
@@ -64,7 +64,7 @@ def test_window_policy_puts_results_back_together():
 def test_truncate_policy_keeps_the_first_steps():
     s = _data()
     ae = seqae.SequenceAutoencoder(max_len=10, max_len_policy="truncate", **FAST).fit(s)
-    t, _ = _limit_lengths(s, 10, "truncate")
+    t, _ = limit_lengths(s, 10, "truncate")
     np.testing.assert_allclose(ae.encode(s), ae.encode(t), rtol=1e-6)
     assert ae.reconstruct(s).lengths.tolist() == [5, 10, 9, 10, 10]
     with pytest.raises(ValueError, match="max_len_policy must be one of"):

@@ -75,15 +75,21 @@ def test_post_training_work_is_one_inference_pass():
     calls = []
 
     class Count(seqae.train.Callback):
+        def on_train_begin(self, model, config):
+            self.model = model  # the network being fitted (the estimator gets it at the end)
+
         def on_train_end(self, history):
-            self.handle = ae.module_.encoder.register_forward_hook(
+            self.handle = self.model.encoder.register_forward_hook(
                 lambda *a: calls.append(1))
 
     ae = seqae.SequenceAutoencoder(verbose=0, validation_fraction=0, **FAST)
     counter = Count()
     ae.fit(s, callbacks=[counter])
     counter.handle.remove()
-    assert len(calls) == len(ae._batches(s.lengths))
+    from seqae.batching import sorted_batches
+
+    # inference batches: length-sorted, max(4 x batch_size, 64) sequences each
+    assert len(calls) == len(sorted_batches(s.lengths, max(4 * ae.batch_size, 64), "count"))
     np.testing.assert_allclose(ae.train_scores_, ae.score(s), rtol=1e-6)
     import torch
 

@@ -220,7 +220,7 @@ def test_copies_term_is_added_with_its_weight(kind):
 
 
 def test_copies_auto_for_texts_only():
-    from seqae.estimator import TOKEN_COPIES
+    from seqae.tasks import TOKEN_COPIES
 
     words = ["cat", "dog", "bird", "at", "tac"]
     ae = seqae.SequenceAutoencoder(latent_dim=4, hidden_size=8, max_epochs=1, verbose=0)

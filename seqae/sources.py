@@ -1,0 +1,244 @@
+"""Where the data live: in memory, or in a folder of Parquet files.
+
+A *source* knows its lengths, feature count, statistics and fingerprint, splits off a
+validation share, and hands out *parts*; a part gives the view the training loop
+iterates (`seqae.train.DeviceData`, `seqae.stream.StreamData`: the same methods) and
+the chunks inference walks. `from_input` wraps what the user passed to `fit` (applying
+the length policy once) and picks the task (`seqae.tasks`) with it, so that `fit` reads
+the same for data in memory and streamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from .data import Sequences
+from .errors import SequenceDataError
+from .lengths import LengthPolicy
+from .scaling import Scaler
+from .stream import ParquetSource, StreamData
+from .tasks import ContinuousTask, Task, for_data
+from .train import DeviceData
+
+__all__ = ["Part", "Source", "MemorySource", "FolderSource", "from_input", "chunks_of",
+           "STREAM_CHECKPOINT_EVERY"]
+
+# fit on a folder: checkpoint every this many optimizer steps (with a checkpoint_dir)
+STREAM_CHECKPOINT_EVERY = 200
+
+
+class Part(Protocol):
+    """A share of a source: the training or the validation data."""
+
+    lengths: np.ndarray
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, std, sequence_std)`` for `seqae.scaling.Scaler.fit_stats`."""
+        ...
+
+    def view(self, task: Task, device: torch.device) -> Any:
+        """What `seqae.train.train` iterates, in model units on ``device``."""
+        ...
+
+    def chunks(self) -> Iterator[Sequences]:
+        """The part's sequences, a chunk at a time, in order (inference)."""
+        ...
+
+    def check(self, task: Task) -> None:
+        """Raise unless the part fits the fitted ``task`` (token ids in its vocabulary)."""
+        ...
+
+
+class Source(Protocol):
+    """What `fit` needs of its data, wherever they live."""
+
+    n_features: int
+    checkpoint_every: int
+
+    def __len__(self) -> int: ...
+
+    @property
+    def lengths(self) -> np.ndarray: ...
+
+    def data_max(self) -> int:
+        """The largest value (token data: the largest id)."""
+        ...
+
+    def split(self, n_val: int, rng: np.random.Generator) -> tuple[Part, Part | None]:
+        """``(training part, validation part or None)``: the validation data given to
+        `fit`, else ``n_val`` sequences held out at random."""
+        ...
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed fit must find again (the settings are added by the caller)."""
+        ...
+
+
+class MemoryPart:
+    """Sequences held in memory."""
+
+    def __init__(self, seqs: Sequences):
+        self.seqs, self.lengths = seqs, seqs.lengths
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        mean, std = self.seqs.feature_stats()
+        return mean, std, self.seqs.sequence_stats()[1]
+
+    def view(self, task: Task, device: torch.device) -> DeviceData:
+        return DeviceData(task.to_model(self.seqs)[0], device)
+
+    def chunks(self) -> Iterator[Sequences]:
+        yield self.seqs
+
+    def check(self, task: Task) -> None:
+        task.check(self.seqs)
+
+
+class MemorySource:
+    """`Sequences` in memory, after the length policy."""
+
+    checkpoint_every = 0
+
+    def __init__(self, seqs: Sequences, validation: Sequences | None = None):
+        self.seqs = seqs
+        self.n_features = seqs.n_features
+        self.validation = validation
+        if validation is not None and (validation.is_tokens != seqs.is_tokens
+                                       or validation.n_features != seqs.n_features):
+            raise SequenceDataError(
+                f"validation data ({validation!r}) do not match the training data ({seqs!r})")
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.seqs.lengths
+
+    def data_max(self) -> int:
+        return int(self.seqs.values.max())
+
+    def split(self, n_val: int, rng: np.random.Generator) -> tuple[MemoryPart, MemoryPart | None]:
+        """A validation set given to `fit`, else ``n_val`` sequences at random."""
+        if self.validation is not None:
+            return MemoryPart(self.seqs), MemoryPart(self.validation)
+        if not n_val:
+            return MemoryPart(self.seqs), None
+        perm = rng.permutation(len(self.seqs))
+        return MemoryPart(self.seqs.take(perm[n_val:])), MemoryPart(self.seqs.take(perm[:n_val]))
+
+    def fingerprint(self) -> dict[str, Any]:
+        digest = hashlib.sha256()
+        for seqs in (self.seqs, self.validation):
+            if seqs is not None:
+                digest.update(np.ascontiguousarray(seqs.values).tobytes())
+                digest.update(np.ascontiguousarray(seqs.offsets).tobytes())
+        return {"data_sha256": digest.hexdigest(), "sequences": len(self.seqs),
+                "validation": None if self.validation is None else len(self.validation)}
+
+
+class ChunkPart:
+    """Some chunks of a `seqae.stream.ParquetSource`."""
+
+    def __init__(self, source: ParquetSource, ids: list[int]):
+        self.source, self.ids = source, ids
+        chunks = source.index()
+        self.lengths = np.concatenate([chunks[c].lengths for c in ids])
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.source.stats(self.ids)
+
+    def view(self, task: Task, device: torch.device) -> StreamData:
+        return StreamData(self.source, self.ids, task.scaler, device)
+
+    def chunks(self) -> Iterator[Sequences]:
+        return (seqs for seqs, _ in self.source.windows(self.ids))
+
+    def check(self, task: Task) -> None:  # the index checked the columns
+        pass
+
+
+class FolderSource:
+    """A folder of Parquet files, streamed (`seqae.stream`); the validation share is
+    made of whole chunks. Sequences are read as they are: only the "refuse" length
+    policy applies, and it is checked on the index before any training."""
+
+    checkpoint_every = STREAM_CHECKPOINT_EVERY
+
+    def __init__(self, source: ParquetSource, validation: Any = None):
+        if validation is not None and not isinstance(validation, ParquetSource):
+            raise TypeError("with a ParquetSource, validation must be a ParquetSource too, "
+                            f"not {type(validation).__name__}")
+        self.source, self.validation = source, validation
+        self.n_features = source.n_features
+        self.held_out: list[int] = []
+
+    def check_lengths(self, policy: LengthPolicy) -> None:
+        for chunk in self.source.index():
+            policy.check_lengths(chunk.lengths, lambda i, c=chunk: (
+                f"{self.source._where(c)}: sequence {c.ids[i]!r}", c.ids[i]))
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.source.lengths
+
+    def data_max(self) -> int:  # a folder holds continuous values: no vocabulary
+        raise TypeError("token ids are not read from folders")
+
+    def split(self, n_val: int, rng: np.random.Generator) -> tuple[ChunkPart, ChunkPart | None]:
+        """A validation folder given to `fit`, else whole chunks at random until they hold
+        ``n_val`` sequences (never every chunk)."""
+        chunks = self.source.index()
+        train_ids, val_ids = list(range(len(chunks))), []
+        if self.validation is not None:
+            self.validation.index()
+            if self.validation.n_features != self.source.n_features:
+                raise SequenceDataError(f"validation data ({self.validation!r}) do not match "
+                                        f"the training data ({self.source!r})")
+            val_ids = list(range(len(self.validation.index())))
+            return ChunkPart(self.source, train_ids), ChunkPart(self.validation, val_ids)
+        if n_val and len(chunks) >= 2:
+            held = 0
+            for c in rng.permutation(len(chunks))[:-1].tolist():
+                val_ids.append(c)
+                held += len(chunks[c].lengths)
+                if held >= n_val:
+                    break
+            train_ids = [c for c in train_ids if c not in set(val_ids)]
+        self.held_out = val_ids
+        return (ChunkPart(self.source, train_ids),
+                ChunkPart(self.source, val_ids) if val_ids else None)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"data": self.source.signature(),
+                "validation": None if self.validation is None else self.validation.signature(),
+                "held_out_chunks": self.held_out}
+
+
+def from_input(X: Any, validation: Any, normalize: Any, unknown: str,
+               policy: LengthPolicy) -> tuple[MemorySource | FolderSource, Task]:
+    """The source and the task for what the user passed to `fit` (and its validation
+    data), under the length ``policy``."""
+    if isinstance(X, ParquetSource):
+        folder = FolderSource(X, validation)
+        folder.check_lengths(policy)
+        return folder, ContinuousTask(Scaler(normalize), X.n_features, list(X.features))
+    task, seqs = for_data(X, normalize, unknown)
+    val = None if validation is None else policy.apply(task.sequences(validation, unknown)).seqs
+    return MemorySource(policy.apply(seqs).seqs, val), task
+
+
+def chunks_of(X: Any) -> Iterator[Sequences] | None:
+    """For a folder, its sequences a window at a time (index order); None for data in
+    memory (a task's ``sequences`` converts those)."""
+    if isinstance(X, ParquetSource):
+        return (seqs for seqs, _ in X.windows())
+    return None

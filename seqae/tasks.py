@@ -1,0 +1,232 @@
+"""What the data are: continuous values, token ids or texts.
+
+A task owns everything that differs between them, so that nothing else branches on the
+kind of data: turning what the user passed into `Sequences`, checking new data against
+the fitted model, the scaler (continuous) or the vocabulary (tokens, texts), converting
+the model's outputs back to the user's units (or texts), the model head's settings and
+the task's part of the saved config.
+
+`for_data` picks the task in `fit`; `from_config` rebuilds it from a saved model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import Sequences
+from .errors import SequenceDataError, describe
+from .scaling import Scaler
+from .vocab import UNK, CharVocab
+
+__all__ = ["ContinuousTask", "TokenTask", "TextTask", "Task", "for_data", "from_config",
+           "is_texts", "as_sequences"]
+
+# copies="auto" for token data: weight of the random-string reconstruction term (the
+# model must learn to spell any string, not to recall the training words)
+TOKEN_COPIES = 0.5
+
+
+def is_texts(X: Any) -> bool:
+    """Whether ``X`` is a non-empty list (or tuple) of strings."""
+    return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(t, str) for t in X)
+
+
+def as_sequences(X: Any) -> Sequences:
+    """``X`` as `Sequences` (a list of arrays is converted; anything else is refused)."""
+    if isinstance(X, Sequences):
+        return X
+    if isinstance(X, (list, tuple)):
+        return Sequences.from_list(X)
+    raise TypeError(
+        f"expected seqae.Sequences or a list of arrays, got {type(X).__name__}; for a padded "
+        "array use seqae.Sequences.from_padded(x, lengths=...)"
+    )
+
+
+class ContinuousTask:
+    """Continuous ``(T_i, F)`` values: standardised by a `Scaler`, a linear head out, a
+    masked regression loss; outputs in the input's units."""
+
+    kind = "continuous"
+    vocab: CharVocab | None = None
+    vocab_size = 0
+
+    def __init__(self, scaler: Scaler, n_features: int, feature_names: list[str] | None):
+        self.scaler, self.n_features, self.feature_names = scaler, n_features, feature_names
+
+    # ---------------------------------------------------------------- user data
+    def sequences(self, X: Any, unknown: str = "error") -> Sequences:
+        """What the user passed, as `Sequences` (texts are refused)."""
+        if is_texts(X):
+            raise SequenceDataError("this model was not fitted on texts; pass Sequences")
+        return as_sequences(X)
+
+    def to_user(self, out: Sequences, X: Any) -> Sequences | list[str]:
+        """Per-step outputs for the user (``X`` is what they passed)."""
+        return out
+
+    def check(self, seqs: Sequences) -> None:
+        """Raise `SequenceDataError` unless ``seqs`` fit the model."""
+        if seqs.is_tokens or seqs.n_features != self.n_features:
+            got = "tokens" if seqs.is_tokens else f"{seqs.n_features} features"
+            raise SequenceDataError(
+                f"the model was fitted on {self.n_features} features; the data have {got}"
+            )
+
+    # ---------------------------------------------------------------- statistics
+    def fit(self, data_max: Any, train_stats) -> ContinuousTask:
+        """Fit the scaler on the training part's ``(mean, std, sequence_std)``."""
+        self.scaler.fit_stats(*train_stats())
+        return self
+
+    # ---------------------------------------------------------------- model units
+    def to_model(self, seqs: Sequences) -> tuple[Sequences, Any]:
+        """``(standardised seqs, per-sequence (mean, std))`` (see `Scaler.transform`)."""
+        return self.scaler.transform(seqs)
+
+    def from_model(self, seqs: Sequences, stats: Any) -> Sequences:
+        """Reconstructions back in the input's units."""
+        return self.scaler.inverse(seqs, stats)
+
+    def decoded(self, seqs: Sequences) -> Sequences:
+        """Decoded sequences in the training data's units ("global"), or standardised
+        ("sequence": a latent carries no level or scale to put back)."""
+        n, f = len(seqs), self.n_features
+        return self.scaler.inverse(seqs, (np.broadcast_to(self.scaler.mean_, (n, f)),
+                                          np.broadcast_to(self.scaler.std_, (n, f))))
+
+    def score_scale(self, device: torch.device) -> torch.Tensor | None:
+        """Per-feature factor from model units to scored units."""
+        return torch.as_tensor(self.scaler.score_scale, device=device)
+
+    def head(self, copies: Any) -> dict[str, Any]:
+        """The model settings this task fixes."""
+        return {"vocab_size": 0}
+
+    # ---------------------------------------------------------------- saved config
+    def to_config(self) -> dict[str, Any]:
+        return {"n_features": self.n_features, "feature_names": self.feature_names,
+                "scaler": self.scaler.to_dict(), "vocab_size": 0, "vocab": None}
+
+
+class TokenTask:
+    """Integer token ids (0-3 are PAD, BOS, EOS, UNK): an embedding in, a softmax over the
+    vocabulary out, masked cross-entropy; not scaled."""
+
+    kind = "tokens"
+    vocab: CharVocab | None = None
+    scaler = None
+    feature_names = None
+
+    def __init__(self, vocab_size: int = 0, n_features: int = 1):
+        self.vocab_size, self.n_features = vocab_size, n_features
+
+    def sequences(self, X: Any, unknown: str = "error") -> Sequences:
+        if is_texts(X):
+            raise SequenceDataError("this model was not fitted on texts; pass Sequences")
+        return as_sequences(X)
+
+    def to_user(self, out: Sequences, X: Any) -> Sequences | list[str]:
+        return out
+
+    def check(self, seqs: Sequences) -> None:
+        if not seqs.is_tokens:
+            raise SequenceDataError(
+                f"the model was fitted on tokens; the data have {seqs.n_features} features"
+            )
+        bad = np.flatnonzero(seqs.values >= self.vocab_size)
+        if len(bad):
+            i = int(np.searchsorted(seqs.offsets, bad[0], side="right") - 1)
+            raise SequenceDataError(
+                f"{describe(i, seqs.ids)} has token {seqs.values[bad[0]]} at step "
+                f"{bad[0] - seqs.offsets[i]}, outside the vocabulary (0..{self.vocab_size - 1})",
+                index=i,
+            )
+
+    def fit(self, data_max: Any, train_stats) -> TokenTask:
+        """The vocabulary size: every id seen in the data (training and held-out), and
+        at least the special ids."""
+        if not self.vocab_size:
+            self.vocab_size = max(int(data_max()) + 1, UNK + 1)
+        return self
+
+    def to_model(self, seqs: Sequences) -> tuple[Sequences, Any]:
+        return seqs, None
+
+    def from_model(self, seqs: Sequences, stats: Any) -> Sequences:
+        return seqs
+
+    def decoded(self, seqs: Sequences) -> Sequences:
+        return seqs
+
+    def score_scale(self, device: torch.device) -> torch.Tensor | None:
+        return None
+
+    def head(self, copies: Any) -> dict[str, Any]:
+        return {"vocab_size": self.vocab_size,
+                "copies": float(TOKEN_COPIES if copies == "auto" else copies)}
+
+    def to_config(self) -> dict[str, Any]:
+        return {"n_features": self.n_features, "feature_names": None, "scaler": None,
+                "vocab_size": self.vocab_size,
+                "vocab": None if self.vocab is None else self.vocab.to_dict()}
+
+
+class TextTask(TokenTask):
+    """Texts: a `CharVocab` learned in `fit` turns them into token ids; texts in, texts
+    out."""
+
+    kind = "texts"
+
+    def __init__(self, vocab: CharVocab):
+        super().__init__(len(vocab))
+        self.vocab: CharVocab = vocab
+
+    def sequences(self, X: Any, unknown: str = "error") -> Sequences:
+        """Texts through the vocabulary (``unknown``: a character outside it raises
+        with ``"error"``, becomes ``<unk>`` with ``"map"``); token ids as they are."""
+        if is_texts(X):
+            return self.vocab.encode(X, unknown=unknown)
+        return as_sequences(X)
+
+    def to_user(self, out: Sequences, X: Any) -> Sequences | list[str]:
+        return self.vocab.decode(out) if is_texts(X) else out
+
+
+Task = ContinuousTask | TokenTask
+
+
+def for_data(X: Any, normalize: Any, unknown: str) -> tuple[Task, Sequences]:
+    """``(task, X as Sequences)`` for training input held in memory; texts learn their
+    vocabulary here, token ids learn their vocabulary size in `TokenTask.fit`."""
+    if is_texts(X):
+        task: Task = TextTask(CharVocab.from_texts(X))
+        return task, task.sequences(X, unknown)
+    seqs = as_sequences(X)
+    if seqs.is_tokens:
+        return TokenTask(n_features=seqs.n_features), seqs
+    return ContinuousTask(Scaler(normalize), seqs.n_features, seqs.feature_names), seqs
+
+
+def from_config(config: dict[str, Any]) -> Task:
+    """The fitted task of a saved model's config."""
+    if config.get("vocab") is not None:
+        return TextTask(CharVocab.from_dict(config["vocab"]))
+    if config.get("vocab_size"):
+        return TokenTask(config["vocab_size"], config["n_features"])
+    return ContinuousTask(_read_scaler(config), config["n_features"], config["feature_names"])
+
+
+def _read_scaler(config: dict[str, Any]) -> Scaler:
+    """The fitted scaler of a config; folders written before the scaler had its own
+    entry hold global statistics as ``mean`` / ``std`` (zeros and ones for per-sequence
+    standardisation), which is what a "global" or "sequence" scaler holds."""
+    if config.get("scaler") is not None:
+        return Scaler.from_dict(config["scaler"])
+    mode = config["params"].get("normalize", True)
+    resolved = "sequence" if mode == "sequence" else ("global" if mode else "none")
+    return Scaler.from_dict({"mode": mode, "mode_": resolved, "spread": 1.0,
+                             "mean": config["mean"], "std": config["std"]})
