@@ -29,7 +29,8 @@ def test_docs_python_blocks_run(tmp_path, monkeypatch):
 
     pages = sorted((README.parent / "docs").glob("*.md"))
     assert {p.stem for p in pages} >= {"index", "embeddings", "anomalies", "decoding", "texts",
-                                       "cli", "api"}
+                                       "cli", "api", "data", "scale", "model", "defaults",
+                                       "architecture"}
     monkeypatch.chdir(tmp_path)
     ran = 0
     for page in pages:
@@ -40,3 +41,19 @@ def test_docs_python_blocks_run(tmp_path, monkeypatch):
             ran += 1
     if ran == 0:
         pytest.fail("the docs have no python example")
+
+
+def test_readme_scale_commands_are_those_of_the_docs_page():
+    """The README's streaming and torchrun commands (tests/test_stream.py and
+    tests/test_distributed.py run them) are also on docs/scale.md, the page that explains
+    them: the two never drift apart."""
+    text = README.read_text()
+    page = (README.parent / "docs" / "scale.md").read_text()
+    for heading in ("## Data larger than memory", "## More than one process"):
+        section = text[text.index(heading):]
+        block = re.search(r"```sh\n(.*?)```", section, flags=re.S).group(1)
+        commands = [line for line in block.splitlines() if line.strip()
+                    and not line.startswith("#")]
+        assert commands, heading
+        for line in commands:
+            assert line in page, f"{heading}: {line!r} is not on docs/scale.md"
