@@ -194,24 +194,24 @@ def model_overrides(params: dict) -> None:
     over = {k[6:]: params.pop(k) for k in list(params) if k.startswith("model.")}
     if not over:
         return
-    import seqae
+    from seqae import recipe
 
-    make_config = seqae.SequenceAutoencoder._model_config
+    resolve = recipe.resolve
 
-    def _patched(self, *a, **k):  # noqa: ANN202
-        cfg = make_config(self, *a, **k)
+    def _patched(*a, **k):  # noqa: ANN202
+        resolved = resolve(*a, **k)
         for key, value in over.items():
-            setattr(cfg, key, value)
-        return cfg
+            setattr(resolved.model, key, value)
+        return resolved
 
-    seqae.SequenceAutoencoder._model_config = _patched
+    recipe.resolve = _patched
 
 
 def block_summary(ae, seqs) -> np.ndarray:
     """Probe: the max over time of every conv block's output, joined (B, depth * C)."""
     import torch
 
-    blocks = ae.module_.encoder.rnn.blocks
+    blocks = ae.module_.encoder.body.blocks
     out = np.empty((len(seqs), len(blocks) * blocks[0].conv1.out_channels), dtype=np.float32)
 
     def fn(idx, x, lens):
@@ -229,22 +229,29 @@ def block_summary(ae, seqs) -> np.ndarray:
                 h.remove()
         out[idx] = torch.cat(caught, 1).cpu().numpy()
 
-    ae._run(seqs, fn)
+    _each_batch(ae, seqs, fn)
     return out
+
+
+def _each_batch(ae, seqs, fn) -> None:
+    """``fn(idx, x, lengths)`` on the fitted model's inference batches of ``seqs``."""
+    from seqae.inference import Model, each_batch
+
+    each_batch(Model(ae.module_, ae.task_, ae.batch_size, None), seqs, fn)
 
 
 def pooled_summary(ae, seqs) -> np.ndarray:
     """The fitted encoder's pooled summary (the input of its linear map to the latent)."""
     import torch
 
-    rnn = ae.module_.encoder.rnn
+    rnn = ae.module_.encoder.body
     out = np.empty((len(seqs), rnn.out_features), dtype=np.float32)
 
     def fn(idx, x, lens):
         with torch.no_grad():
             out[idx] = rnn(x, lengths=lens)[1].cpu().numpy()
 
-    ae._run(seqs, fn)
+    _each_batch(ae, seqs, fn)
     return out
 
 
@@ -292,7 +299,7 @@ class _Curve:
             extra = f" avg {a:.4f}"
         if self.blocks:
             b_tr, b_te = block_summary(self.ae, tr), block_summary(self.ae, te)
-            c = self.model.encoder.rnn.blocks[0].conv1.out_channels
+            c = self.model.encoder.body.blocks[0].conv1.out_channels
             d = b_tr.shape[1] // c
             views = {"blocks": (b_tr, b_te),
                      "mean": (b_tr.reshape(-1, d, c).mean(1), b_te.reshape(-1, d, c).mean(1)),
@@ -358,9 +365,11 @@ def resolved_recipe(tr, params) -> str:
     """The recipe string a default fit on ``tr`` resolves to, without fitting (for runs
     read back by --resume from logs that did not print it)."""
     import seqae
+    from seqae.recipe import resolve
 
     ae = seqae.SequenceAutoencoder(**params)
-    cfg = ae._model_config(tr.n_features, int(tr.lengths.max()), ae._recipe(tr.lengths))
+    cfg = resolve(ae.get_params(), tr.lengths, int(tr.lengths.max()), tr.n_features,
+                  {"vocab_size": 0}).model
     mode = seqae.Scaler(ae.normalize).fit(tr).mode_
     return f"{cfg.encoder}/{cfg.pooling}/{cfg.contrastive:g}/{mode}"
 

@@ -106,7 +106,9 @@ def main() -> None:
         en = statistics.median(t[1] for t in times[(name, n)])
         probe = SequenceAutoencoder(**{"max_epochs": 1, "verbose": 0, **settings})
         probe.fit(made[name][:50])
-        picks = probe._threads()
+        from seqae import recipe
+
+        picks = recipe.threads(probe.threads, probe.model_config_, "cpu")
         print(f"| {name} | {f1:.1f} | {fn:.1f} | {fn / f1:.2f} | {e1:.2f} | {en:.2f} | "
               f"{en / e1:.2f} | {picks or 'torch (' + str(n) + ')'} |", flush=True)
 

@@ -57,8 +57,12 @@ def _recipe(encoder: str, hidden: int) -> dict:
     """What SequenceAutoencoder's "auto" settings resolve to with this encoder and width
     (the conv embedding is ``hidden`` wide)."""
     from seqae import SequenceAutoencoder
+    from seqae.recipe import resolve
 
-    return SequenceAutoencoder(encoder=encoder, hidden_size=hidden)._recipe(np.array([1]))
+    p = SequenceAutoencoder(encoder=encoder, hidden_size=hidden).get_params()
+    m = resolve(p, np.array([1]), 1, 1, {"vocab_size": 0}).model
+    return {k: getattr(m, k) for k in ("encoder", "pooling", "contrastive", "contrast",
+                                       "latent_dim", "patch")}
 
 
 def _model(features: int, hidden: int, device, cell: str, encoder: str, max_len: int):
@@ -66,10 +70,11 @@ def _model(features: int, hidden: int, device, cell: str, encoder: str, max_len:
     # way of feeding the data trains the same model as `seqae fit`.
     from seqae import SequenceAutoencoder
     from seqae.nn import AutoencoderNet
+    from seqae.recipe import resolve
 
     est = SequenceAutoencoder(hidden_size=hidden, cell=cell, bidirectional=False,
                               encoder=encoder)
-    cfg = est._model_config(features, max_len, _recipe(encoder, hidden))
+    cfg = resolve(est.get_params(), np.array([1]), max_len, features, {"vocab_size": 0}).model
     return AutoencoderNet(cfg).to(device)
 
 
@@ -83,7 +88,7 @@ class PackedAE:
         from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
         net = self.net
-        enc = net.encoder.rnn.rnn
+        enc = net.encoder.body.rnn
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, (h, _) = enc(packed)
         z = net.encoder.to_latent(h[-1])
@@ -173,8 +178,9 @@ def _train_rate(method: str, args, q) -> None:
 
     def step(idx):
         idx_t = torch.as_tensor(idx, device=device)
-        x, lens = collate(data.values, data.offsets, idx_t,
-                          max_len=global_max if method == "naive" else None)
+        x, lens = collate(data.values, data.offsets, idx_t)
+        if method == "naive":  # every batch padded to the data set's longest sequence
+            x = torch.nn.functional.pad(x, (0, 0, 0, global_max - x.shape[1]))
         if method == "packed":
             recon, z = fwd(x, lens)
             loss = masked_mse(recon, x, lens)
@@ -271,10 +277,11 @@ def _encode_rate(method: str, args, q) -> None:
     else:  # pad everything to the longest, batches of 256
         x, lens = seqs.pad()
         xt, lt = torch.from_numpy(x), torch.from_numpy(lens)
+        dev = next(ae.module_.parameters()).device
         start = time.perf_counter()
         with torch.no_grad():
             for i in range(0, len(seqs), 256):
-                ae.module_.encode(xt[i : i + 256].to(ae._device()), lt[i : i + 256])
+                ae.module_.encode(xt[i : i + 256].to(dev), lt[i : i + 256])
     elapsed = time.perf_counter() - start
     q.put({"method": method, "steps_per_s": seqs.n_steps / elapsed, "elapsed": elapsed,
            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})

@@ -154,7 +154,6 @@ def collate(
     values: torch.Tensor,
     offsets: torch.Tensor,
     idx: torch.Tensor,
-    max_len: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded batch of the sequences ``idx`` from flat values, in one gather.
 
@@ -163,14 +162,13 @@ def collate(
             ``(total + 1, F)`` (or ``(total + 1,)`` tokens); padding reads that row.
         offsets: ``(N + 1,)`` int64 offsets into ``values``.
         idx: ``(B,)`` sequence indices (int64, same device).
-        max_len: padded length; default the longest in the batch.
 
     Returns:
         ``x`` ``(B, T, F)`` (or ``(B, T)``) with zeros at padding, ``lengths`` ``(B,)``.
     """
     starts = offsets[idx]  # (B,)
     lens = offsets[idx + 1] - starts  # (B,)
-    t = int(lens.max()) if max_len is None else max_len
+    t = int(lens.max())  # padded to the batch's longest
     steps = torch.arange(t, device=values.device)  # (T,)
     pad_row = values.shape[0] - 1
     flat = torch.where(

@@ -45,8 +45,8 @@ class Context:
     """This process's place: ``rank``, ``world`` (1 = a single process) and the
     collective operations `train` needs (no-ops on one process)."""
 
-    def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0):
-        self.rank, self.world, self.local_rank = rank, world, local_rank
+    def __init__(self, rank: int = 0, world: int = 1):
+        self.rank, self.world = rank, world
 
     @property
     def main(self) -> bool:
@@ -140,7 +140,7 @@ def context() -> Context:
             dist.init_process_group("nccl")
         else:
             dist.init_process_group("gloo")
-    return Context(dist.get_rank(), dist.get_world_size(), local)
+    return Context(dist.get_rank(), dist.get_world_size())
 
 
 def batch_seed(seed: int, epoch: int, position: int) -> int:

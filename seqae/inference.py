@@ -22,7 +22,7 @@ from .nn.model import AutoencoderNet
 from .tasks import Task
 from .train import DeviceData, cpu_threads
 
-__all__ = ["Model", "encode_score", "reconstruct", "decode", "scatter"]
+__all__ = ["Model", "each_batch", "encode_score", "reconstruct", "decode", "scatter"]
 
 
 class Model:
@@ -50,7 +50,8 @@ def scatter(out: np.ndarray, offsets: np.ndarray, idx: Any, y: np.ndarray, lens:
 
 
 @torch.no_grad()
-def _run(model: Model, seqs: Sequences, fn: Callable[[Any, torch.Tensor, torch.Tensor], None]):
+def each_batch(model: Model, seqs: Sequences,
+               fn: Callable[[Any, torch.Tensor, torch.Tensor], None]) -> Any:
     """Call ``fn(idx, x, lengths)`` on length-sorted batches of ``seqs`` in model units;
     returns the per-sequence statistics the task scaled them with (None for tokens)."""
     model.task.check(seqs)
@@ -91,7 +92,7 @@ def encode_score(model: Model, seqs: Sequences, latents: bool = False,
             out[idx] = err.double().cpu().numpy()
 
     with torch.no_grad():
-        _run(model, seqs, fn)
+        each_batch(model, seqs, fn)
     return Z, out
 
 
@@ -104,7 +105,7 @@ def reconstruct(model: Model, seqs: Sequences) -> Sequences:
         y = model.net.reconstruct(x, lens).cpu().numpy()
         scatter(values, seqs.offsets, idx, y, lens.cpu().numpy())
 
-    stats = _run(model, seqs, fn)
+    stats = each_batch(model, seqs, fn)
     return model.task.from_model(seqs.with_values(values), stats)
 
 

@@ -33,7 +33,11 @@ from .train import Callback, best_epoch, resolve_device
 __all__ = ["FORMAT_VERSION", "RUN_FILE", "Fitted", "PartialWriter", "write", "read", "info",
            "version", "write_data_settings", "read_data_settings", "read_history"]
 
-FORMAT_VERSION = 1
+# 2: the encoder's body is ``encoder.body`` (was ``encoder.rnn``, which also held the
+# convolutional encoder), ``ModelConfig.max_length`` is ``longest_predicted`` and the
+# unreachable ``conv_output`` and ``crop_min`` are gone. Format 1 folders are read.
+FORMAT_VERSION = 2
+READS = (1, 2)
 RUN_FILE = "run.json"
 
 
@@ -136,12 +140,26 @@ def _config(path: Path, kind: str) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise IncompatibleModelError(f"{cfg_file} is not valid JSON: {e}") from None
     found = config.get("format_version")
-    if config.get("kind") != kind or found != FORMAT_VERSION:
+    if config.get("kind") != kind or found not in READS:
         raise IncompatibleModelError(
             f"{path} holds a {config.get('kind')!r} model in format {found!r}; this seqae "
-            f"({version()}) reads {kind} format {FORMAT_VERSION}"
+            f"({version()}) reads {kind} formats {', '.join(map(str, READS))}"
         )
     return config
+
+
+def _from_format_1(path: Path, model: dict[str, Any],
+                   state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """A format-1 model config and weights in today's names."""
+    model = dict(model)
+    for key, default in (("conv_output", 0), ("crop_min", 0.5)):
+        if model.pop(key, default) != default:
+            raise IncompatibleModelError(
+                f"{path}: config.json sets model.{key}, which this seqae no longer has")
+    model["longest_predicted"] = model.pop("max_length")
+    state = {("encoder.body." + k[len("encoder.rnn."):] if k.startswith("encoder.rnn.")
+              else k): v for k, v in state.items()}
+    return model, state
 
 
 def read(path: str | Path, kind: str,
@@ -160,9 +178,12 @@ def read(path: str | Path, kind: str,
             "the directory was modified or partly written"
         )
     params = dict(config["params"])
-    model_config = ModelConfig(**config["model"])
+    model, state = config["model"], load(blob)
+    if config["format_version"] == 1:
+        model, state = _from_format_1(path, model, state)
+    model_config = ModelConfig(**model)
     net = AutoencoderNet(model_config)
-    net.load_state_dict(load(blob))
+    net.load_state_dict(state)
     net.to(resolve_device(device)).eval()
     # a folder written during fit (see `fit`'s checkpoint_dir) has no scores yet
     scores = np.asarray(config.get("train_scores") or [], np.float64)

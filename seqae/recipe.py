@@ -124,7 +124,7 @@ def _model(p: dict[str, Any], n_features: int, max_length: int, arch: dict[str, 
         n_features=n_features, pooled_latent=pooled, bottleneck=bottleneck,
         hidden_size=p["hidden_size"], num_layers=p["num_layers"], cell=p["cell"],
         bidirectional=p["bidirectional"], depth=depth, **arch, dropout=p["dropout"],
-        decoder=p["decoder"], position=p["position"], max_length=4 * max_length,
+        decoder=p["decoder"], position=p["position"], longest_predicted=4 * max_length,
         token_dropout=p["token_dropout"], **head)
 
 

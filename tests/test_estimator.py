@@ -376,7 +376,7 @@ def test_conv_embedding_is_the_max_pooled_outputs(long_data):
     for i in range(len(long_data)):
         x = torch.as_tensor(scaled[i])[None]
         with torch.no_grad():
-            h, _ = ae.module_.encoder.rnn(x, lengths=torch.tensor([len(x[0])]))
+            h, _ = ae.module_.encoder.body(x, lengths=torch.tensor([len(x[0])]))
         np.testing.assert_allclose(Z[i], h[0].numpy().max(0), rtol=1e-5, atol=1e-6)
     out = ae.decode(Z[:2], lengths=[3, 250])
     assert out.lengths.tolist() == [3, 250]

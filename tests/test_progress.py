@@ -95,7 +95,7 @@ def test_post_training_work_is_one_inference_pass():
 
     from seqae.nn import LengthHead
 
-    head = LengthHead(3, ae.model_config_.max_length)  # refit from the public encode
+    head = LengthHead(3, ae.model_config_.longest_predicted)  # refit from the public encode
     head.fit_least_squares(torch.as_tensor(ae.encode(s)), torch.as_tensor(s.lengths))
     for a, b in zip(head.state_dict().values(), ae.module_.length_head.state_dict().values(),
                     strict=True):

@@ -343,14 +343,14 @@ class SequenceEncoder(nn.Module):
     """Sequences -> latent vectors: optional token embedding, an encoder, linear map.
 
     Args:
-        rnn: the `RNNEncoder` or `ConvEncoder` (anything returning ``(outputs, summary)``
-            with an ``out_features`` attribute).
+        body: the `RNNEncoder` or `ConvEncoder` (anything returning ``(outputs, summary)``
+            with an ``out_features`` attribute), kept as ``self.body``.
         latent_dim: size of the latent vector.
         embedding: optional ``nn.Embedding`` applied first (token input).
         linear: map the encoder's summary to the latent with a linear layer (default
             True); False: the summary is the latent (its width must be ``latent_dim``).
         patch: the encoder reads patches of this many consecutive steps (`patchify`;
-            default 1: single steps). Continuous input only; ``rnn`` must then take
+            default 1: single steps). Continuous input only; ``body`` must then take
             ``patch x F`` features.
 
     Call arguments:
@@ -361,7 +361,7 @@ class SequenceEncoder(nn.Module):
         ``(B, latent_dim)``.
     """
 
-    def __init__(self, rnn: RNNEncoder | ConvEncoder, latent_dim: int,
+    def __init__(self, body: RNNEncoder | ConvEncoder, latent_dim: int,
                  embedding: nn.Embedding | None = None, linear: bool = True,
                  patch: int = 1):
         super().__init__()
@@ -369,11 +369,11 @@ class SequenceEncoder(nn.Module):
             raise ValueError(f"patch must be >= 1 (and 1 for tokens), got {patch}")
         self.patch = patch
         self.embedding = embedding
-        self.rnn = rnn
-        if not linear and rnn.out_features != latent_dim:
-            raise ValueError(f"the encoder's summary has {rnn.out_features} features; "
+        self.body = body
+        if not linear and body.out_features != latent_dim:
+            raise ValueError(f"the encoder's summary has {body.out_features} features; "
                              f"without a linear map the latent must too, not {latent_dim}")
-        self.to_latent = nn.Linear(rnn.out_features, latent_dim) if linear else nn.Identity()
+        self.to_latent = nn.Linear(body.out_features, latent_dim) if linear else nn.Identity()
 
     def forward(
         self,
@@ -389,5 +389,5 @@ class SequenceEncoder(nn.Module):
             lengths = resolve_mask(x, lengths, mask).sum(1)
             x, lengths = patchify(x, lengths, self.patch)  # (B, T / p, p F)
             mask = None
-        _, summary = self.rnn(x, lengths=lengths, mask=mask)  # (B, out_features)
+        _, summary = self.body(x, lengths=lengths, mask=mask)  # (B, out_features)
         return self.to_latent(summary)  # (B, latent_dim)

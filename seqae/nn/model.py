@@ -19,6 +19,8 @@ __all__ = ["ModelConfig", "AutoencoderNet", "DECODERS", "ENCODERS", "CONTRASTS",
 DECODERS = ("repeat", "autoregressive")
 ENCODERS = ("rnn", "conv")
 CONTRASTS = ("instance", "hierarchical")
+# the crop-agreement term's shortest crop, as a share of the sequence's length
+CROP_MIN = 0.5
 BOS, EOS = 1, 2  # reserved token ids (see seqae.vocab)
 
 
@@ -39,7 +41,8 @@ class ModelConfig:
         position: position channels of the repeat decoder: ``"fourier"`` (default),
             ``"relative"`` or ``"none"``.
         reverse_target: decode the sequence back to front (default False).
-        max_length: longest length the length head may predict.
+        longest_predicted: longest length the length head may predict (default 10,000;
+            the estimator sets 4 x the longest training sequence).
         vocab_size: 0 for continuous data; the number of token ids for tokens (ids 0-3
             are PAD, BOS, EOS, UNK).
         embedding_dim: token embedding size (default 32).
@@ -50,7 +53,6 @@ class ModelConfig:
         kernel_size: `ConvEncoder` convolution width (default 3).
         contrastive: weight of the crop-agreement term added to the training loss (see
             ``contrast``; default 0 = plain reconstruction).
-        crop_min: shortest crop, as a share of the sequence's length (default 0.5).
         contrast: ``"instance"`` (default): the pooled latents of a sequence and of a
             crop of it must match (`seqae.losses.info_nce`); ``"hierarchical"`` (conv
             encoder only): the per-step outputs of two overlapping crops, with half of
@@ -58,8 +60,6 @@ class ModelConfig:
             other sequences and the other steps, at every time scale
             (`seqae.losses.hierarchical_contrastive`).
         hide: share of each crop's steps hidden in ``"hierarchical"`` (default 0.5).
-        conv_output: `ConvEncoder` per-step output channels before pooling (default 0:
-            its ``hidden_size``).
         pooled_latent: the latent is the conv encoder's pooled per-step outputs
             themselves (``latent_dim`` channels, max-pooled over the valid steps), not a
             linear map of them; the crop term then trains the embedding directly
@@ -87,7 +87,7 @@ class ModelConfig:
     decoder: str = "repeat"
     position: str = "fourier"
     reverse_target: bool = False
-    max_length: int = 10_000
+    longest_predicted: int = 10_000
     vocab_size: int = 0
     embedding_dim: int = 32
     token_dropout: float = 0.0
@@ -95,10 +95,8 @@ class ModelConfig:
     depth: int = 6
     kernel_size: int = 3
     contrastive: float = 0.0
-    crop_min: float = 0.5
     contrast: str = "instance"
     hide: float = 0.5
-    conv_output: int = 0
     pooled_latent: bool = False
     bottleneck: int = 0
     patch: int = 1
@@ -212,9 +210,9 @@ class AutoencoderNet(nn.Module):
             raise ValueError("contrast='hierarchical' needs encoder='conv'")
         if config.pooled_latent and (config.encoder != "conv" or "+" in config.pooling):
             raise ValueError("pooled_latent needs encoder='conv' and a single pooling")
-        rnn: ConvEncoder | RNNEncoder
+        body: ConvEncoder | RNNEncoder
         if config.encoder == "conv":
-            output = config.conv_output or None
+            output = None
             if config.pooling == "blocks":  # every block's pooled channels
                 output = None
                 if config.pooled_latent and config.latent_dim != config.hidden_size * config.depth:
@@ -223,10 +221,10 @@ class AutoencoderNet(nn.Module):
                         f"x depth = {config.hidden_size * config.depth}, got {config.latent_dim}")
             elif config.pooled_latent:  # the pooled outputs are the latent
                 output = None if config.latent_dim == config.hidden_size else config.latent_dim
-            rnn = ConvEncoder(in_size * config.patch, config.hidden_size, config.depth,
+            body = ConvEncoder(in_size * config.patch, config.hidden_size, config.depth,
                               config.kernel_size, config.pooling, output)
         else:
-            rnn = RNNEncoder(
+            body = RNNEncoder(
                 in_size,
                 config.hidden_size,
                 config.num_layers,
@@ -237,7 +235,7 @@ class AutoencoderNet(nn.Module):
             )
         if config.patch > 1 and config.encoder != "conv":
             raise ValueError("patch needs encoder='conv'")
-        self.encoder = SequenceEncoder(rnn, config.latent_dim, embedding,
+        self.encoder = SequenceEncoder(body, config.latent_dim, embedding,
                                        linear=not config.pooled_latent, patch=config.patch)
         out_size = config.vocab_size if self.tokens else config.n_features
         self.decoder: RepeatDecoder | AutoregressiveDecoder
@@ -265,7 +263,7 @@ class AutoencoderNet(nn.Module):
                 token_dropout=config.token_dropout,
                 bottleneck=config.bottleneck,
             )
-        self.length_head = LengthHead(config.latent_dim, config.max_length)
+        self.length_head = LengthHead(config.latent_dim, config.longest_predicted)
 
     @property
     def autoregressive(self) -> bool:
@@ -319,7 +317,7 @@ class AutoencoderNet(nn.Module):
             if self.config.contrast == "hierarchical":
                 term = self._hierarchical_term(x, lengths)
             else:
-                crop, crop_lengths = random_crops(x, lengths, self.config.crop_min)
+                crop, crop_lengths = random_crops(x, lengths, CROP_MIN)
                 term = info_nce(z, self.encode(crop, crop_lengths))
             term = self.config.contrastive * term
             loss = loss + (term if reduction == "mean" else term * n)
@@ -350,7 +348,7 @@ class AutoencoderNet(nn.Module):
             if self.encoder.embedding is not None:  # token ids; crop padding is PAD (0)
                 v = self.encoder.embedding(v)  # (B, T', E)
             hide = torch.rand(v.shape[:2], device=v.device) < self.config.hide  # (B, T')
-            h, _ = self.encoder.rnn(v, lengths=lv, hide=hide)  # (B, T', D)
+            h, _ = self.encoder.body(v, lengths=lv, hide=hide)  # (B, T', D)
             reps.append(_take(h, off, c)[0])  # (B, C, D): the overlap, right-padded
         return hierarchical_contrastive(reps[0], reps[1], lengths_to_mask(c))
 
