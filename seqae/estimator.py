@@ -478,8 +478,8 @@ class SequenceAutoencoder(_Params):
         return None if self.scaler_ is None else self.scaler_.std_
 
     # ------------------------------------------------------------------ inference
-    def _windowed(self, X: Any):
-        """``X`` as `Sequences` under the length policy (`seqae.lengths.Windowed`)."""
+    def _limited(self, X: Any):
+        """``X`` as `Sequences` under the length policy (`seqae.lengths.Limited`)."""
         self._check_fitted()
         return LengthPolicy(self.max_len, self.max_len_policy).apply(
             self.task_.sequences(X, self.unknown))
@@ -490,10 +490,10 @@ class SequenceAutoencoder(_Params):
         chunks = chunks_of(X)
         if chunks is not None:
             return np.concatenate([self.encode(seqs) for seqs in chunks])
-        w = self._windowed(X)
-        Z = inference.encode_score(self._model(), w.seqs, latents=True)[0]
+        lim = self._limited(X)
+        Z = inference.encode_score(self._model(), lim.seqs, latents=True)[0]
         assert Z is not None
-        return Z if w.owner is None else w.merge(Z).astype(np.float32)
+        return Z if lim.owner is None else lim.merge(Z).astype(np.float32)
 
     transform = encode
 
@@ -509,16 +509,16 @@ class SequenceAutoencoder(_Params):
         chunks = chunks_of(X)
         if chunks is not None:
             return np.concatenate([self.score(seqs) for seqs in chunks])
-        w = self._windowed(X)
-        scores = inference.encode_score(self._model(), w.seqs, scores=True)[1]
+        lim = self._limited(X)
+        scores = inference.encode_score(self._model(), lim.seqs, scores=True)[1]
         assert scores is not None
-        return w.merge(scores)
+        return lim.merge(scores)
 
     def reconstruct(self, X: Sequences | list) -> Sequences | list[str]:
         """Reconstructions at each input's own length, in the input's units (free-running
         for an autoregressive decoder). Texts in, texts out."""
-        w = self._windowed(X)
-        rec = w.stitch(inference.reconstruct(self._model(), w.seqs))
+        lim = self._limited(X)
+        rec = lim.stitch(inference.reconstruct(self._model(), lim.seqs))
         return self.task_.to_user(rec, X)
 
     def decode(self, Z: Any, lengths: Any = None, max_length: int | None = None) -> Sequences:

@@ -1,14 +1,17 @@
 """The length policy: what happens to sequences longer than ``max_len``.
 
-Applied once, where data enter a fit or an inference call; the merge of per-window
+Applied once, where data enter a fit or an inference call; the merge of per-piece
 results back into one result per sequence is here too, so no other module knows that
-windows exist.
+sequences were cut.
 
 - ``"refuse"``: an error naming the first sequence that is too long;
 - ``"truncate"``: each sequence's first ``max_len`` steps;
-- ``"window"``: each sequence cut into the fewest windows of at most ``max_len`` steps,
-  of near-equal sizes, in order; per-sequence results are the windows' results averaged
+- ``"window"``: each sequence cut into the fewest *pieces* of at most ``max_len`` steps,
+  of near-equal sizes, in order; per-sequence results are the pieces' results averaged
   with their lengths as weights, per-step results are stitched back.
+
+(The code calls the cuts of the ``"window"`` policy *pieces*: a *window* elsewhere, in
+`seqae.stream`, is the buffer of rows a folder is read in.)
 """
 
 from __future__ import annotations
@@ -20,19 +23,19 @@ import numpy as np
 from .data import Sequences
 from .errors import SequenceDataError, describe
 
-__all__ = ["POLICIES", "LengthPolicy", "Windowed", "limit_lengths"]
+__all__ = ["POLICIES", "LengthPolicy", "Limited", "limit_lengths"]
 
 POLICIES = ("refuse", "truncate", "window")
 
 
 @dataclass
-class Windowed:
+class Limited:
     """Sequences under a length policy.
 
     Attributes:
-        seqs: what the model sees: the input itself, its truncation or its windows.
+        seqs: what the model sees: the input itself, its truncation or its pieces.
         original: the input.
-        owner: for windows, ``owner[j]`` = the input sequence window ``j`` came from;
+        owner: for pieces, ``owner[j]`` = the input sequence piece ``j`` came from;
             None when every row of ``seqs`` is one input sequence.
     """
 
@@ -41,8 +44,8 @@ class Windowed:
     owner: np.ndarray | None = None
 
     def merge(self, rows: np.ndarray) -> np.ndarray:
-        """One row per input sequence from one row per window of ``seqs``: the windows'
-        rows averaged, weighted by their lengths (the rows themselves without windows)."""
+        """One row per input sequence from one row per piece of ``seqs``: the pieces'
+        rows averaged, weighted by their lengths (the rows themselves without pieces)."""
         if self.owner is None:
             return rows
         w = self.seqs.lengths.astype(np.float64)
@@ -55,7 +58,7 @@ class Windowed:
         return out / total.reshape(shape)
 
     def stitch(self, steps: Sequences) -> Sequences:
-        """Per-step results of ``seqs`` as per-step results of the input: windows are
+        """Per-step results of ``seqs`` as per-step results of the input: pieces are
         consecutive slices of their sequence, so their steps join back in order."""
         if self.owner is None:
             return steps
@@ -73,10 +76,10 @@ class LengthPolicy:
         if self.policy not in POLICIES:
             raise ValueError(f"max_len_policy must be one of {POLICIES}, got {self.policy!r}")
 
-    def apply(self, seqs: Sequences) -> Windowed:
+    def apply(self, seqs: Sequences) -> Limited:
         """``seqs`` under the policy (see the module docstring)."""
         limited, owner = limit_lengths(seqs, self.max_len, self.policy)
-        return Windowed(limited, seqs, owner)
+        return Limited(limited, seqs, owner)
 
     def check_lengths(self, lengths: np.ndarray, where) -> None:
         """For data read as they are (a folder of files): only ``"refuse"`` applies;
@@ -99,9 +102,9 @@ def limit_lengths(seqs: Sequences, max_len: int | None,
                   policy: str) -> tuple[Sequences, np.ndarray | None]:
     """``(seqs', owner)``: ``seqs`` itself (owner None) when no sequence is longer than
     ``max_len``; else by ``policy``: ``"truncate"`` keeps the first ``max_len`` steps of
-    each sequence (owner None), ``"window"`` cuts each sequence into the fewest windows of
+    each sequence (owner None), ``"window"`` cuts each sequence into the fewest pieces of
     at most ``max_len`` steps, of near-equal sizes, in order (``owner[j]`` = the sequence
-    window j came from); ``"refuse"`` raises `SequenceDataError` naming the sequence."""
+    piece j came from); ``"refuse"`` raises `SequenceDataError` naming the sequence."""
     if policy not in POLICIES:
         raise ValueError(f"max_len_policy must be one of {POLICIES}, got {policy!r}")
     lengths = seqs.lengths
@@ -123,10 +126,10 @@ def limit_lengths(seqs: Sequences, max_len: int | None,
         offsets = np.concatenate([[0], np.cumsum(keep)])
         return Sequences(seqs.values[steps], offsets, ids=seqs.ids,
                          feature_names=seqs.feature_names), None
-    parts = -(-lengths // max_len)  # windows per sequence
+    parts = -(-lengths // max_len)  # pieces per sequence
     owner = np.repeat(np.arange(len(lengths)), parts)
     first = np.concatenate([[0], np.cumsum(parts)[:-1]])
-    k = np.arange(len(owner)) - first[owner]  # window number within its sequence
+    k = np.arange(len(owner)) - first[owner]  # piece number within its sequence
     base, extra = lengths[owner] // parts[owner], lengths[owner] % parts[owner]
     sizes = base + (k < extra)  # near-equal sizes, the longer ones first
     offsets = np.concatenate([[0], np.cumsum(sizes)])

@@ -620,3 +620,87 @@ def test_threads_do_not_change_the_weights_and_bad_values_are_refused(data, tmp_
     for bad in (0, -1, 1.5, True, "many"):
         with pytest.raises(ValueError, match=f"threads must be .* got {bad!r}"):
             SequenceAutoencoder(**{**SMALL, "threads": bad}).fit(data)
+
+
+class _Raise(seqae.train.Callback):
+    def __init__(self, at, error):
+        self.at, self.error = at, error
+
+    def on_epoch_end(self, epoch, record):
+        if epoch == self.at:
+            raise self.error
+
+
+def _state(ae):
+    """Everything a fit leaves on the estimator, copied (weights included)."""
+    return {k: ({n: t.clone() for n, t in v.state_dict().items()} if k == "module_"
+                else v.copy() if isinstance(v, np.ndarray) else v)
+            for k, v in vars(ae).items() if k.endswith("_")}
+
+
+def _same_state(before, after):
+    assert before.keys() == after.keys()
+    for k, v in before.items():
+        if k == "module_":
+            for n, t in v.items():
+                torch.testing.assert_close(after[k][n], t, rtol=0, atol=0)
+        elif isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(after[k], v)
+        else:
+            assert after[k] is v or after[k] == v, k
+
+
+def test_a_first_fit_that_raises_leaves_the_estimator_unfitted(data):
+    ae = SequenceAutoencoder(**{**SMALL, "verbose": 0})
+    with pytest.raises(RuntimeError, match="boom"):
+        ae.fit(data, callbacks=[_Raise(2, RuntimeError("boom"))])
+    assert not [k for k in vars(ae) if k.endswith("_")]  # nothing learned was kept
+    with pytest.raises(RuntimeError, match="not fitted yet"):
+        ae.encode(data)
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("boom")])
+def test_a_refit_that_raises_keeps_the_earlier_fit_whole(data, error):
+    """Ctrl-C (KeyboardInterrupt) or an error during a refit: the estimator keeps the
+    earlier fit, weights, threshold, scores and history alike, and still works."""
+    ae = SequenceAutoencoder(**{**SMALL, "verbose": 0}).fit(data)
+    before, Z = _state(ae), ae.encode(data)
+    other = Sequences.from_list([np.ones((5, 2)) * i for i in range(8)])
+    with pytest.raises(type(error)):
+        ae.fit(other, callbacks=[_Raise(2, error)])
+    _same_state(before, _state(ae))
+    np.testing.assert_array_equal(ae.encode(data), Z)
+
+
+def test_a_real_sigint_during_a_refit_keeps_the_earlier_fit(tmp_path):
+    """The same with a real signal: the process interrupts itself after a refit's first
+    epoch and checks what the estimator holds."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import os, signal
+        import numpy as np
+        import seqae
+        rng = np.random.default_rng(0)
+        seqs = seqae.Sequences.from_list([rng.normal(size=(n, 2)) for n in range(2, 30)])
+        ae = seqae.SequenceAutoencoder(hidden_size=8, latent_dim=3, max_epochs=2,
+                                       verbose=0).fit(seqs)
+        threshold, Z = ae.threshold_, ae.encode(seqs)
+
+        class Interrupt(seqae.train.Callback):
+            def on_epoch_end(self, epoch, record):
+                os.kill(os.getpid(), signal.SIGINT)
+
+        try:
+            ae.set_params(max_epochs=50).fit(seqs[:10], callbacks=[Interrupt()])
+        except KeyboardInterrupt:
+            assert ae.threshold_ == threshold and len(ae.history_) == 2
+            assert np.array_equal(ae.encode(seqs), Z) and len(ae.train_scores_) == 28
+            print("kept the earlier fit")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "kept the earlier fit"

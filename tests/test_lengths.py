@@ -1,5 +1,6 @@
-"""Extremely long sequences: max_len and its policy (refuse, truncate, window), against
-per-window references computed by hand, and peak memory bounded with windows."""
+"""The length policy (seqae.lengths): max_len and refuse / truncate / window, against
+per-piece references computed by hand, the merge and stitch of pieces, and peak memory
+bounded with the window policy."""
 
 import os
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 
 import seqae
 from seqae.errors import SequenceDataError
-from seqae.lengths import limit_lengths
+from seqae.lengths import LengthPolicy, limit_lengths
 
 FAST = dict(latent_dim=3, hidden_size=8, batch_size=8, max_epochs=2, verbose=0,
             encoder="rnn")
@@ -95,3 +96,34 @@ def test_window_policy_memory_stays_bounded_whatever_the_length():
             for n in (20_000, 200_000)}
     print(f"peak RSS MB: {peak}")
     assert peak[200_000] < peak[20_000] + 150  # the data itself: 200k floats = 0.8 MB
+
+
+def test_merge_is_the_length_weighted_mean_of_the_pieces_and_stitch_joins_them():
+    s = _data()
+    lim = LengthPolicy(10, "window").apply(s)
+    rows = np.arange(2 * len(lim.seqs), dtype=np.float64).reshape(-1, 2)  # a row per piece
+    merged = lim.merge(rows)
+    for i in range(len(s)):  # the reference: a loop over each sequence's pieces
+        mine = np.flatnonzero(lim.owner == i)
+        w = lim.seqs.lengths[mine].astype(float)
+        np.testing.assert_allclose(merged[i], (rows[mine] * w[:, None]).sum(0) / w.sum())
+    steps = lim.seqs.with_values(lim.seqs.values * 2)
+    back = lim.stitch(steps)
+    assert back.lengths.tolist() == s.lengths.tolist() and list(back.ids) == list(s.ids)
+    np.testing.assert_array_equal(back.values, s.values * 2)
+    same = LengthPolicy(100, "window").apply(s)  # nothing too long: nothing cut
+    assert same.owner is None and same.seqs is s
+    np.testing.assert_array_equal(same.merge(rows[:5]), rows[:5])
+
+
+def test_check_lengths_refuses_with_the_callers_name_for_the_sequence():
+    policy = LengthPolicy(10, "refuse")
+    policy.check_lengths(np.array([3, 10]), lambda i: (f"row {i}", i))  # at the limit: fine
+    with pytest.raises(SequenceDataError, match=r"file x, sequence 'q' has 11 steps, more "
+                                                 r"than max_len=10"):
+        policy.check_lengths(np.array([3, 11]), lambda i: ("file x, sequence 'q'", "q"))
+    with pytest.raises(ValueError, match="applies to data in memory"):
+        LengthPolicy(10, "window").check_lengths(np.array([3]), lambda i: ("", None))
+    LengthPolicy(None, "window").check_lengths(np.array([10**6]), lambda i: ("", None))
+    with pytest.raises(ValueError, match="max_len_policy must be one of"):
+        LengthPolicy(10, "cut")
