@@ -386,10 +386,13 @@ class SequenceAutoencoder(_Params):
         the latents of the first `LENGTH_HEAD_SAMPLE` sequences with their lengths (the
         length head: a least-squares fit of log length on the latents, exact)."""
         model = self._model(fitted)
-        scores, latents, lens = [], [], []
+        scores: list[np.ndarray] = []
+        latents: list[np.ndarray] = []
+        lens: list[np.ndarray] = []
         for seqs in chunks:
             keep = sum(len(z) for z in latents) < LENGTH_HEAD_SAMPLE
             Z, sc = inference.encode_score(model, seqs, latents=keep, scores=True)
+            assert sc is not None
             scores.append(sc)
             if Z is not None:
                 latents.append(Z)
@@ -398,14 +401,15 @@ class SequenceAutoencoder(_Params):
         fitted.net.length_head.fit_least_squares(
             torch.as_tensor(np.concatenate(latents), device=device),
             torch.as_tensor(np.concatenate(lens), device=device))
-        fitted.train_scores = np.concatenate(scores)
-        fitted.threshold = _quantile(fitted.train_scores, self.contamination)
+        fitted.train_scores = train_scores = np.concatenate(scores)
+        fitted.threshold = _quantile(train_scores, self.contamination)
 
     def _commit(self, fitted: Fitted) -> None:
         """Every fitted attribute at once."""
         self.module_, self.model_config_, self.task_ = fitted.net, fitted.config, fitted.task
         self.max_length_, self.history_ = fitted.max_length, fitted.history
-        self.train_scores_ = fitted.train_scores
+        assert fitted.train_scores is not None  # (a folder written during fit: empty)
+        self.train_scores_: np.ndarray = fitted.train_scores
         self.threshold_ = fitted.threshold
 
     def _fitted(self) -> Fitted:

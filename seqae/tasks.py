@@ -11,6 +11,8 @@ the task's part of the saved config.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,18 +48,16 @@ def as_sequences(X: Any) -> Sequences:
     )
 
 
-class ContinuousTask:
-    """Continuous ``(T_i, F)`` values: standardised by a `Scaler`, a linear head out, a
-    masked regression loss; outputs in the input's units."""
+class Task(ABC):
+    """What every task offers; data in memory that are not texts pass as `Sequences`."""
 
-    kind = "continuous"
+    kind = ""
     vocab: CharVocab | None = None
     vocab_size = 0
+    scaler: Scaler | None = None
+    n_features = 1
+    feature_names: list[str] | None = None
 
-    def __init__(self, scaler: Scaler, n_features: int, feature_names: list[str] | None):
-        self.scaler, self.n_features, self.feature_names = scaler, n_features, feature_names
-
-    # ---------------------------------------------------------------- user data
     def sequences(self, X: Any, unknown: str = "error") -> Sequences:
         """What the user passed, as `Sequences` (texts are refused)."""
         if is_texts(X):
@@ -68,8 +68,54 @@ class ContinuousTask:
         """Per-step outputs for the user (``X`` is what they passed)."""
         return out
 
+    @abstractmethod
     def check(self, seqs: Sequences) -> None:
-        """Raise `SequenceDataError` unless ``seqs`` fit the model."""
+        """Raise `SequenceDataError` unless ``seqs`` fit the fitted model."""
+
+    @abstractmethod
+    def fit(self, data_max: Callable[[], int],
+            train_stats: Callable[[], tuple[np.ndarray, ...]]) -> Task:
+        """Learn the task's statistics: the scaler from the training part's statistics
+        (``train_stats()``), or the vocabulary size from the data's largest id
+        (``data_max()``); each is computed only if asked for."""
+
+    @abstractmethod
+    def to_model(self, seqs: Sequences) -> tuple[Sequences, Any]:
+        """``(seqs in model units, what from_model needs to put them back)``."""
+
+    @abstractmethod
+    def from_model(self, seqs: Sequences, stats: Any) -> Sequences:
+        """Per-step model outputs back in the input's units."""
+
+    @abstractmethod
+    def decoded(self, seqs: Sequences) -> Sequences:
+        """Decoded sequences (model units) in the units `decode` returns."""
+
+    @abstractmethod
+    def score_scale(self, device: torch.device) -> torch.Tensor | None:
+        """Per-feature factor from model units to scored units (None: tokens, scored
+        by cross-entropy)."""
+
+    @abstractmethod
+    def head(self, copies: Any) -> dict[str, Any]:
+        """The `seqae.nn.ModelConfig` settings this task fixes."""
+
+    @abstractmethod
+    def to_config(self) -> dict[str, Any]:
+        """The task's part of the saved config (`from_config` reads it back)."""
+
+
+class ContinuousTask(Task):
+    """Continuous ``(T_i, F)`` values: standardised by a `Scaler`, a linear head out, a
+    masked regression loss; outputs in the input's units."""
+
+    kind = "continuous"
+
+    def __init__(self, scaler: Scaler, n_features: int, feature_names: list[str] | None):
+        self.scaler: Scaler = scaler
+        self.n_features, self.feature_names = n_features, feature_names
+
+    def check(self, seqs: Sequences) -> None:
         if seqs.is_tokens or seqs.n_features != self.n_features:
             got = "tokens" if seqs.is_tokens else f"{seqs.n_features} features"
             raise SequenceDataError(
@@ -77,8 +123,8 @@ class ContinuousTask:
             )
 
     # ---------------------------------------------------------------- statistics
-    def fit(self, data_max: Any, train_stats) -> ContinuousTask:
-        """Fit the scaler on the training part's ``(mean, std, sequence_std)``."""
+    def fit(self, data_max: Callable[[], int],
+            train_stats: Callable[[], tuple[np.ndarray, ...]]) -> ContinuousTask:
         self.scaler.fit_stats(*train_stats())
         return self
 
@@ -112,25 +158,14 @@ class ContinuousTask:
                 "scaler": self.scaler.to_dict(), "vocab_size": 0, "vocab": None}
 
 
-class TokenTask:
+class TokenTask(Task):
     """Integer token ids (0-3 are PAD, BOS, EOS, UNK): an embedding in, a softmax over the
     vocabulary out, masked cross-entropy; not scaled."""
 
     kind = "tokens"
-    vocab: CharVocab | None = None
-    scaler = None
-    feature_names = None
 
     def __init__(self, vocab_size: int = 0, n_features: int = 1):
         self.vocab_size, self.n_features = vocab_size, n_features
-
-    def sequences(self, X: Any, unknown: str = "error") -> Sequences:
-        if is_texts(X):
-            raise SequenceDataError("this model was not fitted on texts; pass Sequences")
-        return as_sequences(X)
-
-    def to_user(self, out: Sequences, X: Any) -> Sequences | list[str]:
-        return out
 
     def check(self, seqs: Sequences) -> None:
         if not seqs.is_tokens:
@@ -146,9 +181,10 @@ class TokenTask:
                 index=i,
             )
 
-    def fit(self, data_max: Any, train_stats) -> TokenTask:
-        """The vocabulary size: every id seen in the data (training and held-out), and
-        at least the special ids."""
+    def fit(self, data_max: Callable[[], int],
+            train_stats: Callable[[], tuple[np.ndarray, ...]]) -> TokenTask:
+        # the vocabulary: every id seen in the data (training and held out), and at
+        # least the special ids
         if not self.vocab_size:
             self.vocab_size = max(int(data_max()) + 1, UNK + 1)
         return self
@@ -196,15 +232,12 @@ class TextTask(TokenTask):
         return self.vocab.decode(out) if is_texts(X) else out
 
 
-Task = ContinuousTask | TokenTask
-
-
 def for_data(X: Any, normalize: Any, unknown: str) -> tuple[Task, Sequences]:
     """``(task, X as Sequences)`` for training input held in memory; texts learn their
     vocabulary here, token ids learn their vocabulary size in `TokenTask.fit`."""
     if is_texts(X):
-        task: Task = TextTask(CharVocab.from_texts(X))
-        return task, task.sequences(X, unknown)
+        text = TextTask(CharVocab.from_texts(X))
+        return text, text.sequences(X, unknown)
     seqs = as_sequences(X)
     if seqs.is_tokens:
         return TokenTask(n_features=seqs.n_features), seqs
