@@ -1,6 +1,6 @@
 """The training loop (seqae.train): the budget cosine, the loop state a checkpoint saves,
 a resume from the middle of an epoch (also from a checkpoint written before the loop
-state existed)."""
+state existed), and what an epoch is."""
 
 import json
 import math
@@ -12,14 +12,17 @@ import pytest
 import torch
 
 import seqae
+from seqae.batching import LengthBucketSampler
 from seqae.checkpoint import Checkpointer
 from seqae.losses import get_loss
 from seqae.nn import AutoencoderNet, ModelConfig
 from seqae.train import (
+    MIN_EPOCH_STEPS,
     Callback,
     DeviceData,
     LoopState,
     TrainConfig,
+    best_epoch,
     budget_lr,
     cpu_threads,
     train,
@@ -181,3 +184,56 @@ def test_a_checkpoint_written_before_the_loop_state_still_resumes(tmp_path):
                                [r["train_loss"] for r in history], rtol=1e-5)
     for k, v in model.state_dict().items():
         torch.testing.assert_close(again.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_tiny_data_epochs_make_several_passes():
+    """An epoch is at least MIN_EPOCH_STEPS optimizer steps: 16 sequences in batches of 4
+    are 4 steps a pass, so an epoch makes 8 passes and trains every valid step 8 times;
+    each pass is its own shuffle."""
+    seqs = _data(16)
+    model = AutoencoderNet(ModelConfig(n_features=2, latent_dim=3, hidden_size=8,
+                                       max_length=19))
+    data = DeviceData(seqs, torch.device("cpu"))
+    history = train(model, get_loss("mse"), data,
+                    TrainConfig(max_epochs=2, batch_size=4, seed=1))
+    passes = -(-MIN_EPOCH_STEPS // 4)
+    assert [(r["passes"], r["steps"], r["optimizer_steps"]) for r in history] == [
+        (passes, passes * int(seqs.lengths.sum()), passes * 4)] * 2
+    one, p1 = data.plan(1, 4, "count", seed=1, group=1)
+    two, p2 = data.plan(2, 4, "count", seed=1, group=1)
+    assert p1 == p2 == passes and len(one) == passes * 4
+    one_batches = [tuple(b) for step in one for b in step]
+    assert one_batches != [tuple(b) for step in two for b in step]
+    assert sorted(i for b in one_batches for i in b) == sorted(list(range(16)) * passes)
+    sampler = LengthBucketSampler(seqs.lengths, 4, seed=1)
+    sampler.set_epoch(2)  # the second pass of epoch 1 is the sampler's epoch 2
+    assert [tuple(b) for b in sampler.batches()] == one_batches[4:8]
+
+
+def test_best_epoch_follows_the_rule_train_keeps_weights_by():
+    def hist(losses, key="val_loss"):
+        return [{"epoch": i + 1, "train_loss": 9.0, key: v} for i, v in enumerate(losses)]
+
+    # epoch 3 improves by less than 1e-6 (not kept); nothing after a NaN counts
+    h = hist([1.0, 0.5, 0.5 * (1 - 1e-7), 0.4, float("nan"), 0.1])
+    assert best_epoch(h)["epoch"] == 4
+    assert best_epoch([{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": 1.0}])[
+        "epoch"] == 2  # no validation: the training loss is monitored
+    assert best_epoch(hist([float("inf"), 1.0])) is None
+
+
+def test_cpu_threads_puts_torchs_setting_back():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        with cpu_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+        with pytest.raises(RuntimeError), cpu_threads(2):
+            assert torch.get_num_threads() == 2
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 3  # put back after an error too
+        with cpu_threads(None):
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
