@@ -1,6 +1,17 @@
-"""The training loop: length-bucketed batches, masked loss, clipping, early stopping.
+"""The training loop, and what it is made of.
 
-Short on purpose: one function, `train`, that a reader can follow in one sitting.
+`train` fits a model in place: AdamW over length-bucketed batches (`seqae.batching`),
+the masked loss summed over every valid element of a step, gradient clipping, the
+learning rate halved on plateaus or following a cosine over the budget (`budget_lr`),
+early stopping on the monitored loss, checkpoints and exact resume
+(`seqae.checkpoint`), and data parallelism under ``torchrun`` (`seqae.distributed`).
+It runs a few named steps in turn (begin, run an epoch: its optimizer steps, each the
+forward and backward passes of its batches; end the epoch: keep the best, decide to
+stop, checkpoint; finish) over a `LoopState`, which is also what a checkpoint saves.
+
+Also here: `TrainConfig` (the settings), `Callback` (the hooks), `DeviceData` (sequences
+held on the device, as `train` reads them), `evaluate` (the loss over a whole data set),
+`best_epoch` (which epoch's weights are kept), `resolve_device` and `cpu_threads`.
 """
 
 from __future__ import annotations
@@ -13,8 +24,8 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -29,8 +40,8 @@ if TYPE_CHECKING:
     from .nn.model import AutoencoderNet
     from .stream import StreamData
 
-__all__ = ["TrainConfig", "Callback", "DeviceData", "train", "best_epoch", "resolve_device",
-           "cpu_threads"]
+__all__ = ["TrainConfig", "Callback", "DeviceData", "LoopState", "train", "best_epoch",
+           "budget_lr", "resolve_device", "cpu_threads"]
 
 log = logging.getLogger("seqae")
 
@@ -46,9 +57,10 @@ class TrainConfig:
 
     Args:
         max_epochs: upper bound on epochs (default 100).
-        max_time: wall-clock budget in seconds, checked after each epoch (default None).
+        max_time: wall-clock budget in seconds (default None), checked at every
+            optimizer step: once it is spent, the epoch ends there and training stops.
         batch_size: typical sequences per batch (default 32).
-        lr: Adam learning rate (default 1e-3).
+        lr: AdamW learning rate (default 1e-3).
         weight_decay: AdamW weight decay (default 0).
         grad_clip: max gradient norm, 0 = off (default 1.0).
         patience: epochs without improvement of the monitored loss before stopping
@@ -64,7 +76,7 @@ class TrainConfig:
         schedule: ``"plateau"`` (default): the learning rate halves after ``patience //
             3`` epochs without improvement; ``"budget"``: it follows a cosine from ``lr``
             down to 5 % of it over the budget (the share of ``max_time`` spent, or of
-            ``max_epochs`` done, whichever is further), step by step.
+            ``max_epochs`` done, whichever is further), step by step (`budget_lr`).
         checkpoint_every: with a checkpointer, also write a checkpoint every this many
             optimizer steps inside an epoch (default 0: at the end of epochs only); a
             resume continues from the step reached, with the result of an uninterrupted
@@ -259,6 +271,89 @@ def _plan(sampler: LengthBucketSampler, epoch: int, passes: int, group: int):
     return steps
 
 
+@dataclass
+class LoopState:
+    """What `train` carries from step to step and from epoch to epoch: exactly what a
+    checkpoint saves besides the weights, optimizer, scheduler and random generators
+    (`seqae.checkpoint`), so that a resume continues where the run stood.
+
+    Args:
+        history: one record per finished epoch.
+        best: the best monitored loss so far (inf before any).
+        bad_epochs: epochs since the monitored loss last improved.
+        best_state: a copy of the weights of the best epoch (None before any).
+        epoch: epochs finished.
+        step: optimizer steps of the next epoch's plan done (0 between epochs; more
+            after a checkpoint written in the middle of an epoch).
+        total: the sum of the training losses of those steps.
+        count: the valid elements of those steps.
+        steps: the sequence steps of those steps.
+        optimizer_steps: the updates made in those steps.
+        time: seconds of training spent when last measured (at the end of the last
+            epoch, or at the mid-epoch checkpoint); a resumed run counts them against
+            ``max_time``.
+        stopped: training is over: a resumed run has nothing left to do.
+    """
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float = math.inf
+    bad_epochs: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    epoch: int = 0
+    step: int = 0
+    total: float = 0.0
+    count: int = 0
+    steps: int = 0
+    optimizer_steps: int = 0
+    time: float = 0.0
+    stopped: bool = False
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """The ``state`` that `Checkpointer.save` writes into ``state.json`` (the epoch,
+        step and best weights are its other arguments): the history, the early-stopping
+        counters and whether training stopped, plus the ``position`` inside the epoch
+        when ``step`` is not 0."""
+        doc: dict[str, Any] = {"history": self.history, "best": self.best,
+                               "bad_epochs": self.bad_epochs, "stopped": self.stopped}
+        if self.step:
+            doc["position"] = {"step": self.step, "total": self.total, "count": self.count,
+                               "steps": self.steps, "optimizer_steps": self.optimizer_steps,
+                               "time": self.time}
+        return doc
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> LoopState:
+        """The state that `Checkpointer.load_latest` returned as ``saved`` (its
+        ``state.json`` plus ``best_state``): what `to_checkpoint` wrote, with the epoch."""
+        history = saved["history"]
+        state = cls(history=history, best=float(saved["best"]),
+                    bad_epochs=int(saved["bad_epochs"]), best_state=saved.get("best_state"),
+                    epoch=int(saved["epoch"]), stopped=bool(saved.get("stopped")))
+        position = saved.get("position")  # written in the middle of epoch `epoch + 1`
+        if position:
+            state.step, state.total = int(position["step"]), float(position["total"])
+            state.count, state.steps = int(position["count"]), int(position["steps"])
+            state.optimizer_steps = int(position["optimizer_steps"])
+            state.time = float(position["time"])
+        elif history:
+            state.time = float(history[-1]["time"])
+        return state
+
+    def finish_epoch(self, record: dict[str, Any]) -> None:
+        """Append the record of the epoch just run and start counting the next one."""
+        self.history.append(record)
+        self.time = record["time"]
+        self.epoch += 1
+        self.step = self.count = self.steps = self.optimizer_steps = 0
+        self.total = 0.0
+
+
+def budget_lr(lr: float, done: float) -> float:
+    """The learning rate of ``schedule="budget"`` once the share ``done`` of the budget
+    is spent: a cosine from ``lr`` (``done`` = 0) down to 5 % of it (``done`` >= 1)."""
+    return lr * (0.05 + 0.475 * (1 + math.cos(math.pi * min(done, 1))))
+
+
 def train(
     model: AutoencoderNet,
     loss_fn,
@@ -269,7 +364,7 @@ def train(
     checkpointer: Checkpointer | None = None,
     resume: bool = False,
 ) -> list[dict[str, Any]]:
-    """Train ``model`` in place; returns the history, one dict per epoch.
+    """Train ``model`` in place with AdamW; returns the history, one dict per epoch.
 
     ``loss_fn(pred, target, lengths, reduction)`` is a masked regression loss from
     `seqae.losses`, used by ``model.loss`` for continuous data (tokens use cross-entropy).
@@ -277,165 +372,252 @@ def train(
     ``train_loss``; the weights of the best epoch are restored at the end.
 
     With a ``checkpointer`` (`seqae.checkpoint.Checkpointer`) a checkpoint is written
-    after every epoch; with ``resume`` training continues from the newest valid one
-    (weights, optimizer, scheduler, early-stopping state, history, random generators;
-    the data order follows from the epoch), so that the result equals an uninterrupted
+    after every epoch (and every ``config.checkpoint_every`` optimizer steps inside one);
+    with ``resume`` training continues from the newest valid one (weights, optimizer,
+    scheduler, early-stopping state, history, random generators, the step reached; the
+    data order follows from the epoch), so that the result equals an uninterrupted
     run's. The time budget counts the time spent before the interruption.
     """
-    callbacks = callbacks or []
-    policy = _policy(config.batching)
-    if config.accumulate < 1:
-        raise ValueError(f"accumulate must be >= 1, got {config.accumulate}")
-    if config.schedule not in ("plateau", "budget"):
-        raise ValueError(f"schedule must be 'plateau' or 'budget', got {config.schedule!r}")
-    ctx = context()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, factor=0.5, patience=max(1, config.patience // 3)
-    )
-    group = ctx.world * config.accumulate  # batches of the plan per optimizer step
-    ctx.agree("data or settings", {
-        "lengths": hashlib.sha256(np.ascontiguousarray(train_data.lengths).tobytes()).hexdigest(),
-        "validation": None if val_data is None else hashlib.sha256(
-            np.ascontiguousarray(val_data.lengths).tobytes()).hexdigest(),
-        "config": {k: v for k, v in vars(config).items() if k != "max_time"},
-        "parameters": [list(p.shape) for p in params]})
-    for cb in callbacks:
-        cb.on_train_begin(model, config)
-    history: list[dict[str, Any]] = []
-    best, best_state, bad_epochs = math.inf, None, 0
-    first, spent, position = 1, 0.0, None
-    if checkpointer is not None:
-        checkpointer.world_size = ctx.world
-    if checkpointer is not None and not resume and ctx.main:
-        checkpointer.clear()
-    ctx.barrier()
-    if checkpointer is not None and resume:
-        saved = checkpointer.load_latest(model, opt, sched)
-        if saved is not None:
-            history = saved["history"]
-            best, bad_epochs = float(saved["best"]), int(saved["bad_epochs"])
-            best_state = saved["best_state"]
-            first = int(saved["epoch"]) + 1
-            position = saved.get("position")  # written in the middle of epoch `first`
-            spent = float(position["time"] if position else
-                          history[-1]["time"] if history else 0.0)
-            log.info("resumed from %s (epoch %d%s)", saved["folder"], first - 1,
-                     f" and {position['step']} steps" if position else "")
-            if saved.get("stopped"):  # the run had finished: nothing left to do
-                first = config.max_epochs + 1
-            kept = best_epoch(history)
-            if best_state is not None and kept is not None:  # callbacks see the restored
-                for cb in callbacks:                          # best, as if run through
-                    cb.on_best(int(kept["epoch"]), best_state)
-    start = time.perf_counter() - spent
-    every = config.checkpoint_every if checkpointer is not None else 0
-    for epoch in range(first, config.max_epochs + 1):
-        model.train()
-        total, count, steps, optimizer_steps = 0.0, 0, 0, 0
-        bad_step = None
+    loop = _Loop(model, loss_fn, train_data, config, val_data, callbacks or [], checkpointer)
+    state = loop.begin(resume)
+    while not state.stopped and state.epoch < config.max_epochs:
+        record, bad_step = loop.run_epoch(state)
+        loop.end_epoch(state, record, bad_step)
+    loop.finish(state)
+    return state.history
+
+
+class _Loop:
+    """One call of `train`: what stays fixed while it runs (the model, its optimizer and
+    scheduler, the data, the settings, this process's place, the clock) and the named
+    steps that move a `LoopState` on."""
+
+    def __init__(self, model: AutoencoderNet, loss_fn, train_data: DeviceData | StreamData,
+                 config: TrainConfig, val_data: DeviceData | StreamData | None,
+                 callbacks: list[Callback], checkpointer: Checkpointer | None):
+        self.policy = _policy(config.batching)
+        if config.accumulate < 1:
+            raise ValueError(f"accumulate must be >= 1, got {config.accumulate}")
+        if config.schedule not in ("plateau", "budget"):
+            raise ValueError(f"schedule must be 'plateau' or 'budget', got {config.schedule!r}")
+        self.model, self.loss_fn, self.config = model, loss_fn, config
+        self.train_data, self.val_data = train_data, val_data
+        self.callbacks, self.checkpointer = callbacks, checkpointer
+        self.ctx = context()
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=config.lr,
+                                     weight_decay=config.weight_decay)
+        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.opt, factor=0.5, patience=max(1, config.patience // 3))
+        self.group = self.ctx.world * config.accumulate  # batches of the plan per step
+        self.every = config.checkpoint_every if checkpointer is not None else 0
+        self.start = 0.0  # the clock's reading at time 0 of the run (set by `begin`)
+
+    def elapsed(self) -> float:
+        """Seconds of training spent, those before a resume included."""
+        return time.perf_counter() - self.start
+
+    # ------------------------------------------------------------------ setup
+    def begin(self, resume: bool) -> LoopState:
+        """Check that every rank has the same data and settings, tell the callbacks, then
+        start afresh (clearing an older run's checkpoints) or from the newest checkpoint
+        (`resume_from`); the clock starts."""
+        ctx, config = self.ctx, self.config
+        ctx.agree("data or settings", {
+            "lengths": _sha256(self.train_data.lengths),
+            "validation": None if self.val_data is None else _sha256(self.val_data.lengths),
+            "config": {k: v for k, v in vars(config).items() if k != "max_time"},
+            "parameters": [list(p.shape) for p in self.params]})
+        for cb in self.callbacks:
+            cb.on_train_begin(self.model, config)
+        state = LoopState()
+        if self.checkpointer is not None:
+            self.checkpointer.world_size = ctx.world
+            if not resume and ctx.main:
+                self.checkpointer.clear()
+        ctx.barrier()
+        if self.checkpointer is not None and resume:
+            state = self.resume_from(self.checkpointer)
+        self.start = time.perf_counter() - state.time
+        return state
+
+    def resume_from(self, checkpointer: Checkpointer) -> LoopState:
+        """The state of the newest valid checkpoint, restored with the weights, optimizer,
+        scheduler and generators (a fresh state when there is none); the callbacks see
+        the best epoch restored, as if run through."""
+        saved = checkpointer.load_latest(self.model, self.opt, self.sched)
+        if saved is None:
+            return LoopState()
+        state = LoopState.from_checkpoint(saved)
+        log.info("resumed from %s (epoch %d%s)", saved["folder"], state.epoch,
+                 f" and {state.step} steps" if state.step else "")
+        kept = best_epoch(state.history)
+        if state.best_state is not None and kept is not None:
+            for cb in self.callbacks:
+                cb.on_best(int(kept["epoch"]), state.best_state)
+        return state
+
+    # ------------------------------------------------------------------ an epoch
+    def run_epoch(self, state: LoopState) -> tuple[dict[str, Any], int | None]:
+        """Epoch ``state.epoch + 1`` (from the step reached, after a mid-epoch resume):
+        its record, and the step whose loss was not finite (None: none was)."""
+        config = self.config
+        epoch = state.epoch + 1
+        self.model.train()
         # the same plan on every rank
-        plan, passes = train_data.plan(epoch, config.batch_size, policy, config.seed, group)
-        skip = 0
-        if position is not None:  # resume in the middle of this epoch
-            skip = int(position["step"])
-            total, count = float(position["total"]), int(position["count"])
-            steps, optimizer_steps = int(position["steps"]), int(position["optimizer_steps"])
-            position = None
+        plan, passes = self.train_data.plan(epoch, config.batch_size, self.policy,
+                                            config.seed, self.group)
+        bad_step = self.run_steps(state, plan)
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": state.total / max(state.count, 1),
+                                  "steps": state.steps, "passes": passes,
+                                  "optimizer_steps": state.optimizer_steps}
+        if self.val_data is not None:  # (after a non-finite step the epoch counts as failed)
+            record["val_loss"] = math.nan if bad_step else evaluate(
+                self.model, self.val_data, self.loss_fn, 4 * config.batch_size, self.policy,
+                self.ctx)
+        record["lr"] = self.opt.param_groups[0]["lr"]
+        record["time"] = self.elapsed()
+        return record, bad_step
+
+    def run_steps(self, state: LoopState, plan: list[list[Any]]) -> int | None:
+        """The optimizer steps of ``plan`` after the ``state.step`` already done, with
+        the mid-epoch checkpoints; the epoch ends early once the time budget is spent.
+        Returns the step whose loss was not finite (None: none was)."""
+        ctx, skip = self.ctx, state.step
         mine = [batches[j] for batches in plan[skip:]
                 for j in range(ctx.rank, len(batches), ctx.world)]
-        data = train_data.iterate(mine)  # reads (streams) in the order used
+        data = self.train_data.iterate(mine)  # reads (streams) in the order used
         for step, batches in enumerate(plan[skip:], skip + 1):
-            n_all = sum(train_data.elements(idx) for idx in batches)
-            opt.zero_grad(set_to_none=True)
-            local = 0.0
-            for j in range(ctx.rank, len(batches), ctx.world):
-                if batches[j] is None:  # a streamed lane that has run out
-                    continue
-                torch.manual_seed(batch_seed(config.seed, epoch, step * group + j))
-                x, lens = next(data)  # (B, T, F) or (B, T) tokens, (B,)
-                loss, _, _ = model.loss(x, lens, loss_fn, reduction="sum")
-                local += float(loss.detach())
-                if math.isfinite(local):
-                    (loss / n_all).backward()
-            over = config.max_time is not None and time.perf_counter() - start >= config.max_time
-            shared = ctx.sum_(torch.tensor([local, float(over)], dtype=torch.float64))
-            value = float(shared[0]) / n_all
-            if not math.isfinite(value):  # never step on it: the weights stay finite
-                bad_step = step
-                total, count = value, 1
-                break
-            ctx.sum_gradients(params)
-            if config.grad_clip:
-                nn.utils.clip_grad_norm_(params, config.grad_clip)
-            if config.schedule == "budget":
-                done = (epoch - 1 + step / len(plan)) / config.max_epochs
-                if config.max_time:
-                    done = max(done, (time.perf_counter() - start) / config.max_time)
-                for g in opt.param_groups:
-                    g["lr"] = config.lr * (0.05 + 0.475 * (1 + math.cos(math.pi * min(done, 1))))
-            opt.step()
-            optimizer_steps += 1
-            total += float(shared[0])
-            count += n_all
-            steps += sum(train_data.steps(idx) for idx in batches)
-            if shared[1] > 0:
+            outcome = self.optimizer_step(state, step, batches, data, len(plan))
+            if outcome == "non-finite":
+                return step
+            if outcome == "over":
                 break  # the budget is spent (on some rank): finish this epoch early
-            if every and step % every == 0 and step < len(plan) and ctx.main:
-                assert checkpointer is not None
-                checkpointer.save(epoch - 1, model, opt, sched, best_state, {
-                    "history": history, "best": best, "bad_epochs": bad_epochs,
-                    "stopped": False, "position": {
-                        "step": step, "total": total, "count": count, "steps": steps,
-                        "optimizer_steps": optimizer_steps,
-                        "time": time.perf_counter() - start}}, step=step)
-        record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1),
-                                  "steps": steps, "passes": passes,
-                                  "optimizer_steps": optimizer_steps}
-        if val_data is not None:  # (after a non-finite step the epoch counts as failed)
-            record["val_loss"] = math.nan if bad_step else evaluate(
-                model, val_data, loss_fn, 4 * config.batch_size, policy, ctx)
-        record["lr"] = opt.param_groups[0]["lr"]
-        record["time"] = time.perf_counter() - start
-        history.append(record)
+            if self.every and step % self.every == 0 and step < len(plan) and ctx.main:
+                state.time = self.elapsed()
+                self.checkpoint(state)
+        return None
+
+    def optimizer_step(self, state: LoopState, step: int, batches: list[Any],
+                       data: Iterator[tuple[torch.Tensor, torch.Tensor]],
+                       n_steps: int) -> Literal["done", "over", "non-finite"]:
+        """Step ``step`` (of the ``n_steps`` of the epoch's plan) over ``batches``: the
+        gradients of this rank's share, summed over the ranks, clipped, then one AdamW
+        update, counted in ``state``. Returns ``"done"``; ``"over"``: done, and the time
+        budget is spent; ``"non-finite"``: the step's loss is not finite, no update is
+        made, and the loss of the epoch becomes it."""
+        config = self.config
+        n_all = sum(self.train_data.elements(idx) for idx in batches)
+        self.opt.zero_grad(set_to_none=True)
+        local = self.backward(state.epoch + 1, step, batches, data, n_all)
+        over = config.max_time is not None and self.elapsed() >= config.max_time
+        shared = self.ctx.sum_(torch.tensor([local, float(over)], dtype=torch.float64))
+        value = float(shared[0]) / n_all
+        if not math.isfinite(value):  # never step on it: the weights stay finite
+            state.total, state.count = value, 1
+            return "non-finite"
+        self.ctx.sum_gradients(self.params)
+        if config.grad_clip:
+            nn.utils.clip_grad_norm_(self.params, config.grad_clip)
+        if config.schedule == "budget":
+            lr = budget_lr(config.lr, self.budget_done(state.epoch + 1, step, n_steps))
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+        self.opt.step()
+        state.step = step
+        state.optimizer_steps += 1
+        state.total += float(shared[0])
+        state.count += n_all
+        state.steps += sum(self.train_data.steps(idx) for idx in batches)
+        return "over" if shared[1] > 0 else "done"
+
+    def backward(self, epoch: int, step: int, batches: list[Any],
+                 data: Iterator[tuple[torch.Tensor, torch.Tensor]], n_all: int) -> float:
+        """Forward and backward passes over this rank's batches of a step (rank r takes
+        batches r, r + world, ...), each seeded from its place in the plan; the gradients
+        add up scaled by the step's ``n_all`` valid elements (none once the sum is not
+        finite). Returns the sum of this rank's batch losses."""
+        ctx = self.ctx
+        local = 0.0
+        for j in range(ctx.rank, len(batches), ctx.world):
+            if batches[j] is None:  # a streamed lane that has run out
+                continue
+            torch.manual_seed(batch_seed(self.config.seed, epoch, step * self.group + j))
+            x, lens = next(data)  # (B, T, F) or (B, T) tokens, (B,)
+            loss, _, _ = self.model.loss(x, lens, self.loss_fn, reduction="sum")
+            local += float(loss.detach())
+            if math.isfinite(local):
+                (loss / n_all).backward()
+        return local
+
+    def budget_done(self, epoch: int, step: int, n_steps: int) -> float:
+        """The share of the budget spent at ``step`` of ``n_steps`` of ``epoch``: of
+        ``max_epochs``, or of ``max_time`` when that is further."""
+        config = self.config
+        done = (epoch - 1 + step / n_steps) / config.max_epochs
+        if config.max_time:
+            done = max(done, self.elapsed() / config.max_time)
+        return done
+
+    # ------------------------------------------------------------------ between epochs
+    def end_epoch(self, state: LoopState, record: dict[str, Any], bad_step: int | None) -> None:
+        """Count the epoch of ``record`` in ``state``, then: stop at once on a non-finite
+        monitored loss; else step the plateau scheduler, keep the weights if they are the
+        best, ask the callbacks, decide (on every rank alike) whether to stop, and write
+        the checkpoint."""
+        state.finish_epoch(record)
         monitored = _monitored(record)
         if not math.isfinite(monitored):
-            where = f"epoch {epoch}" + (f", step {bad_step}" if bad_step else "")
+            where = f"epoch {state.epoch}" + (f", step {bad_step}" if bad_step else "")
             record["stopped"] = f"non-finite loss ({monitored}) at {where}"
             log.warning("%s: the loss is %s; training stops and keeps the best epoch's "
                         "weights (the last checkpoint stays loadable)", where, monitored)
-            break
-        if config.schedule == "plateau":
-            sched.step(monitored)
-        if _improves(monitored, best):
-            best, bad_epochs = monitored, 0
-            best_state = copy.deepcopy(model.state_dict())
-            for cb in callbacks:
-                cb.on_best(epoch, best_state)
+            state.stopped = True
+            return
+        if self.config.schedule == "plateau":
+            self.sched.step(monitored)
+        if _improves(monitored, state.best):
+            state.best, state.bad_epochs = monitored, 0
+            state.best_state = copy.deepcopy(self.model.state_dict())
+            for cb in self.callbacks:
+                cb.on_best(state.epoch, state.best_state)
         else:
-            bad_epochs += 1
-        log.info(
-            "epoch %d  train_loss %.5f%s  lr %.2g  %.1fs",
-            epoch,
-            record["train_loss"],
-            f"  val_loss {record['val_loss']:.5f}" if "val_loss" in record else "",
-            record["lr"],
-            record["time"],
-        )
-        stop = any([bool(cb.on_epoch_end(epoch, record)) for cb in callbacks])  # call them all
-        stop = stop or bad_epochs >= config.patience or epoch == config.max_epochs or (
+            state.bad_epochs += 1
+        log.info("epoch %d  train_loss %.5f%s  lr %.2g  %.1fs", state.epoch,
+                 record["train_loss"],
+                 f"  val_loss {record['val_loss']:.5f}" if "val_loss" in record else "",
+                 record["lr"], record["time"])
+        state.stopped = self.should_stop(state, record)
+        if self.checkpointer is not None and self.ctx.main:
+            self.checkpoint(state)
+
+    def should_stop(self, state: LoopState, record: dict[str, Any]) -> bool:
+        """Whether training stops after the epoch just counted: a callback asks to (all
+        are called), patience runs out, the last epoch or the time budget is reached; on
+        any rank, so on all."""
+        config = self.config
+        stop = any([bool(cb.on_epoch_end(state.epoch, record)) for cb in self.callbacks])
+        stop = stop or state.bad_epochs >= config.patience or (
+            state.epoch == config.max_epochs) or (
             config.max_time is not None and record["time"] >= config.max_time)
-        stop = bool(ctx.sum_(torch.tensor([float(stop)], dtype=torch.float64))[0] > 0)
-        if checkpointer is not None and ctx.main:
-            checkpointer.save(epoch, model, opt, sched, best_state,
-                              {"history": history, "best": best, "bad_epochs": bad_epochs,
-                               "stopped": stop})
-        if stop:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    for cb in callbacks:
-        cb.on_train_end(history)
-    return history
+        return bool(self.ctx.sum_(torch.tensor([float(stop)], dtype=torch.float64))[0] > 0)
+
+    def checkpoint(self, state: LoopState) -> None:
+        """Write ``state`` (at the end of an epoch, or ``state.step`` steps into the next)
+        with the weights, optimizer, scheduler and generators."""
+        assert self.checkpointer is not None
+        self.checkpointer.save(state.epoch, self.model, self.opt, self.sched,
+                               state.best_state, state.to_checkpoint(), step=state.step)
+
+    def finish(self, state: LoopState) -> None:
+        """Restore the best epoch's weights, leave the model in eval mode, tell the
+        callbacks."""
+        if state.best_state is not None:
+            self.model.load_state_dict(state.best_state)
+        self.model.eval()
+        for cb in self.callbacks:
+            cb.on_train_end(state.history)
+
+
+def _sha256(lengths: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(lengths).tobytes()).hexdigest()

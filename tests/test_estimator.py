@@ -306,20 +306,6 @@ def test_lstm_cell_alone_equals_in_batch_and_survives_save_load(data, tmp_path):
     np.testing.assert_array_equal(loaded.encode(data), Z)
 
 
-def test_best_epoch_follows_the_rule_train_keeps_weights_by():
-    from seqae.train import best_epoch
-
-    def hist(losses, key="val_loss"):
-        return [{"epoch": i + 1, "train_loss": 9.0, key: v} for i, v in enumerate(losses)]
-
-    # epoch 3 improves by less than 1e-6 (not kept); nothing after a NaN counts
-    h = hist([1.0, 0.5, 0.5 * (1 - 1e-7), 0.4, float("nan"), 0.1])
-    assert best_epoch(h)["epoch"] == 4
-    assert best_epoch([{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": 1.0}])[
-        "epoch"] == 2  # no validation: the training loss is monitored
-    assert best_epoch(hist([float("inf"), 1.0])) is None
-
-
 
 # ------------------------------------------------ the long-sequence recipe (encoder="auto")
 @pytest.fixture(scope="module")
@@ -450,32 +436,6 @@ def test_scaler_auto_picks_per_sequence_scaling_for_spread_scales(data):
         Scaler("minmax")
 
 
-def test_tiny_data_epochs_make_several_passes(data):
-    """An epoch is at least MIN_EPOCH_STEPS optimizer steps: 16 sequences in batches of 4
-    are 4 steps a pass, so an epoch makes 8 passes and trains every valid step 8 times."""
-    from seqae.train import MIN_EPOCH_STEPS
-
-    seen = []
-
-    class Count(seqae.train.Callback):
-        def on_epoch_end(self, epoch, record):
-            seen.append((record["passes"], record["steps"]))
-
-    ae = SequenceAutoencoder(**{**SMALL, "max_epochs": 2})
-    ae.fit(data, callbacks=[Count()])
-    passes = -(-MIN_EPOCH_STEPS // 4)
-    assert seen == [(passes, passes * int(data.lengths.sum()))] * 2
-    # each pass is its own shuffle: the batch orders differ between passes and epochs
-    from seqae.batching import LengthBucketSampler
-    from seqae.train import _plan
-
-    sampler = LengthBucketSampler(data.lengths, 4, seed=1)
-    one = [tuple(b) for step in _plan(sampler, 1, passes, 1) for b in step]
-    two = [tuple(b) for step in _plan(sampler, 2, passes, 1) for b in step]
-    assert len(one) == passes * 4 and one != two
-    assert sorted(i for b in one for i in b) == sorted(list(range(16)) * passes)
-
-
 def test_loads_model_folders_written_before_the_scaler(fitted, data, tmp_path):
     """Folders from before seqae.scaling kept the statistics as config mean / std."""
     path = fitted.save(tmp_path / "old")
@@ -538,25 +498,6 @@ def _schedule(ae):
 
     return resolve(ae.get_params(), np.array([ae.max_length_]), ae.max_length_, 1,
                    {"vocab_size": 0}).train.schedule
-
-
-def test_cpu_threads_puts_torchs_setting_back():
-    from seqae.train import cpu_threads
-
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(3)
-        with cpu_threads(1):
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 3
-        with pytest.raises(RuntimeError), cpu_threads(2):
-            assert torch.get_num_threads() == 2
-            raise RuntimeError("boom")
-        assert torch.get_num_threads() == 3  # put back after an error too
-        with cpu_threads(None):
-            assert torch.get_num_threads() == 3
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Threads(seqae.train.Callback):

@@ -1,0 +1,239 @@
+"""The training loop (seqae.train): the budget cosine, the loop state a checkpoint saves,
+a resume from the middle of an epoch (also from a checkpoint written before the loop
+state existed), and what an epoch is."""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import seqae
+from seqae.batching import LengthBucketSampler
+from seqae.checkpoint import Checkpointer
+from seqae.losses import get_loss
+from seqae.nn import AutoencoderNet, ModelConfig
+from seqae.train import (
+    MIN_EPOCH_STEPS,
+    Callback,
+    DeviceData,
+    LoopState,
+    TrainConfig,
+    best_epoch,
+    budget_lr,
+    cpu_threads,
+    train,
+)
+
+HERE = Path(__file__).parent
+# A mid-epoch checkpoint written by `_fit(..., crash_at=CRASH_AT)` at 14a999c, before
+# `LoopState` (the loop of `LoopState` writes the same files, but for the times measured).
+OLD_CHECKPOINT = HERE / "golden" / "checkpoint-14a999c"
+CONFIG = dict(max_epochs=3, batch_size=8, patience=100, seed=4, checkpoint_every=5)
+CRASH_AT = 35 + 13  # epochs of 35 steps: epoch 2, step 13 (its checkpoint: step 10)
+
+
+def _data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return seqae.Sequences.from_list([rng.normal(size=(int(k), 2)).astype(np.float32)
+                                      for k in rng.integers(1, 20, n)])
+
+
+class _Crash(Callback):
+    """Interrupts training at the ``at``-th training batch (in the middle of an epoch)."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_train_begin(self, model, config):
+        orig, calls = model.loss, {"n": 0}
+
+        def loss(*args, **kwargs):
+            if model.training:
+                calls["n"] += 1
+                if calls["n"] == self.at:
+                    raise KeyboardInterrupt
+            return orig(*args, **kwargs)
+
+        model.loss = loss
+
+
+def _fit(checkpoint_dir=None, resume=False, crash_at=None, **config):
+    """A small GRU trained by `train` on `_data`; returns ``(model, history)``."""
+    torch.manual_seed(1)
+    model = AutoencoderNet(ModelConfig(n_features=2, latent_dim=3, hidden_size=8,
+                                       max_length=19))
+    checkpointer = None if checkpoint_dir is None else Checkpointer(checkpoint_dir, {})
+    with cpu_threads(1):
+        history = train(model, get_loss("mse"), DeviceData(_data(), torch.device("cpu")),
+                        TrainConfig(**{**CONFIG, **config}),
+                        callbacks=[] if crash_at is None else [_Crash(crash_at)],
+                        checkpointer=checkpointer, resume=resume)
+    return model, history
+
+
+def _untimed(history):
+    return [{k: v for k, v in r.items() if k != "time"} for r in history]
+
+
+def test_budget_lr_is_a_cosine_from_lr_to_five_percent():
+    assert budget_lr(0.01, 0.0) == 0.01
+    assert budget_lr(0.01, 1.0) == pytest.approx(0.0005, rel=1e-12)
+    assert budget_lr(0.01, 0.5) == pytest.approx(0.00525, rel=1e-12)
+    assert budget_lr(0.01, 0.25) == pytest.approx(
+        0.01 * (0.05 + 0.95 * (1 + math.sqrt(0.5)) / 2), rel=1e-12)
+    assert budget_lr(0.01, 3.0) == budget_lr(0.01, 1.0)  # past the budget: stays at 5 %
+    lrs = [budget_lr(1.0, d / 10) for d in range(11)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_the_budget_schedule_ends_epochs_on_the_cosine():
+    """Without a time budget the share done is that of ``max_epochs``: each epoch ends
+    on the cosine at epoch / max_epochs."""
+    _, history = _fit(max_epochs=4, schedule="budget", lr=0.01, checkpoint_every=0)
+    assert [r["lr"] for r in history] == pytest.approx(
+        [budget_lr(0.01, e / 4) for e in range(1, 5)], rel=1e-12)
+    with pytest.raises(ValueError, match="schedule must be"):
+        _fit(schedule="cosine")
+
+
+def _state(step):
+    history = [{"epoch": 1, "train_loss": 0.5, "steps": 70, "passes": 7,
+                "optimizer_steps": 35, "val_loss": 0.25, "lr": 0.001, "time": 1.5}]
+    return LoopState(history=history, best=0.25, bad_epochs=1,
+                     best_state={"w": torch.arange(6.0).reshape(2, 3)}, epoch=1, step=step,
+                     total=3.25 if step else 0.0, count=12 * step, steps=6 * step,
+                     optimizer_steps=step, time=2.75 if step else 1.5)
+
+
+def _same(a: LoopState, b: LoopState):
+    assert a.best_state is not None and b.best_state is not None
+    assert a.best_state.keys() == b.best_state.keys()
+    for k in a.best_state:
+        assert torch.equal(a.best_state[k], b.best_state[k])
+    fields = [f for f in vars(a) if f != "best_state"]
+    assert {f: getattr(a, f) for f in fields} == {f: getattr(b, f) for f in fields}
+    for f in fields:
+        assert type(getattr(a, f)) is type(getattr(b, f)), f
+
+
+@pytest.mark.parametrize("step", [0, 10])
+def test_loop_state_round_trip_through_a_checkpoint(tmp_path, step):
+    """`to_checkpoint` writes what `Checkpointer.save` always wrote (the keys a folder of
+    an earlier run holds), and `from_checkpoint` reads back the same state."""
+    state = _state(step)
+    doc = state.to_checkpoint()
+    want = {"history", "best", "bad_epochs", "stopped"} | ({"position"} if step else set())
+    assert set(doc) == want
+    if step:
+        assert set(doc["position"]) == {"step", "total", "count", "steps", "optimizer_steps",
+                                        "time"}
+    # as JSON, the way load_latest hands it back
+    saved = {**json.loads(json.dumps(doc)), "epoch": state.epoch,
+             "best_state": state.best_state}
+    _same(LoopState.from_checkpoint(saved), state)
+    # through a real checkpoint folder
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+    ckpt = Checkpointer(tmp_path, {})
+    folder = ckpt.save(state.epoch, model, opt, sched, state.best_state, doc, step=state.step)
+    assert folder.name == "epoch-000001" + (f"-{step:08d}" if step else "")
+    _same(LoopState.from_checkpoint(ckpt.load_latest(model, opt, sched)), state)
+
+
+def test_a_fresh_loop_state_is_a_run_that_has_not_started():
+    state = LoopState()
+    assert (state.epoch, state.step, state.history, state.best_state) == (0, 0, [], None)
+    assert math.isinf(state.best) and not state.stopped
+    assert state.to_checkpoint() == {"history": [], "best": math.inf, "bad_epochs": 0,
+                                     "stopped": False}
+
+
+def test_resume_in_the_middle_of_an_epoch_equals_an_uninterrupted_run(tmp_path):
+    model, history = _fit()
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path, crash_at=CRASH_AT)
+    latest = Checkpointer(tmp_path, {}).latest()
+    assert latest is not None and latest.name == "epoch-000001-00000010"
+    again, resumed = _fit(tmp_path, resume=True)
+    assert _untimed(resumed) == _untimed(history)
+    for k, v in model.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v), k
+    # a finished run resumed: nothing left to do, the same best weights
+    done, same = _fit(tmp_path, resume=True)
+    assert _untimed(same) == _untimed(history)
+    for k, v in model.state_dict().items():
+        assert torch.equal(done.state_dict()[k], v), k
+
+
+def test_a_checkpoint_written_before_the_loop_state_still_resumes(tmp_path):
+    """The folder was written by the loop as it was before `LoopState` (14a999c); it
+    resumes 10 steps into epoch 2 and ends where an uninterrupted run does (bit for bit
+    on the same CPU kernels; the stored weights came from another machine's, maybe)."""
+    shutil.copytree(OLD_CHECKPOINT, tmp_path / "ckpt")
+    saved = json.loads((OLD_CHECKPOINT / "epoch-000001-00000010" / "state.json").read_text())
+    assert saved["epoch"] == 1 and saved["position"]["step"] == 10
+    model, history = _fit()
+    again, resumed = _fit(tmp_path / "ckpt", resume=True)
+    assert len(resumed) == 3 and resumed[0] == saved["history"][0]
+    np.testing.assert_allclose([r["train_loss"] for r in resumed],
+                               [r["train_loss"] for r in history], rtol=1e-5)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_tiny_data_epochs_make_several_passes():
+    """An epoch is at least MIN_EPOCH_STEPS optimizer steps: 16 sequences in batches of 4
+    are 4 steps a pass, so an epoch makes 8 passes and trains every valid step 8 times;
+    each pass is its own shuffle."""
+    seqs = _data(16)
+    model = AutoencoderNet(ModelConfig(n_features=2, latent_dim=3, hidden_size=8,
+                                       max_length=19))
+    data = DeviceData(seqs, torch.device("cpu"))
+    history = train(model, get_loss("mse"), data,
+                    TrainConfig(max_epochs=2, batch_size=4, seed=1))
+    passes = -(-MIN_EPOCH_STEPS // 4)
+    assert [(r["passes"], r["steps"], r["optimizer_steps"]) for r in history] == [
+        (passes, passes * int(seqs.lengths.sum()), passes * 4)] * 2
+    one, p1 = data.plan(1, 4, "count", seed=1, group=1)
+    two, p2 = data.plan(2, 4, "count", seed=1, group=1)
+    assert p1 == p2 == passes and len(one) == passes * 4
+    one_batches = [tuple(b) for step in one for b in step]
+    assert one_batches != [tuple(b) for step in two for b in step]
+    assert sorted(i for b in one_batches for i in b) == sorted(list(range(16)) * passes)
+    sampler = LengthBucketSampler(seqs.lengths, 4, seed=1)
+    sampler.set_epoch(2)  # the second pass of epoch 1 is the sampler's epoch 2
+    assert [tuple(b) for b in sampler.batches()] == one_batches[4:8]
+
+
+def test_best_epoch_follows_the_rule_train_keeps_weights_by():
+    def hist(losses, key="val_loss"):
+        return [{"epoch": i + 1, "train_loss": 9.0, key: v} for i, v in enumerate(losses)]
+
+    # epoch 3 improves by less than 1e-6 (not kept); nothing after a NaN counts
+    h = hist([1.0, 0.5, 0.5 * (1 - 1e-7), 0.4, float("nan"), 0.1])
+    assert best_epoch(h)["epoch"] == 4
+    assert best_epoch([{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": 1.0}])[
+        "epoch"] == 2  # no validation: the training loss is monitored
+    assert best_epoch(hist([float("inf"), 1.0])) is None
+
+
+def test_cpu_threads_puts_torchs_setting_back():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        with cpu_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+        with pytest.raises(RuntimeError), cpu_threads(2):
+            assert torch.get_num_threads() == 2
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 3  # put back after an error too
+        with cpu_threads(None):
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
