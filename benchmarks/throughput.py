@@ -106,7 +106,7 @@ def _train_rate(method: str, args, q) -> None:
 
     from seqae.batching import LengthBucketSampler, collate, sorted_batches
     from seqae.losses import masked_mse
-    from seqae.train import DeviceData
+    from seqae.sources import DeviceData
 
     torch.manual_seed(0)
     device = torch.device(args.device)

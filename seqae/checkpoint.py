@@ -34,8 +34,10 @@ from typing import Any
 
 import torch
 
+from . import __version__
 from .errors import SeqaeError
 from .io import atomic_write_bytes, atomic_write_text
+from .nn.model import current_names
 
 __all__ = ["CheckpointError", "Checkpointer"]
 
@@ -130,7 +132,7 @@ class Checkpointer:
         for name, blob in blobs.items():
             atomic_write_bytes(d / name, blob)
         manifest = {"format": FORMAT, "epoch": epoch, "world_size": self.world_size,
-                    "torch": torch.__version__, "seqae": _version(),
+                    "torch": torch.__version__, "seqae": __version__,
                     "sha256": {n: hashlib.sha256(b).hexdigest() for n, b in blobs.items()}}
         atomic_write_text(d / "manifest.json", json.dumps(manifest, indent=1))
         for old in self._folders()[: -self.keep]:
@@ -186,7 +188,7 @@ class Checkpointer:
                 raise CheckpointError(
                     f"{d / name}: checkpoint format {found!r} (written by seqae "
                     f"{doc.get('seqae', '?') if isinstance(doc, dict) else '?'}); this "
-                    f"seqae ({_version()}) reads checkpoint format {FORMAT} only")
+                    f"seqae ({__version__}) reads checkpoint format {FORMAT} only")
             docs[name] = doc
         manifest, state = docs["manifest.json"], docs["state.json"]
         if manifest.get("world_size", 1) != self.world_size:
@@ -202,7 +204,7 @@ class Checkpointer:
                      for k in differ]
             raise CheckpointError(f"cannot resume from {d}: it was written for other data "
                                   f"or settings ({'; '.join(parts)})")
-        model.load_state_dict(_read_tensors(d / "model.safetensors"))
+        model.load_state_dict(current_names(_read_tensors(d / "model.safetensors")))
         opt_tensors = _read_tensors(d / "optimizer.safetensors")
         entries: dict[int, dict[str, Any]] = {}
         for key, value in list(opt_tensors.items()) + list(state["optimizer"]["other"].items()):
@@ -216,15 +218,10 @@ class Checkpointer:
         cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda")]
         if cuda and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(cuda)
-        best = _read_tensors(d / "best.safetensors")
+        best = current_names(_read_tensors(d / "best.safetensors"))
         state["best_state"] = best or None
         state["folder"] = str(d)
         if state.get("best") is None:
             state["best"] = math.inf
         return state
 
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

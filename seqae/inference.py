@@ -19,8 +19,9 @@ from .data import Sequences
 from .errors import SequenceDataError
 from .losses import masked_mse
 from .nn.model import AutoencoderNet
+from .sources import DeviceData
 from .tasks import Task
-from .train import DeviceData, cpu_threads
+from .train import cpu_threads
 
 __all__ = ["Model", "each_batch", "encode_score", "reconstruct", "decode", "scatter"]
 

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import __version__
 from .errors import IncompatibleModelError
 from .io import atomic_write_bytes, atomic_write_text
-from .nn.model import AutoencoderNet, ModelConfig
+from .nn.model import AutoencoderNet, ModelConfig, current_names
 from .tasks import Task, from_config
 from .train import Callback, best_epoch, resolve_device
 
@@ -58,8 +59,6 @@ class Fitted:
 
 def version() -> str:
     """seqae's version."""
-    from . import __version__
-
     return __version__
 
 
@@ -157,9 +156,7 @@ def _from_format_1(path: Path, model: dict[str, Any],
             raise IncompatibleModelError(
                 f"{path}: config.json sets model.{key}, which this seqae no longer has")
     model["longest_predicted"] = model.pop("max_length")
-    state = {("encoder.body." + k[len("encoder.rnn."):] if k.startswith("encoder.rnn.")
-              else k): v for k, v in state.items()}
-    return model, state
+    return model, current_names(state)
 
 
 def read(path: str | Path, kind: str,

@@ -2,7 +2,7 @@
 
 A *source* knows its lengths, feature count, statistics and fingerprint, splits off a
 validation share, and hands out *parts*; a part gives the view the training loop
-iterates (`seqae.train.DeviceData`, `seqae.stream.StreamData`: the same methods) and
+iterates (`seqae.train.View`: `DeviceData` here, `seqae.stream.StreamData`) and
 the chunks inference walks. `from_input` wraps what the user passed to `fit` (applying
 the length policy once) and picks the task (`seqae.tasks`) with it, so that `fit` reads
 the same for data in memory and streamed.
@@ -11,25 +11,99 @@ the same for data in memory and streamed.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from .batching import LengthBucketSampler, collate, sorted_batches
 from .data import Sequences
 from .errors import SequenceDataError
 from .lengths import LengthPolicy
 from .scaling import Scaler
 from .stream import ParquetSource, StreamData
 from .tasks import ContinuousTask, Task, for_data
-from .train import DeviceData
+from .train import MIN_EPOCH_STEPS
 
-__all__ = ["Part", "Source", "MemorySource", "FolderSource", "from_input", "chunks_of",
-           "STREAM_CHECKPOINT_EVERY"]
+__all__ = ["DeviceData", "epoch_steps", "Part", "Source", "MemorySource", "FolderSource",
+           "from_input", "chunks_of", "STREAM_CHECKPOINT_EVERY"]
 
 # fit on a folder: checkpoint every this many optimizer steps (with a checkpoint_dir)
 STREAM_CHECKPOINT_EVERY = 200
+
+
+class DeviceData:
+    """A `Sequences` held on a device as flat values (+ one zero row) and offsets
+    (already standardised: see `seqae.scaling.Scaler`).
+
+    `seqae.train.train` reads it through `plan`, `eval_plan`, `owner`, `elements`, `steps`
+    and `iterate`; `seqae.stream.StreamData` offers the same for data read from files."""
+
+    def __init__(self, seqs: Sequences, device: torch.device):
+        values = torch.as_tensor(np.ascontiguousarray(seqs.values))
+        pad = torch.zeros((1,) + tuple(values.shape[1:]), dtype=values.dtype)
+        self.values = torch.cat([values, pad]).to(device)
+        self.offsets = torch.as_tensor(seqs.offsets).to(device)
+        self.lengths = seqs.lengths
+        self.device = device
+        self._sampler: LengthBucketSampler | None = None
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return collate(self.values, self.offsets, torch.as_tensor(idx, device=self.device))
+
+    def plan(self, epoch: int, batch_size: int, policy: str, seed: int,
+             group: int) -> tuple[list[list[Any]], int]:
+        """``(steps, passes)``: the epoch's optimizer steps, each the next ``group``
+        batches of `LengthBucketSampler` (see `epoch_steps`)."""
+        s = self._sampler
+        if s is None or (s.batch_size, s.policy, s.seed, s.group) != (batch_size, policy, seed,
+                                                                     group):
+            self._sampler = s = LengthBucketSampler(self.lengths, batch_size, policy=policy,
+                                                    seed=seed, group=group)
+        passes = max(1, math.ceil(MIN_EPOCH_STEPS * group / max(1, len(s))))
+        return epoch_steps(s, epoch, passes, group), passes
+
+    def eval_plan(self, batch_size: int, policy: str) -> list[Any]:
+        return sorted_batches(self.lengths, batch_size, policy)
+
+    def owner(self, batch: Any, pos: int, world: int) -> int:
+        """The rank that evaluates the batch at ``pos`` of `eval_plan`."""
+        return pos % world
+
+    def elements(self, idx: Any) -> int:
+        """Valid elements of the batch ``idx`` in the loss: values of continuous data,
+        tokens plus each row's end of sequence for tokens."""
+        if idx is None:
+            return 0
+        steps = int(self.lengths[idx].sum())
+        if self.values.dim() == 1:
+            return steps + len(idx)
+        return steps * int(self.values.shape[-1])
+
+    def steps(self, idx: Any) -> int:
+        return 0 if idx is None else int(self.lengths[idx].sum())
+
+    def iterate(self, batches: list) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return (self.batch(idx) for idx in batches if idx is not None)
+
+
+
+def epoch_steps(sampler: LengthBucketSampler, epoch: int, passes: int,
+                group: int) -> list[list[np.ndarray]]:
+    """The optimizer steps of an epoch: ``passes`` passes over the data, each shuffled
+    from its own seed, cut into runs of ``group`` batches (fewer at a pass's end)."""
+    steps: list[list[np.ndarray]] = []
+    for p in range(passes):
+        sampler.set_epoch((epoch - 1) * passes + p + 1)
+        batches = sampler.batches()
+        steps += [batches[i:i + group] for i in range(0, len(batches), group)]
+    return steps
+
 
 
 class Part(Protocol):

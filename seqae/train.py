@@ -9,9 +9,10 @@ It runs a few named steps in turn (begin, run an epoch: its optimizer steps, eac
 forward and backward passes of its batches; end the epoch: keep the best, decide to
 stop, checkpoint; finish) over a `LoopState`, which is also what a checkpoint saves.
 
-Also here: `TrainConfig` (the settings), `Callback` (the hooks), `DeviceData` (sequences
-held on the device, as `train` reads them), `evaluate` (the loss over a whole data set),
-`best_epoch` (which epoch's weights are kept), `resolve_device` and `cpu_threads`.
+Also here: `TrainConfig` (the settings), `Callback` (the hooks), `View` (what the loop
+reads data through: `seqae.sources.DeviceData`, `seqae.stream.StreamData`), `evaluate`
+(the loss over a whole data set), `best_epoch` (which epoch's weights are kept),
+`resolve_device` and `cpu_threads`.
 """
 
 from __future__ import annotations
@@ -25,22 +26,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from .batching import LengthBucketSampler, collate, sorted_batches
-from .data import Sequences
 from .distributed import Context, batch_seed, context
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpointer
     from .nn.model import AutoencoderNet
-    from .stream import StreamData
 
-__all__ = ["TrainConfig", "Callback", "DeviceData", "LoopState", "train", "best_epoch",
+__all__ = ["TrainConfig", "Callback", "View", "LoopState", "train", "best_epoch",
            "budget_lr", "resolve_device", "cpu_threads"]
 
 log = logging.getLogger("seqae")
@@ -140,62 +138,38 @@ def cpu_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class DeviceData:
-    """A `Sequences` held on a device as flat values (+ one zero row) and offsets
-    (already standardised: see `seqae.scaling.Scaler`).
+class View(Protocol):
+    """What `train` and `evaluate` read data through: `seqae.sources.DeviceData`
+    (sequences held on the device) and `seqae.stream.StreamData` (read from files)."""
 
-    `train` reads its data through `plan`, `eval_plan`, `owner`, `elements`, `steps`
-    and `iterate`; `seqae.stream.StreamData` offers the same for data read from files."""
-
-    def __init__(self, seqs: Sequences, device: torch.device):
-        values = torch.as_tensor(np.ascontiguousarray(seqs.values))
-        pad = torch.zeros((1,) + tuple(values.shape[1:]), dtype=values.dtype)
-        self.values = torch.cat([values, pad]).to(device)
-        self.offsets = torch.as_tensor(seqs.offsets).to(device)
-        self.lengths = seqs.lengths
-        self.device = device
-        self._sampler: LengthBucketSampler | None = None
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return collate(self.values, self.offsets, torch.as_tensor(idx, device=self.device))
+    lengths: np.ndarray
+    device: torch.device
 
     def plan(self, epoch: int, batch_size: int, policy: str, seed: int,
              group: int) -> tuple[list[list[Any]], int]:
-        """``(steps, passes)``: the epoch's optimizer steps, each the next ``group``
-        batches of `LengthBucketSampler` (see `_plan`)."""
-        s = self._sampler
-        if s is None or (s.batch_size, s.policy, s.seed, s.group) != (batch_size, policy, seed,
-                                                                     group):
-            self._sampler = s = LengthBucketSampler(self.lengths, batch_size, policy=policy,
-                                                    seed=seed, group=group)
-        passes = max(1, math.ceil(MIN_EPOCH_STEPS * group / max(1, len(s))))
-        return _plan(s, epoch, passes, group), passes
+        """``(steps, passes)``: the epoch's optimizer steps, ``group`` batches each (the
+        same on every rank), and how many passes over the data they make."""
+        ...
 
     def eval_plan(self, batch_size: int, policy: str) -> list[Any]:
-        return sorted_batches(self.lengths, batch_size, policy)
+        """Every sequence once, in batches."""
+        ...
 
     def owner(self, batch: Any, pos: int, world: int) -> int:
         """The rank that evaluates the batch at ``pos`` of `eval_plan`."""
-        return pos % world
+        ...
 
-    def elements(self, idx: Any) -> int:
-        """Valid elements of the batch ``idx`` in the loss: values of continuous data,
-        tokens plus each row's end of sequence for tokens."""
-        if idx is None:
-            return 0
-        steps = int(self.lengths[idx].sum())
-        if self.values.dim() == 1:
-            return steps + len(idx)
-        return steps * int(self.values.shape[-1])
+    def elements(self, batch: Any) -> int:
+        """Valid elements of a batch in the loss (0 for None, a lane that ran out)."""
+        ...
 
-    def steps(self, idx: Any) -> int:
-        return 0 if idx is None else int(self.lengths[idx].sum())
+    def steps(self, batch: Any) -> int:
+        """Valid steps of a batch."""
+        ...
 
     def iterate(self, batches: list) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return (self.batch(idx) for idx in batches if idx is not None)
+        """``(x, lengths)`` of each batch in turn (None skipped)."""
+        ...
 
 
 def _policy(batching: str) -> str:
@@ -236,7 +210,7 @@ def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 @torch.no_grad()
 def evaluate(
-    model: AutoencoderNet, data: DeviceData | StreamData, loss_fn, batch_size: int, policy: str,
+    model: AutoencoderNet, data: View, loss_fn, batch_size: int, policy: str,
     ctx: Context | None = None,
 ) -> float:
     """Masked loss over every valid element of ``data`` (not a mean of batch means).
@@ -258,17 +232,6 @@ def evaluate(
             sums[1] += n
     ctx.sum_(sums)
     return float(sums[0]) / max(float(sums[1]), 1.0)
-
-
-def _plan(sampler: LengthBucketSampler, epoch: int, passes: int, group: int):
-    """The optimizer steps of an epoch: ``passes`` passes over the data, each shuffled
-    from its own seed, cut into runs of ``group`` batches (fewer at a pass's end)."""
-    steps = []
-    for p in range(passes):
-        sampler.set_epoch((epoch - 1) * passes + p + 1)
-        batches = sampler.batches()
-        steps += [batches[i:i + group] for i in range(0, len(batches), group)]
-    return steps
 
 
 @dataclass
@@ -357,9 +320,9 @@ def budget_lr(lr: float, done: float) -> float:
 def train(
     model: AutoencoderNet,
     loss_fn,
-    train_data: DeviceData | StreamData,
+    train_data: View,
     config: TrainConfig,
-    val_data: DeviceData | StreamData | None = None,
+    val_data: View | None = None,
     callbacks: list[Callback] | None = None,
     checkpointer: Checkpointer | None = None,
     resume: bool = False,
@@ -392,8 +355,8 @@ class _Loop:
     scheduler, the data, the settings, this process's place, the clock) and the named
     steps that move a `LoopState` on."""
 
-    def __init__(self, model: AutoencoderNet, loss_fn, train_data: DeviceData | StreamData,
-                 config: TrainConfig, val_data: DeviceData | StreamData | None,
+    def __init__(self, model: AutoencoderNet, loss_fn, train_data: View,
+                 config: TrainConfig, val_data: View | None,
                  callbacks: list[Callback], checkpointer: Checkpointer | None):
         self.policy = _policy(config.batching)
         if config.accumulate < 1:

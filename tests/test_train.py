@@ -16,10 +16,10 @@ from seqae.batching import LengthBucketSampler
 from seqae.checkpoint import Checkpointer
 from seqae.losses import get_loss
 from seqae.nn import AutoencoderNet, ModelConfig
+from seqae.sources import DeviceData
 from seqae.train import (
     MIN_EPOCH_STEPS,
     Callback,
-    DeviceData,
     LoopState,
     TrainConfig,
     best_epoch,
@@ -65,7 +65,7 @@ def _fit(checkpoint_dir=None, resume=False, crash_at=None, **config):
     """A small GRU trained by `train` on `_data`; returns ``(model, history)``."""
     torch.manual_seed(1)
     model = AutoencoderNet(ModelConfig(n_features=2, latent_dim=3, hidden_size=8,
-                                       max_length=19))
+                                       longest_predicted=19))
     checkpointer = None if checkpoint_dir is None else Checkpointer(checkpoint_dir, {})
     with cpu_threads(1):
         history = train(model, get_loss("mse"), DeviceData(_data(), torch.device("cpu")),
@@ -192,7 +192,7 @@ def test_tiny_data_epochs_make_several_passes():
     each pass is its own shuffle."""
     seqs = _data(16)
     model = AutoencoderNet(ModelConfig(n_features=2, latent_dim=3, hidden_size=8,
-                                       max_length=19))
+                                       longest_predicted=19))
     data = DeviceData(seqs, torch.device("cpu"))
     history = train(model, get_loss("mse"), data,
                     TrainConfig(max_epochs=2, batch_size=4, seed=1))

@@ -13,7 +13,8 @@ from ..masking import lengths_to_mask
 from .decoders import AutoregressiveDecoder, LengthHead, RepeatDecoder
 from .encoders import ConvEncoder, RNNEncoder, SequenceEncoder, patchify, reverse_within_length
 
-__all__ = ["ModelConfig", "AutoencoderNet", "DECODERS", "ENCODERS", "CONTRASTS",
+__all__ = ["ModelConfig", "AutoencoderNet", "current_names", "DECODERS", "ENCODERS",
+           "CONTRASTS",
            "random_crops", "overlapping_crops"]
 
 DECODERS = ("repeat", "autoregressive")
@@ -21,6 +22,20 @@ ENCODERS = ("rnn", "conv")
 CONTRASTS = ("instance", "hierarchical")
 # the crop-agreement term's shortest crop, as a share of the sequence's length
 CROP_MIN = 0.5
+# weights saved under older names: the encoder's body was `encoder.rnn` (it also held the
+# convolutional encoder) before model folder format 2
+_RENAMED = {"encoder.rnn.": "encoder.body."}
+
+
+def current_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An `AutoencoderNet` state dict saved by an older seqae, under today's names."""
+    out = {}
+    for key, value in state.items():
+        for old, new in _RENAMED.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+        out[key] = value
+    return out
 BOS, EOS = 1, 2  # reserved token ids (see seqae.vocab)
 
 
