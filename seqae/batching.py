@@ -24,7 +24,12 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-__all__ = ["LengthBucketSampler", "collate", "sorted_batches"]
+__all__ = ["LengthBucketSampler", "collate", "sorted_batches", "epoch_steps", "MIN_EPOCH_STEPS"]
+
+# An epoch (one history record, one early-stopping and learning-rate decision) is at
+# least this many optimizer steps: on 36 sequences a single pass is 2 steps, and patience
+# counted in such passes stopped training after a few dozen steps.
+MIN_EPOCH_STEPS = 32
 
 
 def _sorted_order(lengths: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
@@ -175,3 +180,15 @@ def collate(
         steps[None, :] < lens[:, None], starts[:, None] + steps[None, :], pad_row
     )  # (B, T)
     return values[flat], lens
+
+
+def epoch_steps(sampler: LengthBucketSampler, epoch: int, passes: int,
+                group: int) -> list[list[np.ndarray]]:
+    """The optimizer steps of an epoch: ``passes`` passes over the data, each shuffled
+    from its own seed, cut into runs of ``group`` batches (fewer at a pass's end)."""
+    steps: list[list[np.ndarray]] = []
+    for p in range(passes):
+        sampler.set_epoch((epoch - 1) * passes + p + 1)
+        batches = sampler.batches()
+        steps += [batches[i:i + group] for i in range(0, len(batches), group)]
+    return steps

@@ -18,16 +18,15 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from .batching import LengthBucketSampler, collate, sorted_batches
+from .batching import MIN_EPOCH_STEPS, LengthBucketSampler, collate, epoch_steps, sorted_batches
 from .data import Sequences
 from .errors import SequenceDataError
 from .lengths import LengthPolicy
 from .scaling import Scaler
 from .stream import ParquetSource, StreamData
 from .tasks import ContinuousTask, Task, for_data
-from .train import MIN_EPOCH_STEPS
 
-__all__ = ["DeviceData", "epoch_steps", "Part", "Source", "MemorySource", "FolderSource",
+__all__ = ["DeviceData", "Part", "Source", "MemorySource", "FolderSource",
            "from_input", "chunks_of", "STREAM_CHECKPOINT_EVERY"]
 
 # fit on a folder: checkpoint every this many optimizer steps (with a checkpoint_dir)
@@ -91,18 +90,6 @@ class DeviceData:
     def iterate(self, batches: list) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return (self.batch(idx) for idx in batches if idx is not None)
 
-
-
-def epoch_steps(sampler: LengthBucketSampler, epoch: int, passes: int,
-                group: int) -> list[list[np.ndarray]]:
-    """The optimizer steps of an epoch: ``passes`` passes over the data, each shuffled
-    from its own seed, cut into runs of ``group`` batches (fewer at a pass's end)."""
-    steps: list[list[np.ndarray]] = []
-    for p in range(passes):
-        sampler.set_epoch((epoch - 1) * passes + p + 1)
-        batches = sampler.batches()
-        steps += [batches[i:i + group] for i in range(0, len(batches), group)]
-    return steps
 
 
 

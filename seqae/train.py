@@ -43,10 +43,6 @@ __all__ = ["TrainConfig", "Callback", "View", "LoopState", "train", "best_epoch"
 
 log = logging.getLogger("seqae")
 
-# An epoch (one history record, one early-stopping and learning-rate decision) is at
-# least this many optimizer steps: on 36 sequences a single pass is 2 steps, and patience
-# counted in such passes stopped training after a few dozen steps.
-MIN_EPOCH_STEPS = 32
 
 
 @dataclass
@@ -64,7 +60,7 @@ class TrainConfig:
         patience: epochs without improvement of the monitored loss before stopping
             (default 10); the learning rate halves after ``patience // 3`` such epochs.
             An epoch makes as many passes over the data as it takes to reach
-            `MIN_EPOCH_STEPS` optimizer steps (one pass unless the data are tiny).
+            `seqae.batching.MIN_EPOCH_STEPS` optimizer steps (one pass unless the data are tiny).
         batching: ``"count"``, ``"tokens"`` or ``"auto"`` (= count; see `seqae.batching`).
         seed: seeds init, shuffling and dropout (default 0).
         accumulate: batches whose gradients are summed before one optimizer step

@@ -12,13 +12,12 @@ import pytest
 import torch
 
 import seqae
-from seqae.batching import LengthBucketSampler
+from seqae.batching import MIN_EPOCH_STEPS, LengthBucketSampler
 from seqae.checkpoint import Checkpointer
 from seqae.losses import get_loss
 from seqae.nn import AutoencoderNet, ModelConfig
 from seqae.sources import DeviceData
 from seqae.train import (
-    MIN_EPOCH_STEPS,
     Callback,
     LoopState,
     TrainConfig,
