@@ -111,7 +111,16 @@ def reconstruct(model: Model, seqs: Sequences) -> Sequences:
 
 
 def _lengths(lengths: Any, n: int) -> np.ndarray:
-    lens = np.broadcast_to(np.asarray(lengths, dtype=np.int64), (n,)).copy()
+    """Requested lengths, checked: an int or one whole number >= 1 per vector."""
+    given = np.asarray(lengths)
+    if given.ndim > 1 or (given.ndim == 1 and len(given) != n):
+        raise ValueError(f"lengths must be an int or one length per vector ({n}), got "
+                         f"{given.shape[0] if given.ndim == 1 else given.shape}")
+    whole = given.dtype.kind in "iu" or (given.dtype.kind == "f" and bool(
+        np.all(np.isfinite(given) & (given == np.round(given)))))
+    if not whole:
+        raise ValueError(f"lengths must be whole numbers, got {given.tolist()}")
+    lens = np.broadcast_to(given.astype(np.int64), (n,)).copy()
     bad = np.flatnonzero(lens < 1)
     if len(bad):
         raise SequenceDataError(

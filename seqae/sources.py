@@ -141,10 +141,11 @@ class Source(Protocol):
 
 
 class MemoryPart:
-    """Sequences held in memory."""
+    """Sequences held in memory (``given``: the validation data passed to `fit`, which
+    errors name as such)."""
 
-    def __init__(self, seqs: Sequences):
-        self.seqs, self.lengths = seqs, seqs.lengths
+    def __init__(self, seqs: Sequences, given: bool = False):
+        self.seqs, self.lengths, self.given = seqs, seqs.lengths, given
 
     def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         mean, std = self.seqs.feature_stats()
@@ -157,7 +158,12 @@ class MemoryPart:
         yield self.seqs
 
     def check(self, task: Task) -> None:
-        task.check(self.seqs)
+        try:
+            task.check(self.seqs)
+        except SequenceDataError as e:
+            if not self.given:
+                raise
+            raise SequenceDataError(f"validation data: {e}", e.index, e.seq_id) from None
 
 
 class MemorySource:
@@ -187,7 +193,7 @@ class MemorySource:
     def split(self, n_val: int, rng: np.random.Generator) -> tuple[MemoryPart, MemoryPart | None]:
         """A validation set given to `fit`, else ``n_val`` sequences at random."""
         if self.validation is not None:
-            return MemoryPart(self.seqs), MemoryPart(self.validation)
+            return MemoryPart(self.seqs), MemoryPart(self.validation, given=True)
         if not n_val:
             return MemoryPart(self.seqs), None
         perm = rng.permutation(len(self.seqs))
@@ -292,6 +298,9 @@ def from_input(X: Any, validation: Any, normalize: Any, unknown: str,
         folder = FolderSource(X, validation)
         folder.check_lengths(policy)
         return folder, ContinuousTask(Scaler(normalize), X.n_features, list(X.features))
+    if isinstance(validation, ParquetSource):
+        raise TypeError("validation is a ParquetSource and the training data are in memory: "
+                        "give both in memory, or both as folders")
     task, seqs = for_data(X, normalize, unknown)
     val = None if validation is None else policy.apply(task.sequences(validation, unknown)).seqs
     return MemorySource(policy.apply(seqs).seqs, val), task

@@ -183,7 +183,8 @@ class TokenTask(Task):
 
     def fit(self, data_max: Callable[[], int],
             train_stats: Callable[[], tuple[np.ndarray, ...]]) -> TokenTask:
-        # the vocabulary: every id seen in the data (training and held out), and at
+        # the vocabulary: every id of the training data (the share held out for
+        # validation included; validation data given apart must keep to it), and at
         # least the special ids
         if not self.vocab_size:
             self.vocab_size = max(int(data_max()) + 1, UNK + 1)

@@ -645,3 +645,11 @@ def test_a_real_sigint_during_a_refit_keeps_the_earlier_fit(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "kept the earlier fit"
+
+
+def test_token_validation_data_outside_the_training_vocabulary_are_named_as_such():
+    train = Sequences.from_list([np.array([4, 5, 6])] * 10)
+    with pytest.raises(SequenceDataError, match=r"^validation data: sequence 0 has token 12 "
+                                                 r"at step 1, outside the vocabulary \(0..6\)"):
+        SequenceAutoencoder(**{**SMALL, "verbose": 0}).fit(
+            train, validation=Sequences.from_list([np.array([4, 12])]))

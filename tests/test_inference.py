@@ -192,6 +192,13 @@ def test_decode_refuses_a_length_below_one_naming_the_sequence_and_z_of_the_wron
         decode(model, np.zeros((3, 4)), 2, 50, None)
     with pytest.raises(ValueError, match=r"Z must be \(N, 3\), got \(3,\)"):
         decode(model, np.zeros(3), 2, 50, None)
+    with pytest.raises(ValueError, match=r"one length per vector \(3\), got 2"):
+        decode(model, Z, [2, 3], 50, None)
+    with pytest.raises(ValueError, match=r"whole numbers, got \[1.7, 2.0, 3.0\]"):
+        decode(model, Z, [1.7, 2.0, 3.0], 50, None)
+    with pytest.raises(ValueError, match="whole numbers"):
+        decode(model, Z, [True, True, True], 50, None)
+    assert decode(model, Z, np.array([2.0, 1.0, 4.0]), 50, None).lengths.tolist() == [2, 1, 4]
 
 
 def test_token_decode_at_lengths_and_to_eos_equals_the_network(token_ae):

@@ -298,6 +298,9 @@ def test_folder_validation_must_be_a_folder_of_the_same_features(source, folder,
     with pytest.raises(TypeError, match="validation must be a ParquetSource too, not "
                                         "Sequences"):
         FolderSource(source, Sequences.from_list([np.zeros((2, 2))]))
+    with pytest.raises(TypeError, match="validation is a ParquetSource and the training "
+                                        "data are in memory"):
+        from_input([np.ones((3, 2))], source, "auto", "error", LengthPolicy(None))
     other = ParquetSource(_write_folder(tmp_path / "three", n_files=1, n_features=3),
                           time_col="t")
     with pytest.raises(SequenceDataError, match="do not match the training data"):
