@@ -85,7 +85,8 @@ class PackedAE:
         net = self.net
         enc = net.encoder.rnn.rnn
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, (h, _) = enc(packed)
+        _, h = enc(packed)
+        h = h[0] if isinstance(h, tuple) else h  # an LSTM's (h, c), a GRU's h
         z = net.encoder.to_latent(h[-1])
         dec = net.decoder
         inp = dec.step_inputs(z, lengths, x.shape[1])
@@ -284,11 +285,26 @@ PEERS = ("keras (seed 000)", "sequitur")
 
 
 def _run(target, method, args):
+    """``target(method, args, queue)`` in a fresh process; its result. A process that
+    ends without one (an exception, killed for memory) raises instead of waiting forever."""
+    import queue
+
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=target, args=(method, args, q))
     p.start()
-    out = q.get()
+    while True:
+        try:
+            out = q.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not p.is_alive():
+                try:  # it may have put its result just before ending
+                    out = q.get(timeout=1.0)
+                    break
+                except queue.Empty:
+                    raise RuntimeError(f"{method!r} ended without a result (exit code "
+                                       f"{p.exitcode}); its error is printed above") from None
     p.join()
     return out
 
