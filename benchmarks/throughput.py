@@ -16,9 +16,11 @@ max 1000) fed in different ways, each in its own process, side by side in one ru
   --peers       the Keras 3 recipe of seed 000 and sequitur's LSTM_AE, if installed
 
 Each method trains for --seconds (after one warm-up step) and reports valid steps/s,
-its ratio to the limit, and the peak resident memory of its process; methods run
-interleaved --repeats times and the median run is reported. Inference
+its ratio to the limit, the peak resident memory of its process and, on a GPU, the peak
+GPU memory allocated (``torch.cuda.max_memory_allocated``, from after the warm-up);
+methods run interleaved --repeats times and the median run is reported. Inference
 (`encode`) is measured the same way against padding to the longest.
+benchmarks/gpu.py runs these functions for the GRU, LSTM and conv recipes on a GPU.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/throughput.py [--device cuda] [--seconds 15]
 """
@@ -65,6 +67,34 @@ def _recipe(encoder: str, hidden: int) -> dict:
                                        "latent_dim", "patch")}
 
 
+def _gpu_reset(device) -> None:
+    """Wait for the GPU's queued work and restart its peak-memory count (no-op on a CPU)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _memory(device) -> dict:
+    """The process's peak RSS, and on a GPU the peak memory allocated since `_gpu_reset`
+    (None on a CPU). Waits for the GPU's queued work first."""
+    import torch
+
+    gpu = None
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+        gpu = torch.cuda.max_memory_allocated(device) / 2**20
+    return {"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "gpu_peak_mb": gpu}
+
+
+def _precision(args) -> dict:
+    """``precision=`` for SequenceAutoencoder when --precision is given (later versions)."""
+    p = getattr(args, "precision", None)
+    return {} if p is None else {"precision": p}
+
+
 def _model(features: int, hidden: int, device, cell: str, encoder: str, max_len: int):
     # The architecture SequenceAutoencoder(bidirectional=False) builds, so that every
     # way of feeding the data trains the same model as `seqae fit`.
@@ -90,7 +120,8 @@ class PackedAE:
         net = self.net
         enc = net.encoder.body.rnn
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, (h, _) = enc(packed)
+        _, h = enc(packed)
+        h = h[0] if isinstance(h, tuple) else h  # an LSTM's (h, c), a GRU's h
         z = net.encoder.to_latent(h[-1])
         dec = net.decoder
         inp = dec.step_inputs(z, lengths, x.shape[1])
@@ -126,9 +157,10 @@ def _train_rate(method: str, args, q) -> None:
                                  bidirectional=False, **_recipe(args.encoder, args.hidden),
                                  batch_size=args.batch, max_epochs=args.epochs,
                                  patience=10_000, validation_fraction=0, device=args.device,
-                                 verbose=0)
+                                 verbose=0, **_precision(args))
         ae.set_params(max_epochs=1).fit(seqs.take(np.arange(min(64, len(seqs)))))  # warm-up
         ae.set_params(max_epochs=args.epochs)
+        _gpu_reset(device)
         start = time.perf_counter()
         ae.fit(seqs)
         if device.type == "cuda":
@@ -136,8 +168,8 @@ def _train_rate(method: str, args, q) -> None:
         elapsed = time.perf_counter() - start
         steps = sum(r["steps"] for r in ae.history_)
         q.put({"method": method, "steps_per_s": steps / elapsed, "elapsed": elapsed,
-               "train_s": ae.history_[-1]["time"],
-               "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+               "train_s": ae.history_[-1]["time"], "epochs": len(ae.history_),
+               **_memory(device)})
         return
     if method == "seqae fit":
         from seqae import SequenceAutoencoder
@@ -146,13 +178,14 @@ def _train_rate(method: str, args, q) -> None:
                                  bidirectional=False, **_recipe(args.encoder, args.hidden),
                                  batch_size=args.batch, max_time=args.seconds,
                                  max_epochs=10_000, patience=10_000, validation_fraction=0,
-                                 device=args.device, verbose=0)
+                                 device=args.device, verbose=0, **_precision(args))
         ae.set_params(max_epochs=1).fit(seqs.take(np.arange(min(64, len(seqs)))))  # warm-up
+        _gpu_reset(device)
         ae.set_params(max_epochs=10_000).fit(seqs)
         steps = sum(r["steps"] for r in ae.history_)  # valid steps trained, partial epoch too
         elapsed = ae.history_[-1]["time"]  # training time only (no validation, no scoring)
         q.put({"method": method, "steps_per_s": steps / elapsed, "elapsed": elapsed,
-               "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+               **_memory(device)})
         return
     net = _model(args.features, args.hidden, device, args.cell, args.encoder,
                  int(make_lengths(args.n, mean=args.mean_length).max()))
@@ -177,10 +210,13 @@ def _train_rate(method: str, args, q) -> None:
                 yield from sampler
 
     def step(idx):
+        # the padded length and the step count come from the lengths on the host, so
+        # that on a GPU the loop itself never waits for the device (collate's default,
+        # the longest in the batch, would read it back)
+        lengths = seqs.lengths[idx]
         idx_t = torch.as_tensor(idx, device=device)
-        x, lens = collate(data.values, data.offsets, idx_t)
-        if method == "naive":  # every batch padded to the data set's longest sequence
-            x = torch.nn.functional.pad(x, (0, 0, 0, global_max - x.shape[1]))
+        x, lens = collate(data.values, data.offsets, idx_t,
+                          global_max if method == "naive" else int(lengths.max()))
         if method == "packed":
             recon, z = fwd(x, lens)
             loss = masked_mse(recon, x, lens)
@@ -190,23 +226,19 @@ def _train_rate(method: str, args, q) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
-        return int(lens.sum())
+        return int(lengths.sum())
 
     it = batches()
     step(next(it))  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+    _gpu_reset(device)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < args.seconds:
         steps += step(next(it))
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
-    mem = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-           else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     q.put({"method": method, "steps_per_s": steps / elapsed, "elapsed": elapsed,
-           "maxrss_mb": mem})
+           **_memory(device)})
 
 
 def _peer_rate(method: str, args, q) -> None:
@@ -268,34 +300,54 @@ def _encode_rate(method: str, args, q) -> None:
     seqs = make_data(args.n, args.features, mean=args.mean_length)
     ae = SequenceAutoencoder(hidden_size=args.hidden, cell=args.cell,
                              bidirectional=False, max_epochs=1, validation_fraction=0,
-                             device=args.device, verbose=0, **_recipe(args.encoder, args.hidden))
+                             device=args.device, verbose=0, **_recipe(args.encoder, args.hidden),
+                             **_precision(args))
     ae.fit(seqs.take(np.arange(min(64, len(seqs)))))
+    device = next(ae.module_.parameters()).device
     if method == "seqae encode":
         ae.encode(seqs.take(np.arange(min(64, len(seqs)))))
+        _gpu_reset(device)
         start = time.perf_counter()
         ae.encode(seqs)
     else:  # pad everything to the longest, batches of 256
         x, lens = seqs.pad()
         xt, lt = torch.from_numpy(x), torch.from_numpy(lens)
-        dev = next(ae.module_.parameters()).device
-        start = time.perf_counter()
         with torch.no_grad():
+            ae.module_.encode(xt[:256].to(device), lt[:256])  # warm-up
+            _gpu_reset(device)
+            start = time.perf_counter()
             for i in range(0, len(seqs), 256):
-                ae.module_.encode(xt[i : i + 256].to(dev), lt[i : i + 256])
+                ae.module_.encode(xt[i : i + 256].to(device), lt[i : i + 256])
+    mem = _memory(device)  # waits for the GPU's queued work
     elapsed = time.perf_counter() - start
     q.put({"method": method, "steps_per_s": seqs.n_steps / elapsed, "elapsed": elapsed,
-           "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+           **mem})
 
 
 PEERS = ("keras (seed 000)", "sequitur")
 
 
 def _run(target, method, args):
+    """``target(method, args, queue)`` in a fresh process; its result. A process that
+    ends without one (an exception, killed for memory) raises instead of waiting forever."""
+    import queue
+
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=target, args=(method, args, q))
     p.start()
-    out = q.get()
+    while True:
+        try:
+            out = q.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not p.is_alive():
+                try:  # it may have put its result just before ending
+                    out = q.get(timeout=1.0)
+                    break
+                except queue.Empty:
+                    raise RuntimeError(f"{method!r} ended without a result (exit code "
+                                       f"{p.exitcode}); its error is printed above") from None
     p.join()
     return out
 
@@ -321,6 +373,8 @@ def main() -> None:
     ap.add_argument("--peers", action="store_true",
                     help="also run the Keras 3 recipe and sequitur's LSTM_AE if installed")
     ap.add_argument("--repeats", type=int, default=3, help="runs per method (median kept)")
+    ap.add_argument("--precision", default=None,
+                    help="passed to SequenceAutoencoder as precision= (versions that have it)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
     gpu = args.device.startswith("cuda")
@@ -350,20 +404,25 @@ def main() -> None:
         for m in methods:
             r = _run(_peer_rate if m in PEERS else _train_rate, m, args)
             runs[m].append(r)
+            gpu_mem = (f", GPU {r['gpu_peak_mb']:.0f} MB" if r.get("gpu_peak_mb") is not None
+                       else "")
             print(f"  [{rep + 1}/{args.repeats}] {m:<14} {r['steps_per_s']:>10.0f} valid "
-                  f"steps/s   peak mem {r['maxrss_mb']:.0f} MB", flush=True)
+                  f"steps/s   peak mem {r['maxrss_mb']:.0f} MB{gpu_mem}", flush=True)
     results = []
     for m in methods:  # the median run of each method
         ordered = sorted(runs[m], key=lambda r: r["steps_per_s"])
         results.append(ordered[len(ordered) // 2])
     limit = next((r["steps_per_s"] for r in results if r["method"] == "limit"), None)
     naive = next((r["steps_per_s"] for r in results if r["method"] == "naive"), None)
-    print("\n| way of feeding the data | valid steps/s | x limit | x naive | peak memory MB |")
-    print("|---|---:|---:|---:|---:|")
+    print("\n| way of feeding the data | valid steps/s | x limit | x naive | peak memory MB |"
+          + (" peak GPU MB |" if gpu else ""))
+    print("|---|---:|---:|---:|---:|" + ("---:|" if gpu else ""))
     for r in results:
         xl = f"{r['steps_per_s'] / limit:.2f}" if limit else "-"
         xn = f"{r['steps_per_s'] / naive:.2f}" if naive else "-"
-        print(f"| {r['method']} | {r['steps_per_s']:.0f} | {xl} | {xn} | {r['maxrss_mb']:.0f} |")
+        g = r.get("gpu_peak_mb")
+        print(f"| {r['method']} | {r['steps_per_s']:.0f} | {xl} | {xn} | {r['maxrss_mb']:.0f} |"
+              + (f" {g:.0f} |" if gpu and g is not None else " - |" if gpu else ""))
         if r["method"] == "seqae fit e2e":
             print(f"|  (the {args.epochs}-epoch call took {r['elapsed']:.1f} s wall, "
                   f"{r['train_s']:.1f} s of it training) | | | | |")

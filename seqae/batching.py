@@ -159,6 +159,7 @@ def collate(
     values: torch.Tensor,
     offsets: torch.Tensor,
     idx: torch.Tensor,
+    padded_length: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded batch of the sequences ``idx`` from flat values, in one gather.
 
@@ -167,13 +168,16 @@ def collate(
             ``(total + 1, F)`` (or ``(total + 1,)`` tokens); padding reads that row.
         offsets: ``(N + 1,)`` int64 offsets into ``values``.
         idx: ``(B,)`` sequence indices (int64, same device).
+        padded_length: the padded length ``T`` when the caller knows it (from the lengths
+            on the host: on a GPU, collate then never reads the batch's lengths back);
+            default the batch's longest, computed on the device.
 
     Returns:
         ``x`` ``(B, T, F)`` (or ``(B, T)``) with zeros at padding, ``lengths`` ``(B,)``.
     """
     starts = offsets[idx]  # (B,)
     lens = offsets[idx + 1] - starts  # (B,)
-    t = int(lens.max())  # padded to the batch's longest
+    t = int(lens.max()) if padded_length is None else padded_length
     steps = torch.arange(t, device=values.device)  # (T,)
     pad_row = values.shape[0] - 1
     flat = torch.where(

@@ -53,7 +53,9 @@ class DeviceData:
         return len(self.lengths)
 
     def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return collate(self.values, self.offsets, torch.as_tensor(idx, device=self.device))
+        # the padded length from the lengths on the host: no read-back from a GPU
+        return collate(self.values, self.offsets, torch.as_tensor(idx, device=self.device),
+                       int(self.lengths[idx].max()))
 
     def plan(self, epoch: int, batch_size: int, policy: str, seed: int,
              group: int) -> tuple[list[list[Any]], int]:

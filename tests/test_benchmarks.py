@@ -55,3 +55,43 @@ def test_resume_keeps_the_runs_of_these_settings_and_seeds_once(quality, tmp_pat
                                        for x in lines)
     other, _ = quality.read_log(log, "seqae {'pooling': 'mean'} + RBF SVM", [2])
     assert other["gunpoint"]["seqae"] == [0.2]
+
+
+def test_gpu_benchmark_runs_a_tiny_version_of_itself_on_the_cpu(tmp_path):
+    """benchmarks/gpu.py --tiny (issue 27's GPU run, shrunk to seconds on a CPU) writes
+    every recipe's methods, each with finite positive ratios to the limit."""
+    import json
+    import math
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "gpu.json"
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--tiny",
+                           "--json", str(out)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert result["tiny"] and result["environment"]["device"] == "cpu"
+    assert result["environment"]["seqae"].startswith(str(ROOT))  # this checkout's seqae
+    recipes = result["recipes"]
+    assert list(recipes) == ["GRU 256", "LSTM 256", "conv 64"]
+    ratios = []
+    for name, r in recipes.items():
+        assert list(r["train"]) == ["limit", "naive", "fit e2e", "fit e2e bf16"]
+        assert list(r["encode"]) == ["seqae encode", "naive encode"]
+        measured = [*r["train"].values(), *r["encode"].values()]
+        if not result["precision_parameter"]:  # this version has no bf16 training
+            half = measured.pop(3)
+            assert half == {"available": False, "note": "not available in this version"}
+        for m in measured:
+            assert m["steps_per_s"] > 0 and m["peak_mb"] > 0, (name, m)
+            assert {"x_limit", "mem_x_limit"} <= set(m), (name, m)
+            ratios += [v for k, v in m.items() if k.startswith("x_") or k == "mem_x_limit"]
+        assert r["train"]["limit"]["x_limit"] == 1.0
+        assert r["encode"]["seqae encode"]["x_padded"] > 0
+        assert result["goals"][name]["fit_e2e_x_limit"] == r["train"]["fit e2e"]["x_limit"]
+    assert len(ratios) >= 3 * 9
+    assert all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in ratios), ratios
+    assert "| recipe | method | valid steps/s |" in done.stdout
