@@ -193,6 +193,61 @@ def _take(x: torch.Tensor, start: torch.Tensor, n: torch.Tensor):
                                                           device=x.device)), n
 
 
+def _check(config: ModelConfig) -> None:
+    """Refuse settings that do not go together, before any weight is made."""
+    for name, allowed in (("decoder", DECODERS), ("encoder", ENCODERS),
+                          ("contrast", CONTRASTS)):
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {getattr(config, name)!r}")
+    conv = config.encoder == "conv"
+    if config.contrast == "hierarchical" and not conv:
+        raise ValueError("contrast='hierarchical' needs encoder='conv'")
+    if config.pooled_latent and (not conv or "+" in config.pooling):
+        raise ValueError("pooled_latent needs encoder='conv' and a single pooling")
+    blocks = config.hidden_size * config.depth
+    if conv and config.pooling == "blocks" and config.pooled_latent and (
+            config.latent_dim != blocks):
+        raise ValueError(f"pooling='blocks' with pooled_latent: latent_dim must be hidden_size "
+                         f"x depth = {blocks}, got {config.latent_dim}")
+    if config.patch > 1 and not conv:
+        raise ValueError("patch needs encoder='conv'")
+
+
+def _encoder(config: ModelConfig) -> SequenceEncoder:
+    """The token embedding (tokens), the body (recurrent or convolutional) and the map to
+    the latent."""
+    embedding, in_size = None, config.n_features
+    if config.vocab_size > 0:
+        embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=0)
+        in_size = config.embedding_dim
+    body: ConvEncoder | RNNEncoder
+    if config.encoder == "conv":
+        output = None  # the blocks' channels are pooled (with "blocks": every block's)
+        if config.pooled_latent and config.pooling != "blocks":  # the pooled outputs are
+            output = None if config.latent_dim == config.hidden_size else config.latent_dim
+        body = ConvEncoder(in_size * config.patch, config.hidden_size, config.depth,
+                           config.kernel_size, config.pooling, output)
+    else:
+        body = RNNEncoder(in_size, config.hidden_size, config.num_layers, config.cell,
+                          config.bidirectional, config.dropout, config.pooling)
+    return SequenceEncoder(body, config.latent_dim, embedding,
+                           linear=not config.pooled_latent, patch=config.patch)
+
+
+def _decoder(config: ModelConfig) -> RepeatDecoder | AutoregressiveDecoder:
+    tokens = config.vocab_size > 0
+    out_size = config.vocab_size if tokens else config.n_features
+    if config.decoder == "repeat":
+        return RepeatDecoder(config.latent_dim, config.hidden_size, out_size,
+                             config.num_layers, config.cell, config.dropout, config.position,
+                             bottleneck=config.bottleneck)
+    return AutoregressiveDecoder(config.latent_dim, config.hidden_size, out_size,
+                                 config.num_layers, config.cell, config.dropout, tokens=tokens,
+                                 embedding_dim=config.embedding_dim,
+                                 token_dropout=config.token_dropout,
+                                 bottleneck=config.bottleneck)
+
+
 class AutoencoderNet(nn.Module):
     """Encoder + decoder + length head, for continuous or token sequences.
 
@@ -208,76 +263,12 @@ class AutoencoderNet(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        if config.decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {config.decoder!r}")
+        _check(config)
         self.config = config
         self.tokens = config.vocab_size > 0
-        embedding = None
-        in_size = config.n_features
-        if self.tokens:
-            embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=0)
-            in_size = config.embedding_dim
-        if config.encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS}, got {config.encoder!r}")
-        if config.contrast not in CONTRASTS:
-            raise ValueError(f"contrast must be one of {CONTRASTS}, got {config.contrast!r}")
-        if config.contrast == "hierarchical" and config.encoder != "conv":
-            raise ValueError("contrast='hierarchical' needs encoder='conv'")
-        if config.pooled_latent and (config.encoder != "conv" or "+" in config.pooling):
-            raise ValueError("pooled_latent needs encoder='conv' and a single pooling")
-        body: ConvEncoder | RNNEncoder
-        if config.encoder == "conv":
-            output = None
-            if config.pooling == "blocks":  # every block's pooled channels
-                output = None
-                if config.pooled_latent and config.latent_dim != config.hidden_size * config.depth:
-                    raise ValueError(
-                        f"pooling='blocks' with pooled_latent: latent_dim must be hidden_size "
-                        f"x depth = {config.hidden_size * config.depth}, got {config.latent_dim}")
-            elif config.pooled_latent:  # the pooled outputs are the latent
-                output = None if config.latent_dim == config.hidden_size else config.latent_dim
-            body = ConvEncoder(in_size * config.patch, config.hidden_size, config.depth,
-                              config.kernel_size, config.pooling, output)
-        else:
-            body = RNNEncoder(
-                in_size,
-                config.hidden_size,
-                config.num_layers,
-                config.cell,
-                config.bidirectional,
-                config.dropout,
-                config.pooling,
-            )
-        if config.patch > 1 and config.encoder != "conv":
-            raise ValueError("patch needs encoder='conv'")
-        self.encoder = SequenceEncoder(body, config.latent_dim, embedding,
-                                       linear=not config.pooled_latent, patch=config.patch)
-        out_size = config.vocab_size if self.tokens else config.n_features
-        self.decoder: RepeatDecoder | AutoregressiveDecoder
-        if config.decoder == "repeat":
-            self.decoder = RepeatDecoder(
-                config.latent_dim,
-                config.hidden_size,
-                out_size,
-                config.num_layers,
-                config.cell,
-                config.dropout,
-                config.position,
-                bottleneck=config.bottleneck,
-            )
-        else:
-            self.decoder = AutoregressiveDecoder(
-                config.latent_dim,
-                config.hidden_size,
-                out_size,
-                config.num_layers,
-                config.cell,
-                config.dropout,
-                tokens=self.tokens,
-                embedding_dim=config.embedding_dim,
-                token_dropout=config.token_dropout,
-                bottleneck=config.bottleneck,
-            )
+        # built in this order (the order the weights draw their initial values in)
+        self.encoder = _encoder(config)
+        self.decoder = _decoder(config)
         self.length_head = LengthHead(config.latent_dim, config.longest_predicted)
 
     @property
