@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import Sequences, list_columns, numeric_columns
-from .errors import SeqaeError
+from .errors import DataFileError
 
 __all__ = [
     "DataFileError",
@@ -92,10 +92,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 # ---------------------------------------------------------------------------- reading
-class DataFileError(SeqaeError, ValueError):
-    """A data file that is missing, unreadable or lacks what was asked of it."""
-
-
 def read_table(path: str | os.PathLike):
     """A ``pyarrow.Table`` from a Parquet or CSV file (by extension)."""
     import pyarrow as pa

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from .batching import collate, sorted_batches
-from .data import Sequences, _as_float32_stats, list_columns, numeric_columns
+from .data import Sequences, as_float32_stats, list_columns, numeric_columns
 from .errors import SequenceDataError
 from .io import DataFileError, atomic_output, first_row_values
 
@@ -274,7 +274,7 @@ class ParquetSource:
             mean = mean + delta * (k / (n + k))
             m2 = m2 + chunks[c].m2 + delta ** 2 * (n * k / (n + k))
             n += k
-        mean32, std32 = _as_float32_stats(mean, np.sqrt(m2 / max(n, 1)))
+        mean32, std32 = as_float32_stats(mean, np.sqrt(m2 / max(n, 1)))
         return mean32, std32, np.concatenate([chunks[c].seq_std for c in ids])
 
     def windows(self, chunk_ids: Sequence[int] | None = None
