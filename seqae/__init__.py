@@ -34,7 +34,7 @@ _EXPORTS = {
 _SUBMODULES = ("batching", "checkpoint", "data", "datasets", "distributed", "errors",
                "estimator", "inference", "io", "lengths", "losses", "masking", "model_dir",
                "nn", "params", "plots", "progress", "recipe", "scaling", "sources", "stream",
-               "tasks", "train", "vocab")
+               "tables", "tasks", "train", "vocab")
 # seqae.keras (the optional Keras 3 front end) loads on first touch only; it needs keras.
 _OPTIONAL = ("keras",)
 
@@ -59,7 +59,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs
     from . import batching, data, datasets, distributed, errors, estimator, io, losses  # noqa
     from . import masking, nn  # noqa: F401
-    from . import plots, progress, scaling, stream, train, vocab  # noqa: F401
+    from . import plots, progress, scaling, stream, tables, train, vocab  # noqa: F401
     from .data import Sequences  # noqa: F401
     from .errors import IncompatibleModelError, SeqaeError, SequenceDataError  # noqa: F401
     from .estimator import SequenceAutoencoder, clone  # noqa: F401
