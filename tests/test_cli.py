@@ -51,7 +51,7 @@ def test_help_is_fast_and_does_not_import_torch():
     elapsed = time.perf_counter() - start
     assert "demo" in r.stdout and "train" in r.stdout
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, seqae.cli; seqae.cli._parser(); "
+        [sys.executable, "-c", "import sys, seqae.cli; seqae.cli.build_parser(); "
          "print('torch' in sys.modules)"], capture_output=True, text=True)
     assert probe.stdout.strip() == "False"
     assert elapsed < 5  # generous for a loaded machine; the real figure is ~0.15 s
