@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import UsageError, data_for_model, load, located, log, streamed
+from .common import UsageError, data_for_model, in_memory, load, located, log, streamed
 
 __all__ = ["cmd_encode", "cmd_reconstruct", "cmd_score", "cmd_decode"]
 
@@ -29,15 +29,12 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from ..data import Sequences
     from ..io import write_table
-    from ..stream import ParquetSource
     from ..tables import Texts, reconstructions_table
 
     ae, settings = load(args.model)
     data, times, _, spec = data_for_model(args, ae, settings)
-    if isinstance(data, ParquetSource):  # reconstructions are as large as the data
-        data = Sequences.concat([w for w, _ in data.windows()])
+    data, _ = in_memory(data)
     rec = located(ae.reconstruct, data)
     write_table(reconstructions_table(data, rec, times, spec.id_col, spec.time_col or "t"),
                 args.out)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..tables import DataSpec
 
 __all__ = ["UsageError", "log", "setup_logging", "load", "spec_of", "data_for_model",
-           "streamed", "located", "fit", "best_epoch_text"]
+           "streamed", "in_memory", "located", "fit", "best_epoch_text"]
 
 log = logging.getLogger("seqae")
 
@@ -86,6 +86,22 @@ def streamed(data: Any, out: str) -> bool:
         raise UsageError(f"{out}: results for a folder of Parquet files stream to a .parquet "
                          "file, one row group per window")
     return True
+
+
+def in_memory(data: Any, labels: Any = None) -> tuple[Any, Any]:
+    """``(data, labels)``, a folder source read whole: for the commands whose results are
+    as large as the data (reconstructions, figures)."""
+    from ..stream import ParquetSource
+
+    if not isinstance(data, ParquetSource):
+        return data, labels
+    import numpy as np
+
+    from ..data import Sequences
+
+    parts = list(data.windows())
+    seqs = Sequences.concat([s for s, _ in parts])
+    return seqs, None if data.label_col is None else np.concatenate([lab for _, lab in parts])
 
 
 def located(fn: Callable[[Any], Any], data: Any) -> Any:

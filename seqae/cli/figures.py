@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..tables import Texts, lengths_of
-from .common import best_epoch_text, data_for_model, fit, load, located, log
+from .common import best_epoch_text, data_for_model, fit, in_memory, load, located, log
 
 __all__ = ["cmd_plot", "cmd_demo"]
 
@@ -68,7 +68,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     seqs = labels = None
     out = Path(args.out)
     if args.data is not None:
-        seqs, _, labels, _ = data_for_model(args, ae, settings)
+        data, _, labels, _ = data_for_model(args, ae, settings)
+        seqs, labels = in_memory(data, labels)  # a folder: read whole, as figures need
         scores = located(ae.score, seqs)  # once, for the figures and the report
         ids, facts, lengths = ids_of(seqs), _data_facts(seqs), lengths_of(seqs)
     else:  # the training data's scores, saved with the model (no ids)
