@@ -37,7 +37,7 @@ __all__ = [
 _UMASK_LOCK = threading.Lock()
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process umask. Linux shows it in /proc/self/status; elsewhere it is read by
     setting it and putting it back, which another thread creating a file in between
     would see (so the fallback at least never races our own writers)."""
@@ -65,7 +65,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         # mkstemp creates the file 0600; give it what open() would: 0666 less the umask
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~current_umask())
         os.close(fd)
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
