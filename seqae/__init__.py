@@ -24,8 +24,8 @@ _EXPORTS = {
     "SeqaeError": "seqae.errors",
     "SequenceDataError": "seqae.errors",
     "IncompatibleModelError": "seqae.errors",
-    "DataFileError": "seqae.io",
-    "read_sequences": "seqae.io",
+    "DataFileError": "seqae.errors",
+    "read_sequences": "seqae.tables",
     "lengths_to_mask": "seqae.masking",
     "mask_from_value": "seqae.masking",
     "Scaler": "seqae.scaling",
@@ -61,9 +61,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from . import masking, nn  # noqa: F401
     from . import plots, progress, scaling, stream, tables, train, vocab  # noqa: F401
     from .data import Sequences  # noqa: F401
-    from .errors import IncompatibleModelError, SeqaeError, SequenceDataError  # noqa: F401
+    from .errors import DataFileError, IncompatibleModelError, SeqaeError  # noqa: F401
+    from .errors import SequenceDataError  # noqa: F401
     from .estimator import SequenceAutoencoder, clone  # noqa: F401
-    from .io import DataFileError, read_sequences  # noqa: F401
+    from .tables import read_sequences  # noqa: F401
     from .masking import lengths_to_mask, mask_from_value  # noqa: F401
     from .scaling import Scaler  # noqa: F401
     from .vocab import CharVocab  # noqa: F401

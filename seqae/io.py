@@ -1,8 +1,8 @@
 """Files: atomic writes; table files (Parquet/CSV) in and out; the .npz and .ts formats.
 
-Which columns of a file are what, and texts, are `seqae.tables`'s (`read_data`, the one
-reader); `read_sequences`, `first_row_values` and `sequences_to_table` stay here, public,
-and call it.
+Which columns of a file are what, texts, and the output tables are `seqae.tables`'s
+(`read_data`, the one reader). `read_sequences`, `first_row_values` and
+`sequences_to_table`, public here before it, are still found here (`__getattr__`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,12 +25,9 @@ __all__ = [
     "atomic_output",
     "atomic_write_bytes",
     "atomic_write_text",
-    "first_row_values",
-    "read_sequences",
     "read_npz",
     "read_table",
     "read_ts",
-    "sequences_to_table",
     "write_table",
 ]
 
@@ -194,46 +192,6 @@ def read_ts(path: str | os.PathLike) -> tuple[Sequences, np.ndarray | None]:
     return Sequences.from_list(arrays), (np.array(labels) if labelled else None)
 
 
-def read_sequences(
-    path: str | os.PathLike,
-    id_col: str = "id",
-    time_col: str | None = None,
-    features: list[str] | None = None,
-    exclude: list[str] | None = None,
-) -> Sequences:
-    """Read sequences from a file (`seqae.tables.read_data` reads it).
-
-    * Parquet or CSV, long table: one row per step, ``id_col`` names the sequence,
-      ``time_col`` (optional) orders its rows; feature columns default to the other
-      numeric columns (less ``exclude``).
-    * Parquet, one row per sequence: feature columns hold lists (all of one row's lists
-      have the same length).
-    * NPZ: ``values`` plus ``offsets`` or ``lengths``; optional ``ids`` and
-      ``feature_names``.
-    * ``.ts`` (sktime/UEA format), see `read_ts`.
-    """
-    from .tables import DataSpec, read_file
-
-    spec = DataSpec(id_col=id_col, time_col=time_col, features=features,
-                    exclude=tuple(exclude or ()))
-    return read_file(path, spec)[0]
-
-
-def first_row_values(table, id_col: str, column: str) -> np.ndarray:
-    """One value of ``column`` per sequence of a long table (see
-    `seqae.tables.first_row_values`)."""
-    from . import tables
-
-    return tables.first_row_values(table, id_col, column)
-
-
-def sequences_to_table(seqs: Sequences, time_values: np.ndarray | None = None):
-    """Long table of ``seqs``: ``id, t, <features>`` (see `seqae.tables.sequences_to_table`)."""
-    from . import tables
-
-    return tables.sequences_to_table(seqs, time_values)
-
-
 # ---------------------------------------------------------------------------- writing
 def write_table(table, path: str | os.PathLike) -> Path:
     """Write a ``pyarrow.Table`` by extension: .parquet (default), .csv or .npy
@@ -261,3 +219,16 @@ def write_table(table, path: str | os.PathLike) -> Path:
         pq.write_table(table, sink)
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
     return path
+
+
+# Public here before seqae.tables held them (the one reader, the output tables): still
+# importable from seqae.io. Looked up when first used, as seqae.tables is a higher layer.
+_MOVED = ("read_sequences", "first_row_values", "sequences_to_table")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module("seqae.tables"), name)
+    raise AttributeError(f"module 'seqae.io' has no attribute {name!r}")

@@ -134,6 +134,26 @@ class ParquetSource:
                                         f"{first.field(c).type} in {self.files[0].name}")
         self._chunks: list[Chunk] | None = None
 
+    @classmethod
+    def from_spec(cls, path: str | os.PathLike, spec: DataSpec) -> ParquetSource:
+        """A source reading ``path`` as ``spec`` says (`seqae.tables.DataSpec`: columns,
+        window, workers), as `seqae.tables.read_data` reads a file; an optional label
+        column (``spec.label_optional``) that the first file lacks is left out."""
+        import pyarrow.parquet as pq
+
+        label_col = spec.label_col
+        if label_col is not None and spec.label_optional:
+            p = Path(path)
+            files = parquet_files(p) if p.is_dir() else [p]
+            try:
+                names = pq.ParquetFile(files[0]).schema_arrow.names if files else [label_col]
+            except Exception:  # an unreadable file: the constructor says so
+                names = [label_col]
+            label_col = spec.label_in(names)
+        return cls(path, id_col=spec.id_col, time_col=spec.time_col, features=spec.features,
+                   exclude=spec.exclude, label_col=label_col,
+                   window=spec.window or DEFAULT_WINDOW, workers=spec.workers or 0)
+
     def __repr__(self) -> str:
         return (f"ParquetSource({str(self.path)!r}, {len(self.files)} files, "
                 f"features={self.features if len(self.features) <= 4 else len(self.features)})")

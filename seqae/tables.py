@@ -8,9 +8,11 @@ are what) and returns ``(data, times, labels)``, whatever the file:
 * a Parquet/CSV long table (one row per step; ``id_col`` names the sequence,
   ``time_col`` orders its rows) or a Parquet table with list columns (one row per
   sequence) -> `seqae.Sequences`;
-* ``.npz`` (``values`` plus ``offsets`` or ``lengths``) and ``.ts`` (sktime/UEA);
-* a folder of Parquet files -> a `seqae.stream.ParquetSource`, read a window at a time
-  (its chunks go through the same converter, `convert`, as a table read whole).
+* ``.npz`` (``values`` plus ``offsets`` or ``lengths``) and ``.ts`` (sktime/UEA).
+
+A folder of Parquet files too large to read whole is streamed by
+`seqae.stream.ParquetSource` (``ParquetSource.from_spec(folder, spec)``), whose chunks go
+through the same checks (`resolve_columns`) and converter (`convert`) as a table here.
 
 The output tables (embeddings, scores, reconstructions, decodings) are shaped here too,
 for the command line and for `seqae.stream.write_outputs` alike.
@@ -22,7 +24,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -30,13 +32,10 @@ from .data import Sequences, check_numeric, list_columns, numeric_columns
 from .errors import DataFileError, describe, require_columns
 from .io import read_npz, read_table, read_ts
 
-if TYPE_CHECKING:
-    from .stream import ParquetSource
-
-__all__ = ["DataSpec", "Texts", "read_data", "read_file", "read_texts", "resolve_columns",
-           "convert", "from_list_columns", "first_row_values", "ids_of", "lengths_of",
-           "sequences_to_table", "embeddings_table", "scores_table", "reconstructions_table",
-           "decodings_table"]
+__all__ = ["DataSpec", "Texts", "read_data", "read_file", "read_sequences", "read_texts",
+           "resolve_columns", "convert", "from_list_columns", "first_row_values", "ids_of",
+           "lengths_of", "sequences_to_table", "embeddings_table", "scores_table",
+           "reconstructions_table", "decodings_table"]
 
 
 @dataclass(frozen=True)
@@ -97,22 +96,18 @@ class Texts(list[str]):
 
 # ---------------------------------------------------------------------------- reading
 def read_data(path: str | os.PathLike, spec: DataSpec | None = None
-              ) -> tuple[Sequences | Texts | ParquetSource, np.ndarray | None,
-                         np.ndarray | None]:
-    """``(data, times or None, labels or None)`` from a file or a folder (see the module
-    docstring); errors name the file, the column and the row."""
+              ) -> tuple[Sequences | Texts, np.ndarray | None, np.ndarray | None]:
+    """``(data, times or None, labels or None)`` from a file (see the module docstring;
+    a folder of Parquet files is read whole); errors name the file, column and row."""
     spec = DataSpec() if spec is None else spec
-    p = Path(path)
-    if spec.is_text(p):
-        return read_texts(p, spec)
-    if p.is_dir():
-        return _source(p, spec), None, None
-    return read_file(p, spec)
+    if spec.is_text(path):
+        return read_texts(path, spec)
+    return read_file(path, spec)
 
 
 def read_file(path: str | os.PathLike, spec: DataSpec | None = None
               ) -> tuple[Sequences, np.ndarray | None, np.ndarray | None]:
-    """``(Sequences, times or None, labels or None)`` from one file of sequences: ``.npz``,
+    """``(Sequences, times or None, labels or None)`` from a file of sequences: ``.npz``,
     ``.ts``, or a table (`seqae.io.read_table`: Parquet, or CSV for .csv/.tsv/.txt)."""
     spec = DataSpec() if spec is None else spec
     p = Path(path)
@@ -126,20 +121,27 @@ def read_file(path: str | os.PathLike, spec: DataSpec | None = None
     return convert(table, resolve_columns(table, spec, p), p)
 
 
-def _source(folder: Path, spec: DataSpec) -> ParquetSource:
-    """A folder of Parquet files, streamed (`seqae.stream.ParquetSource`)."""
-    import pyarrow.parquet as pq
+def read_sequences(
+    path: str | os.PathLike,
+    id_col: str = "id",
+    time_col: str | None = None,
+    features: list[str] | None = None,
+    exclude: list[str] | None = None,
+) -> Sequences:
+    """Read sequences from a file.
 
-    from .stream import DEFAULT_WINDOW, ParquetSource, parquet_files
-
-    label_col = spec.label_col
-    if label_col is not None and spec.label_optional:
-        files = parquet_files(folder)
-        if files and spec.label_in(pq.ParquetFile(files[0]).schema_arrow.names) is None:
-            label_col = None
-    return ParquetSource(folder, id_col=spec.id_col, time_col=spec.time_col,
-                         features=spec.features, exclude=spec.exclude, label_col=label_col,
-                         window=spec.window or DEFAULT_WINDOW, workers=spec.workers or 0)
+    * Parquet or CSV, long table: one row per step, ``id_col`` names the sequence,
+      ``time_col`` (optional) orders its rows; feature columns default to the other
+      numeric columns (less ``exclude``).
+    * Parquet, one row per sequence: feature columns hold lists (all of one row's lists
+      have the same length).
+    * NPZ: ``values`` plus ``offsets`` or ``lengths``; optional ``ids`` and
+      ``feature_names``.
+    * ``.ts`` (sktime/UEA format), see `seqae.io.read_ts`.
+    """
+    spec = DataSpec(id_col=id_col, time_col=time_col, features=features,
+                    exclude=tuple(exclude or ()))
+    return read_file(path, spec)[0]
 
 
 def read_texts(path: str | os.PathLike, spec: DataSpec

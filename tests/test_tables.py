@@ -2,6 +2,8 @@
 column and row named), the streamed chunks against the same table read whole, and the
 output tables; each against arrays built by hand here."""
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -139,9 +141,24 @@ def test_an_optional_label_column_may_be_absent(tmp_path):
     folder = tmp_path / "f"
     folder.mkdir()
     pq.write_table(pa.table(LONG), folder / "a.parquet")
-    source, times, labels = read_data(folder, spec)
-    assert isinstance(source, ParquetSource) and source.label_col is None
-    assert times is None and labels is None
+    assert ParquetSource.from_spec(folder, spec).label_col is None
+    assert ParquetSource.from_spec(folder, replace(spec, label_col="label")).label_col == "label"
+
+
+def test_a_folder_is_read_whole_or_streamed_with_the_same_spec(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    table = pa.table(LONG).sort_by("id")
+    pq.write_table(table.slice(0, 2), folder / "a.parquet")
+    pq.write_table(table.slice(2), folder / "b.parquet")
+    spec = DataSpec(time_col="t", label_col="label", window=4)
+    seqs, times, labels = read_data(folder, spec)  # whole: the files as one table
+    _check(seqs, ["a", "b"], [A, B], ["x", "y"])
+    source = ParquetSource.from_spec(folder, spec)
+    assert source.window == 4 and source.features == ["x", "y"]
+    parts = list(source.windows())
+    _check(seqae.Sequences.concat([s for s, _ in parts]), ["a", "b"], [A, B], ["x", "y"])
+    assert np.concatenate([lab for _, lab in parts]).tolist() == labels.tolist() == ["A", "B"]
 
 
 def test_a_stray_value_in_a_feature_column_names_file_column_and_row(tmp_path):

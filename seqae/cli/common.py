@@ -15,7 +15,7 @@ from .model_dir import read_data_settings
 if TYPE_CHECKING:
     from ..tables import DataSpec
 
-__all__ = ["UsageError", "log", "setup_logging", "load", "spec_of", "data_for_model",
+__all__ = ["UsageError", "log", "setup_logging", "load", "spec_of", "read", "data_for_model",
            "streamed", "in_memory", "located", "fit", "best_epoch_text"]
 
 log = logging.getLogger("seqae")
@@ -55,11 +55,20 @@ def spec_of(settings: dict[str, Any]) -> DataSpec:
                     window=settings.get("window"), workers=settings.get("workers"))
 
 
+def read(path: str, spec: DataSpec) -> tuple[Any, Any, Any]:
+    """``(data, times, labels)`` of a file (`seqae.tables.read_data`), or of a folder of
+    Parquet files, streamed: a `seqae.stream.ParquetSource` read a window at a time."""
+    from ..stream import ParquetSource
+    from ..tables import read_data
+
+    if Path(path).is_dir() and not spec.is_text(path):
+        return ParquetSource.from_spec(path, spec), None, None
+    return read_data(path, spec)
+
+
 def data_for_model(args: argparse.Namespace, ae: Any, settings: dict[str, Any]):
     """``(data, times, labels, spec)``: ``args.data`` read as the model was trained (its
     saved data settings, less what the command line says otherwise)."""
-    from ..tables import read_data
-
     cfg = dict(settings, label_optional=args.label_col is None)
     for k in ("id_col", "time_col", "label_col", "text_col"):
         if getattr(args, k, None) is not None:
@@ -72,7 +81,7 @@ def data_for_model(args: argparse.Namespace, ae: Any, settings: dict[str, Any]):
             raise UsageError(f"{args.model} is a text model: give a .txt file or --text-col")
         raise UsageError(f"{args.model} was trained on {ae.n_features_in_}-feature sequences, "
                          "not texts")
-    data, times, labels = read_data(args.data, spec)
+    data, times, labels = read(args.data, spec)
     return data, times, labels, spec
 
 

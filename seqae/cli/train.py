@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .common import UsageError, best_epoch_text, fit, located, log, spec_of
+from .common import UsageError, best_epoch_text, fit, located, log, read, spec_of
 from .model_dir import write_data_settings
 from .parser import training_settings
 
@@ -66,10 +66,10 @@ def settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..distributed import context
-    from ..tables import Texts, read_data
+    from ..tables import Texts
 
     data_cfg, params = settings(args)
-    data, _, _ = read_data(args.data, spec_of(data_cfg))
+    data, _, _ = read(args.data, spec_of(data_cfg))
     if isinstance(data, Texts):
         log.info("read %d texts from %s (lengths %d-%d)", len(data), args.data,
                  min(map(len, data)), max(map(len, data)))
