@@ -10,8 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .model_dir import read_data_settings
-
 if TYPE_CHECKING:
     from ..tables import DataSpec
 
@@ -37,6 +35,7 @@ def setup_logging(args: argparse.Namespace) -> None:
 def load(model_dir: str) -> tuple[Any, dict[str, Any]]:
     """``(model, data settings it was trained with)`` from a model folder."""
     from ..estimator import SequenceAutoencoder
+    from ..model_dir import read_data_settings
 
     p = Path(model_dir)
     if not p.is_dir():

@@ -1,4 +1,4 @@
-"""``seqae info``: what a model folder holds (`info` of the model folder), as JSON or a
+"""``seqae info``: what a model folder holds (`seqae.model_dir.info`), as JSON or a
 table."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..model_dir import info
 from .common import UsageError
-from .model_dir import info
 
 __all__ = ["cmd_info"]
 

@@ -8,8 +8,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from .. import __version__
 from ..params import cli_flags
-from .model_dir import version
 
 __all__ = ["build_parser", "training_settings"]
 
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Autoencoders for variable-length sequences: train, embed, reconstruct, "
         "score and plot, from Parquet/CSV/NPZ files.",
     )
-    p.add_argument("--version", action="version", version=f"seqae {version()}")
+    p.add_argument("--version", action="version", version=f"seqae {__version__}")
     verb = p.add_mutually_exclusive_group()
     verb.add_argument("-q", "--quiet", action="store_true", help="only errors")
     verb.add_argument("-v", "--verbose", action="store_true", help="debug output, tracebacks")

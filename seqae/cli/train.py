@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from .common import UsageError, best_epoch_text, fit, located, log, read, spec_of
-from .model_dir import write_data_settings
 from .parser import training_settings
 
 __all__ = ["cmd_train", "read_config", "settings"]
@@ -66,6 +65,7 @@ def settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..distributed import context
+    from ..model_dir import write_data_settings
     from ..tables import Texts
 
     data_cfg, params = settings(args)
@@ -86,8 +86,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         ctx.barrier()  # rank 0 has written the model
         return 0
     ae.save(out)
-    write_data_settings(out, {**data_cfg, "features": getattr(data, "feature_names", None),
-                              "source": str(Path(args.data).resolve())})
+    read_as = {**data_cfg, "features": getattr(data, "feature_names", None),
+               "source": str(Path(args.data).resolve())}
+    write_data_settings(out, {"data": read_as, "model": ae.get_params()})
     log.info("trained %d epochs in %.1fs; %s; model written to %s", len(ae.history_),
              ae.history_[-1]["time"], best_epoch_text(ae.history_), out)
     if ctx.world > 1:
