@@ -24,8 +24,8 @@ _EXPORTS = {
     "SeqaeError": "seqae.errors",
     "SequenceDataError": "seqae.errors",
     "IncompatibleModelError": "seqae.errors",
-    "DataFileError": "seqae.io",
-    "read_sequences": "seqae.io",
+    "DataFileError": "seqae.errors",
+    "read_sequences": "seqae.tables",
     "lengths_to_mask": "seqae.masking",
     "mask_from_value": "seqae.masking",
     "Scaler": "seqae.scaling",
@@ -34,7 +34,7 @@ _EXPORTS = {
 _SUBMODULES = ("batching", "checkpoint", "data", "datasets", "distributed", "errors",
                "estimator", "inference", "io", "lengths", "losses", "masking", "model_dir",
                "nn", "params", "plots", "progress", "recipe", "scaling", "sources", "stream",
-               "tasks", "train", "vocab")
+               "tables", "tasks", "train", "vocab")
 # seqae.keras (the optional Keras 3 front end) loads on first touch only; it needs keras.
 _OPTIONAL = ("keras",)
 
@@ -59,11 +59,12 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs
     from . import batching, data, datasets, distributed, errors, estimator, io, losses  # noqa
     from . import masking, nn  # noqa: F401
-    from . import plots, progress, scaling, stream, train, vocab  # noqa: F401
+    from . import plots, progress, scaling, stream, tables, train, vocab  # noqa: F401
     from .data import Sequences  # noqa: F401
-    from .errors import IncompatibleModelError, SeqaeError, SequenceDataError  # noqa: F401
+    from .errors import DataFileError, IncompatibleModelError, SeqaeError  # noqa: F401
+    from .errors import SequenceDataError  # noqa: F401
     from .estimator import SequenceAutoencoder, clone  # noqa: F401
-    from .io import DataFileError, read_sequences  # noqa: F401
+    from .tables import read_sequences  # noqa: F401
     from .masking import lengths_to_mask, mask_from_value  # noqa: F401
     from .scaling import Scaler  # noqa: F401
     from .vocab import CharVocab  # noqa: F401

@@ -19,9 +19,9 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from .errors import SequenceDataError, describe
+from .errors import SequenceDataError, describe, require_columns
 
-__all__ = ["Sequences", "numeric_columns", "list_columns", "check_numeric"]
+__all__ = ["Sequences", "numeric_columns", "list_columns", "check_numeric", "as_float32_stats"]
 
 
 _NUMBER = r"^\s*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|nan|inf|infinity)\s*$"
@@ -110,7 +110,7 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _as_float32_stats(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def as_float32_stats(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """float32 ``(mean, std)``, with std 1 where a feature has no spread (it is centred,
     not divided by ~0)."""
     std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
@@ -421,12 +421,10 @@ class Sequences:
                 table = table.to_arrow()
             else:  # pandas
                 table = pa.Table.from_pandas(table, preserve_index=False)
+        require_columns(table.column_names, [("id", id), ("time", time),
+                                             *(("feature", c) for c in features or [])],
+                        error=SequenceDataError)
         names = table.column_names
-        for col in [id, time] + list(features or []):
-            if col is not None and col not in names:
-                raise SequenceDataError(
-                    f"column {col!r} is not in the table; its columns are {names}"
-                )
         for c in features or ():
             check_numeric(table, c)
         if features is None:
@@ -606,7 +604,7 @@ class Sequences:
             raise TypeError("feature statistics are for continuous data, not tokens")
         v = self.values.astype(np.float64)
         mean = v.mean(axis=0)
-        return _as_float32_stats(mean, v.std(axis=0))
+        return as_float32_stats(mean, v.std(axis=0))
 
     def sequence_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Each sequence's per-feature mean and standard deviation over its own steps:
@@ -622,7 +620,7 @@ class Sequences:
         starts, lens = self.offsets[:-1], self.lengths[:, None]
         mean = np.add.reduceat(v, starts, axis=0) / lens  # (N, F)
         std = np.sqrt(np.add.reduceat((v - mean[self.step_index]) ** 2, starts, axis=0) / lens)
-        return _as_float32_stats(mean, std)
+        return as_float32_stats(mean, std)
 
     @classmethod
     def concat(cls, parts: Sequence[Sequences]) -> Sequences:

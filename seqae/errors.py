@@ -6,9 +6,11 @@ data carry ids, its id) and says what to do about it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["SeqaeError", "SequenceDataError", "IncompatibleModelError"]
+__all__ = ["SeqaeError", "SequenceDataError", "IncompatibleModelError", "DataFileError",
+           "require_columns"]
 
 
 class SeqaeError(Exception):
@@ -34,6 +36,10 @@ class IncompatibleModelError(SeqaeError, ValueError):
     """A saved model or its configuration does not match this seqae or the given data."""
 
 
+class DataFileError(SeqaeError, ValueError):
+    """A data file that is missing, unreadable or lacks what was asked of it."""
+
+
 def describe(index: int, ids: Any = None) -> str:
     """`sequence 3` or `sequence 3 (id 'abc')`: how error messages name a sequence."""
     if ids is None:
@@ -42,3 +48,18 @@ def describe(index: int, ids: Any = None) -> str:
     if hasattr(value, "item"):  # numpy scalar -> plain Python value for a clean repr
         value = value.item()
     return f"sequence {index} (id {value!r})"
+
+
+def require_columns(columns: Sequence[str], wanted: Iterable[tuple[str, str | None]],
+                    where: Any = None, error: type[Exception] = DataFileError,
+                    note: str = "") -> None:
+    """Raise ``error("WHERE: no WHAT column 'x'NOTE; its columns are [...]")`` for the first
+    ``(what, column)`` of ``wanted`` whose column is not in ``columns`` (None columns are
+    not asked for; an empty ``what`` reads "no column 'x'"): how every reader says a
+    column is missing."""
+    for what, column in wanted:
+        if column is not None and column not in columns:
+            head = f"{where}: " if where is not None else ""
+            role = f"{what} " if what else ""
+            raise error(f"{head}no {role}column {column!r}{note}; its columns are "
+                        f"{list(columns)}")

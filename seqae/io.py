@@ -1,4 +1,9 @@
-"""Files: reading sequences from Parquet/CSV/NPZ, writing tables, atomic writes."""
+"""Files: atomic writes; table files (Parquet/CSV) in and out; the .npz and .ts formats.
+
+Which columns of a file are what, texts, and the output tables are `seqae.tables`'s
+(`read_data`, the one reader). `read_sequences`, `first_row_values` and
+`sequences_to_table`, public here before it, are still found here (`__getattr__`).
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,21 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .data import Sequences, list_columns, numeric_columns
-from .errors import SeqaeError
+from .data import Sequences
+from .errors import DataFileError
 
 __all__ = [
     "DataFileError",
     "atomic_output",
     "atomic_write_bytes",
     "atomic_write_text",
-    "first_row_values",
-    "read_sequences",
+    "read_npz",
     "read_table",
     "read_ts",
-    "sequences_to_table",
     "write_table",
 ]
 
@@ -31,7 +35,7 @@ __all__ = [
 _UMASK_LOCK = threading.Lock()
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process umask. Linux shows it in /proc/self/status; elsewhere it is read by
     setting it and putting it back, which another thread creating a file in between
     would see (so the fallback at least never races our own writers)."""
@@ -59,7 +63,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         # mkstemp creates the file 0600; give it what open() would: 0666 less the umask
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~current_umask())
         os.close(fd)
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
@@ -92,10 +96,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 # ---------------------------------------------------------------------------- reading
-class DataFileError(SeqaeError, ValueError):
-    """A data file that is missing, unreadable or lacks what was asked of it."""
-
-
 def read_table(path: str | os.PathLike):
     """A ``pyarrow.Table`` from a Parquet or CSV file (by extension)."""
     import pyarrow as pa
@@ -122,92 +122,10 @@ def read_table(path: str | os.PathLike):
     raise DataFileError(f"{path}: unknown file type {suffix!r}; use .parquet, .csv or .npz")
 
 
-def read_sequences(
-    path: str | os.PathLike,
-    id_col: str = "id",
-    time_col: str | None = None,
-    features: list[str] | None = None,
-    exclude: list[str] | None = None,
-) -> Sequences:
-    """Read sequences from a file.
-
-    * Parquet or CSV, long table: one row per step, ``id_col`` names the sequence,
-      ``time_col`` (optional) orders its rows; feature columns default to the other
-      numeric columns (less ``exclude``).
-    * Parquet, one row per sequence: feature columns hold lists (all of one row's lists
-      have the same length).
-    * NPZ: ``values`` plus ``offsets`` or ``lengths``; optional ``ids`` and
-      ``feature_names``.
-    * ``.ts`` (sktime/UEA format), see `read_ts`.
-    """
+def read_npz(path: str | os.PathLike) -> Sequences:
+    """Sequences from an ``.npz``: ``values`` plus ``offsets`` or ``lengths``; optional
+    ``ids`` and ``feature_names``."""
     path = Path(path)
-    if path.suffix.lower() == ".npz":
-        return _read_npz(path)
-    if path.suffix.lower() == ".ts":
-        return read_ts(path)[0]
-    table = read_table(path)
-    names = table.column_names
-    if id_col not in names:
-        raise DataFileError(f"{path}: no id column {id_col!r}; its columns are {names}")
-    if time_col is not None and time_col not in names:
-        raise DataFileError(f"{path}: no time column {time_col!r}; its columns are {names}")
-    for c in features or []:
-        if c not in names:
-            raise DataFileError(f"{path}: no feature column {c!r}; its columns are {names}")
-    list_cols = list_columns(table)
-    if not list_cols:
-        from .data import check_numeric
-
-        for c in features or []:
-            check_numeric(table, c, where=f"{path}, ")
-    if list_cols:
-        return _from_list_columns(path, table, id_col, features or list_cols)
-    if features is None:
-        features = numeric_columns(table, exclude=(id_col, time_col, *(exclude or [])),
-                                   where=f"{path}, ")
-        if not features:
-            raise DataFileError(f"{path}: no numeric feature columns in {names}")
-    return Sequences.from_table(table, id=id_col, time=time_col, features=features)
-
-
-def first_row_values(table, id_col: str, column: str) -> np.ndarray:
-    """One value of ``column`` per sequence of a long table: the value on the sequence's
-    first row, sequences in the order their ids first appear (as `Sequences.from_table`
-    orders them)."""
-    import pyarrow.compute as pc
-
-    enc = pc.dictionary_encode(table.column(id_col)).combine_chunks()
-    codes = enc.indices.to_numpy(zero_copy_only=False)
-    first = np.full(len(enc.dictionary), -1, dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes))[::-1]  # last write wins: the first row
-    return table.column(column).to_numpy(zero_copy_only=False)[first]
-
-
-def _from_list_columns(path: Path, table, id_col: str, features: list[str]) -> Sequences:
-    import pyarrow.compute as pc
-
-    ids = table.column(id_col).to_numpy(zero_copy_only=False)
-    lengths = None
-    cols = []
-    for c in features:
-        col = table.column(c).combine_chunks()
-        lens = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-        if lengths is None:
-            lengths = lens
-        elif not np.array_equal(lens, lengths):
-            i = int(np.flatnonzero(lens != lengths)[0])
-            raise DataFileError(
-                f"{path}: sequence {i} (id {ids[i]!r}): list column {c!r} has {lens[i]} "
-                f"steps but {features[0]!r} has {lengths[i]}"
-            )
-        cols.append(pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.float32))
-    assert lengths is not None  # features is never empty here
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return Sequences(np.stack(cols, 1), offsets, ids=ids, feature_names=features)
-
-
-def _read_npz(path: Path) -> Sequences:
     if not path.exists():
         raise DataFileError(f"{path}: no such file")
     try:
@@ -228,52 +146,6 @@ def _read_npz(path: Path) -> Sequences:
         ids = z["ids"] if "ids" in z else None
         names = [str(s) for s in z["feature_names"]] if "feature_names" in z else None
     return Sequences(values, offsets, ids=ids, feature_names=names)
-
-
-# ---------------------------------------------------------------------------- writing
-def write_table(table, path: str | os.PathLike) -> Path:
-    """Write a ``pyarrow.Table`` by extension: .parquet (default), .csv or .npy
-    (numeric columns only, as one 2-D array). Atomic like every seqae write."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    sink = pa.BufferOutputStream()
-    if suffix == ".csv":
-        pacsv.write_csv(table, sink)
-    elif suffix == ".npy":
-        import io as _io
-
-        numeric = [c for c in table.column_names
-                   if pa.types.is_floating(table.schema.field(c).type)]
-        arr = np.stack([table.column(c).to_numpy() for c in numeric], 1)
-        buf = _io.BytesIO()
-        np.save(buf, arr)
-        atomic_write_bytes(path, buf.getvalue())
-        return path
-    else:
-        pq.write_table(table, sink)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
-    return path
-
-
-def sequences_to_table(seqs: Sequences, time_values: Sequences | None = None):
-    """Long table of ``seqs``: ``id, t, <features>`` (``t`` = step or given times)."""
-    import pyarrow as pa
-
-    seq_index = seqs.step_index
-    ids = seqs.ids if seqs.ids is not None else np.arange(len(seqs))
-    cols = {"id": ids[seq_index]}
-    if time_values is not None:
-        cols["t"] = time_values
-    else:
-        cols["t"] = np.arange(seqs.n_steps) - seqs.offsets[seq_index]
-    names = seqs.feature_names or [f"f{j}" for j in range(seqs.n_features)]
-    for j, name in enumerate(names):
-        cols[name] = seqs.values[:, j]
-    return pa.table(cols)
 
 
 def read_ts(path: str | os.PathLike) -> tuple[Sequences, np.ndarray | None]:
@@ -318,3 +190,45 @@ def read_ts(path: str | os.PathLike) -> tuple[Sequences, np.ndarray | None]:
     if not arrays:
         raise DataFileError(f"{path}: no @data cases")
     return Sequences.from_list(arrays), (np.array(labels) if labelled else None)
+
+
+# ---------------------------------------------------------------------------- writing
+def write_table(table, path: str | os.PathLike) -> Path:
+    """Write a ``pyarrow.Table`` by extension: .parquet (default), .csv or .npy
+    (numeric columns only, as one 2-D array). Atomic like every seqae write."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    sink = pa.BufferOutputStream()
+    if suffix == ".csv":
+        pacsv.write_csv(table, sink)
+    elif suffix == ".npy":
+        import io as _io
+
+        numeric = [c for c in table.column_names
+                   if pa.types.is_floating(table.schema.field(c).type)]
+        arr = np.stack([table.column(c).to_numpy() for c in numeric], 1)
+        buf = _io.BytesIO()
+        np.save(buf, arr)
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+    else:
+        pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    return path
+
+
+# Public here before seqae.tables held them (the one reader, the output tables): still
+# importable from seqae.io. Looked up when first used, as seqae.tables is a higher layer.
+_MOVED = ("read_sequences", "first_row_values", "sequences_to_table")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module("seqae.tables"), name)
+    raise AttributeError(f"module 'seqae.io' has no attribute {name!r}")

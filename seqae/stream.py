@@ -44,11 +44,12 @@ from typing import Any
 import numpy as np
 
 from .batching import collate, sorted_batches
-from .data import Sequences, _as_float32_stats, list_columns, numeric_columns
-from .errors import SequenceDataError
-from .io import DataFileError, atomic_output, first_row_values
+from .data import Sequences, as_float32_stats, list_columns
+from .errors import DataFileError, SequenceDataError, require_columns
+from .io import atomic_output
+from .tables import DataSpec, convert, embeddings_table, resolve_columns, scores_table
 
-__all__ = ["ParquetSource", "StreamData", "DEFAULT_WINDOW", "write_outputs"]
+__all__ = ["ParquetSource", "StreamData", "DEFAULT_WINDOW", "write_outputs", "parquet_files"]
 
 DEFAULT_WINDOW = 1 << 24  # values per window: 64 MiB of float32
 # an epoch makes enough passes for this many optimizer steps (as `seqae.train` does)
@@ -98,8 +99,7 @@ class ParquetSource:
 
         self.path = Path(path)
         if self.path.is_dir():
-            self.files = sorted(p for p in self.path.iterdir()
-                                if p.suffix.lower() in (".parquet", ".pq") and p.is_file())
+            self.files = parquet_files(self.path)
             if not self.files:
                 raise DataFileError(f"{self.path}: no .parquet files in this folder")
         elif self.path.is_file():
@@ -108,7 +108,6 @@ class ParquetSource:
             raise DataFileError(f"{self.path}: no such file or folder")
         if window < 1 or workers < 0:
             raise ValueError(f"window must be >= 1 and workers >= 0, got {window}, {workers}")
-        self.id_col, self.time_col, self.label_col = id_col, time_col, label_col
         self.window, self.workers = int(window), int(workers)
         schemas = []
         for f in self.files:
@@ -117,38 +116,43 @@ class ParquetSource:
             except Exception as e:  # pyarrow raises several types for a bad file
                 raise DataFileError(f"{f}: cannot read it as Parquet: {e}") from None
         first = schemas[0]
-        names = first.names
-        for what, col in (("id", id_col), ("time", time_col), ("label", label_col)):
-            if col is not None and col not in names:
-                raise DataFileError(f"{self.files[0]}: no {what} column {col!r}; its columns "
-                                    f"are {names}")
-        empty = first.empty_table()
-        self.lists = bool(list_columns(empty))
-        if features is None:
-            if self.lists:
-                features = list_columns(empty)
-            else:
-                features = numeric_columns(empty, exclude=(id_col, time_col, label_col,
-                                                           *exclude),
-                                           where=f"{self.files[0]}, ")
-            if not features:
-                raise DataFileError(f"{self.files[0]}: no numeric feature columns in {names}")
-        for c in features:
-            if c not in names:
-                raise DataFileError(f"{self.files[0]}: no feature column {c!r}; its columns "
-                                    f"are {names}")
-        self.features = list(features)
+        # the columns, as for a file read whole (`seqae.tables.resolve_columns`)
+        self.spec = resolve_columns(first.empty_table(), DataSpec(
+            id_col, time_col, None if features is None else list(features), label_col,
+            exclude=tuple(exclude)), self.files[0])
+        self.id_col, self.time_col, self.label_col = id_col, self.spec.time_col, label_col
+        self.lists = bool(list_columns(first.empty_table()))
+        self.features = list(self.spec.features or [])
         self.columns = [c for c in dict.fromkeys(
-            [id_col, time_col, label_col, *self.features]) if c is not None]
+            [id_col, self.time_col, label_col, *self.features]) if c is not None]
         for f, s in zip(self.files[1:], schemas[1:], strict=True):
-            for c in self.columns:
-                if c not in s.names:
-                    raise DataFileError(f"{f}: no column {c!r} (the first file "
-                                        f"{self.files[0].name} has it); its columns are {s.names}")
-                if c in self.features and _kind(s.field(c).type) != _kind(first.field(c).type):
+            require_columns(s.names, [("", c) for c in self.columns], f,
+                            note=f" (the first file {self.files[0].name} has it)")
+            for c in self.features:
+                if _kind(s.field(c).type) != _kind(first.field(c).type):
                     raise DataFileError(f"{f}: column {c!r} is {s.field(c).type}, but "
                                         f"{first.field(c).type} in {self.files[0].name}")
         self._chunks: list[Chunk] | None = None
+
+    @classmethod
+    def from_spec(cls, path: str | os.PathLike, spec: DataSpec) -> ParquetSource:
+        """A source reading ``path`` as ``spec`` says (`seqae.tables.DataSpec`: columns,
+        window, workers), as `seqae.tables.read_data` reads a file; an optional label
+        column (``spec.label_optional``) that the first file lacks is left out."""
+        import pyarrow.parquet as pq
+
+        label_col = spec.label_col
+        if label_col is not None and spec.label_optional:
+            p = Path(path)
+            files = parquet_files(p) if p.is_dir() else [p]
+            try:
+                names = pq.ParquetFile(files[0]).schema_arrow.names if files else [label_col]
+            except Exception:  # an unreadable file: the constructor says so
+                names = [label_col]
+            label_col = spec.label_in(names)
+        return cls(path, id_col=spec.id_col, time_col=spec.time_col, features=spec.features,
+                   exclude=spec.exclude, label_col=label_col,
+                   window=spec.window or DEFAULT_WINDOW, workers=spec.workers or 0)
 
     def __repr__(self) -> str:
         return (f"ParquetSource({str(self.path)!r}, {len(self.files)} files, "
@@ -163,18 +167,22 @@ class ParquetSource:
         return self.features
 
     # ------------------------------------------------------------------ reading
-    def _where(self, chunk: Chunk) -> str:
+    def where(self, chunk: Chunk) -> str:
+        """``"FILE, rows A-B (row group G)"``: where ``chunk`` is, for error messages."""
         groups = chunk.row_groups
         rg = f"row group {groups[0]}" if len(groups) == 1 else \
             f"row groups {groups[0]}-{groups[-1]}"
         return f"{self.files[chunk.file]}, rows {chunk.start}-{chunk.stop - 1} ({rg})"
 
+    _where = where  # until seqae.estimator calls `where`
+
     def read(self, chunk: Chunk) -> tuple[Sequences, np.ndarray | None]:
         """The sequences of ``chunk`` (and their labels, with a ``label_col``): the unit
-        every reader here works with. Only the row groups it lies in are read."""
+        every reader here works with. Only the row groups it lies in are read, and they
+        are converted as a file read whole is (`seqae.tables.convert`)."""
         import pyarrow.parquet as pq
 
-        where = self._where(chunk)
+        where = self.where(chunk)
         try:
             pf = pq.ParquetFile(self.files[chunk.file])
             first = sum(pf.metadata.row_group(g).num_rows for g in range(chunk.row_groups[0]))
@@ -183,20 +191,9 @@ class ParquetSource:
         except Exception as e:
             raise DataFileError(f"{where}: cannot read it: {e}") from None
         try:
-            if self.lists:
-                from .io import _from_list_columns
-
-                seqs = _from_list_columns(Path(where), table, self.id_col, self.features)
-                labels = None if self.label_col is None else \
-                    table.column(self.label_col).to_numpy(zero_copy_only=False)
-                return seqs, labels
-            seqs = Sequences.from_table(table, id=self.id_col, time=self.time_col,
-                                        features=self.features)
+            seqs, _, labels = convert(table, self.spec, where, times=False)
         except SequenceDataError as e:
             raise DataFileError(f"{where}: {e}") from None
-        labels = None
-        if self.label_col is not None:
-            labels = first_row_values(table, self.id_col, self.label_col)
         return seqs, labels
 
     def _plan_chunks(self) -> list[Chunk]:
@@ -246,8 +243,8 @@ class ParquetSource:
             for sid in ids.tolist():
                 if sid in seen:
                     raise DataFileError(
-                        f"{self._where(chunk)}: sequence {sid!r} appears again (first in "
-                        f"{self._where(chunks[seen[sid]])}); a sequence's rows must be "
+                        f"{self.where(chunk)}: sequence {sid!r} appears again (first in "
+                        f"{self.where(chunks[seen[sid]])}); a sequence's rows must be "
                         "consecutive rows of one file")
                 seen[sid] = len(chunks)
             v = seqs.values.astype(np.float64)
@@ -274,7 +271,7 @@ class ParquetSource:
             mean = mean + delta * (k / (n + k))
             m2 = m2 + chunks[c].m2 + delta ** 2 * (n * k / (n + k))
             n += k
-        mean32, std32 = _as_float32_stats(mean, np.sqrt(m2 / max(n, 1)))
+        mean32, std32 = as_float32_stats(mean, np.sqrt(m2 / max(n, 1)))
         return mean32, std32, np.concatenate([chunks[c].seq_std for c in ids])
 
     def windows(self, chunk_ids: Sequence[int] | None = None
@@ -313,6 +310,12 @@ class ParquetSource:
         digest = hashlib.sha256(np.ascontiguousarray(self.lengths).tobytes())
         return {"files": [[f.name, f.stat().st_size] for f in self.files],
                 "lengths_sha256": digest.hexdigest(), "features": self.features}
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    """The Parquet files of a folder (``*.parquet``, ``*.pq``), sorted by name."""
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in (".parquet", ".pq") and p.is_file())
 
 
 def _kind(t) -> str:
@@ -356,7 +359,7 @@ class _Windows:
             chunk = self.chunks[c]
             seqs, _ = self.source.read(chunk)
             if not np.array_equal(seqs.lengths, chunk.lengths):
-                raise DataFileError(f"{self.source._where(chunk)}: the data changed since "
+                raise DataFileError(f"{self.source.where(chunk)}: the data changed since "
                                     "they were indexed (other sequence lengths)")
             parts.append(seqs)
         seqs = parts[0] if len(parts) == 1 else Sequences.concat(parts)
@@ -493,11 +496,12 @@ class StreamData:
 # ---------------------------------------------------------------------------- outputs
 def write_outputs(model, source: ParquetSource, path: str | os.PathLike, what: str = "encode",
                   threshold: float | None = None) -> Path:
-    """Stream ``model.encode`` (``what="encode"``: id, ``z0..zK``, label) or
+    """Stream ``model.encode`` (``what="encode"``: id, label, ``z0..zK``) or
     ``model.score`` (``"score"``: id, length, score, anomaly, label) over ``source`` to
     the Parquet file ``path``, one row group per window: memory stays that of a window.
-    Written to a temporary file and renamed, like every seqae output."""
-    import pyarrow as pa
+    The tables are those of a file read whole (`seqae.tables.embeddings_table`,
+    `seqae.tables.scores_table`). Written to a temporary file and renamed, like every
+    seqae output."""
     import pyarrow.parquet as pq
 
     if what not in ("encode", "score"):
@@ -509,16 +513,13 @@ def write_outputs(model, source: ParquetSource, path: str | os.PathLike, what: s
         writer = None
         try:
             for seqs, labels in source.windows():
-                cols: dict[Any, Any] = {source.id_col: seqs.ids}
                 if what == "encode":
-                    Z = model.encode(seqs)
-                    cols.update({f"z{k}": Z[:, k] for k in range(Z.shape[1])})
+                    table = embeddings_table(model.encode(seqs), seqs.ids, source.id_col,
+                                             labels, source.label_col)
                 else:
-                    scores = model.score(seqs)
-                    cols.update(length=seqs.lengths, score=scores, anomaly=scores > threshold)
-                if labels is not None:
-                    cols[source.label_col] = labels
-                table = pa.table(cols)
+                    assert threshold is not None
+                    table = scores_table(model.score(seqs), threshold, seqs.ids, seqs.lengths,
+                                         source.id_col, labels, source.label_col)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table)

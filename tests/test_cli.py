@@ -51,7 +51,7 @@ def test_help_is_fast_and_does_not_import_torch():
     elapsed = time.perf_counter() - start
     assert "demo" in r.stdout and "train" in r.stdout
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, seqae.cli; seqae.cli._parser(); "
+        [sys.executable, "-c", "import sys, seqae.cli; seqae.cli.build_parser(); "
          "print('torch' in sys.modules)"], capture_output=True, text=True)
     assert probe.stdout.strip() == "False"
     assert elapsed < 5  # generous for a loaded machine; the real figure is ~0.15 s
@@ -139,6 +139,30 @@ def test_plot_writes_pngs(model, files):
     for name in ["loss.png", "reconstructions.png", "embeddings.png", "scores.png"]:
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_a_folder_streams_the_same_tables_and_plots(model, files):
+    """A folder of Parquet files: encode and score stream the tables a file read whole
+    gives (same columns, same order); plot reads it whole."""
+    table = pq.read_table(files / "long.parquet").sort_by([("id", "ascending"),
+                                                           ("t", "ascending")])
+    ids = table.column("id").to_pylist()
+    cut = ids.index(ids[len(ids) // 2])  # a sequence's rows stay in one file
+    folder = files / "folder"
+    folder.mkdir()
+    pq.write_table(table.slice(0, cut), folder / "a.parquet", row_group_size=50)
+    pq.write_table(table.slice(cut), folder / "b.parquet", row_group_size=50)
+    pq.write_table(table, files / "sorted.parquet")
+    for cmd in ("encode", "score"):
+        run(cmd, model, folder, "--out", files / f"{cmd}_f.parquet")
+        run(cmd, model, files / "sorted.parquet", "--out", files / f"{cmd}_w.parquet")
+        streamed = pq.read_table(files / f"{cmd}_f.parquet")
+        whole = pq.read_table(files / f"{cmd}_w.parquet")
+        assert streamed.column_names == whole.column_names
+        assert streamed.column("id").to_pylist() == whole.column("id").to_pylist()
+        assert streamed.column("label").to_pylist() == whole.column("label").to_pylist()
+    run("plot", model, folder, "--out", files / "plots_f")
+    assert (files / "plots_f" / "reconstructions.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize(

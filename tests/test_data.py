@@ -195,8 +195,11 @@ def test_from_table_sorts_by_time_and_keeps_id_type():
 
 def test_from_table_errors_name_the_id():
     t = _long_table()
-    with pytest.raises(SequenceDataError, match=r"column 'nope' is not in the table"):
+    with pytest.raises(SequenceDataError, match=r"^no id column 'nope'; its columns are "
+                                                r"\['sid', 't', 'a', 'b', 'label'\]$"):
         Sequences.from_table(t, id="nope")
+    with pytest.raises(SequenceDataError, match=r"^no feature column 'c'; its columns"):
+        Sequences.from_table(t, id="sid", features=["a", "c"])
     dup = t.set_column(1, "t", pa.array([2, 10, 2, 5, 1]))
     with pytest.raises(SequenceDataError, match=r"id 's2'\) has two rows at t=2"):
         Sequences.from_table(dup, id="sid", time="t")
