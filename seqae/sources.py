@@ -250,7 +250,7 @@ class FolderSource:
     def check_lengths(self, policy: LengthPolicy) -> None:
         for chunk in self.source.index():
             policy.check_lengths(chunk.lengths, lambda i, c=chunk: (
-                f"{self.source._where(c)}: sequence {c.ids[i]!r}", c.ids[i]))
+                f"{self.source.where(c)}: sequence {_plain(c.ids[i])!r}", c.ids[i]))
 
     def __len__(self) -> int:
         return len(self.source)
@@ -290,6 +290,11 @@ class FolderSource:
         return {"data": self.source.signature(),
                 "validation": None if self.validation is None else self.validation.signature(),
                 "held_out_chunks": self.held_out}
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for a clean repr in messages)."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def from_input(X: Any, validation: Any, normalize: Any, unknown: str,

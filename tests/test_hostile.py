@@ -165,5 +165,5 @@ def test_a_model_folder_from_a_newer_format_is_refused(tmp_path):
     cfg["format_version"] = 99
     (out / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(seqae.IncompatibleModelError, match="format 99.*reads "
-                                                           "SequenceAutoencoder format 1"):
+                                                           "SequenceAutoencoder formats 1, 2"):
         seqae.SequenceAutoencoder.load(out)
