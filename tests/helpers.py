@@ -1,4 +1,5 @@
-"""The one shared check for sequence blocks: padding invariance.
+"""Shared test helpers: the one check for sequence blocks (padding invariance), random
+sequences, and a folder of Parquet files (`write_parquet_folder`).
 
 `check_padding_invariance(fn, seqs)` runs a block
 ``fn(x (B, T, F), lengths (B,)) -> out`` where ``out`` is per-sequence ``(B, D)`` or
@@ -16,7 +17,11 @@ difference seen, which the tests report.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 ATOL = 1e-5
@@ -64,3 +69,27 @@ def check_padding_invariance(fn, seqs: list[np.ndarray], atol: float = ATOL) -> 
 
 def random_seqs(rng: np.random.Generator, lengths, n_features: int = 3) -> list[np.ndarray]:
     return [rng.normal(size=(n, n_features)).astype(np.float32) for n in lengths]
+
+
+def write_parquet_folder(folder: Path, n_files=3, per_file=30, rows_per_group=97, seed=0,
+                         lo=3, hi=40, n_features=2) -> Path:
+    """A folder of Parquet files of long tables (id, t, f0, f1...), one row per step; row
+    groups of ``rows_per_group`` rows cut through sequences, and each file's rows are
+    shuffled within their sequence (a time column orders them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    k = 0
+    for f in range(n_files):
+        ids, ts, cols = [], [], [[] for _ in range(n_features)]
+        for _ in range(per_file):
+            n = int(rng.integers(lo, hi))
+            t = rng.permutation(n)
+            ids += [f"s{k:04d}"] * n
+            ts += t.tolist()
+            for j in range(n_features):  # scales differ by feature
+                cols[j] += list((np.sin(t / 3 + k + j) + 0.1 * rng.normal(size=n)) * (j + 1))
+            k += 1
+        table = pa.table({"id": ids, "t": ts,
+                          **{f"f{j}": np.float32(c) for j, c in enumerate(cols)}})
+        pq.write_table(table, folder / f"part-{f:02d}.parquet", row_group_size=rows_per_group)
+    return folder

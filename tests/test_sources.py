@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from helpers import write_parquet_folder
 from seqae import SequenceDataError, Sequences
 from seqae.lengths import LengthPolicy
 from seqae.scaling import Scaler
@@ -35,25 +36,9 @@ def _memory(rng, n=10, f=2, lo=1, hi=9) -> Sequences:
 
 def _write_folder(folder: Path, n_files=3, per_file=8, rows_per_group=12, seed=0,
                   n_features=2) -> Path:
-    """Long tables, one row per step, rows of a sequence shuffled (a time column orders
-    them); row groups of ``rows_per_group`` rows cut through sequences."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    k = 0
-    for f in range(n_files):
-        ids, ts, cols = [], [], [[] for _ in range(n_features)]
-        for _ in range(per_file):
-            n = int(rng.integers(1, 10))
-            t = rng.permutation(n)
-            ids += [f"s{k:03d}"] * n
-            ts += t.tolist()
-            for j in range(n_features):
-                cols[j] += list(rng.normal(size=n) * (j + 1) + 3 * j)
-            k += 1
-        table = pa.table({"id": ids, "t": ts,
-                          **{f"f{j}": np.float32(c) for j, c in enumerate(cols)}})
-        pq.write_table(table, folder / f"part-{f:02d}.parquet", row_group_size=rows_per_group)
-    return folder
+    """Short sequences (1-9 steps) whose row groups cut through them."""
+    return write_parquet_folder(folder, n_files, per_file, rows_per_group, seed, lo=1, hi=10,
+                                n_features=n_features)
 
 
 def _read_directly(folder: Path, features=FEATURES) -> list[tuple[str, np.ndarray]]:

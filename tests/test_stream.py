@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 import seqae
+from helpers import write_parquet_folder
 from seqae.stream import ParquetSource, StreamData, write_outputs
 
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -29,33 +30,9 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 SMALL = ["--batch-size", "4", "--hidden-size", "8", "--latent-dim", "4"]
 
 
-def _write_folder(folder: Path, n_files=3, per_file=30, rows_per_group=97, seed=0,
-                  lo=3, hi=40, n_features=2):
-    """Long tables, one row per step; row groups of ``rows_per_group`` rows cut through
-    sequences, and each file's rows are shuffled within their sequence (a time column
-    orders them)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    k = 0
-    for f in range(n_files):
-        ids, ts, cols = [], [], [[] for _ in range(n_features)]
-        for _ in range(per_file):
-            n = int(rng.integers(lo, hi))
-            t = rng.permutation(n)
-            ids += [f"s{k:04d}"] * n
-            ts += t.tolist()
-            for j in range(n_features):  # scales differ by feature
-                cols[j] += list((np.sin(t / 3 + k + j) + 0.1 * rng.normal(size=n)) * (j + 1))
-            k += 1
-        table = pa.table({"id": ids, "t": ts,
-                          **{f"f{j}": np.float32(c) for j, c in enumerate(cols)}})
-        pq.write_table(table, folder / f"part-{f:02d}.parquet", row_group_size=rows_per_group)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    return _write_folder(tmp_path_factory.mktemp("stream") / "data")
+    return write_parquet_folder(tmp_path_factory.mktemp("stream") / "data")
 
 
 def _whole(folder: Path) -> seqae.Sequences:
@@ -229,7 +206,7 @@ def test_readme_commands_two_ranks_stream_their_own_row_groups(folder, tmp_path)
 
 
 def test_resume_after_a_kill_in_the_middle_of_an_epoch(tmp_path):
-    data = _write_folder(tmp_path / "data", n_files=4, per_file=60, seed=1)
+    data = write_parquet_folder(tmp_path / "data", n_files=4, per_file=60, seed=1)
     args = [sys.executable, "-m", "seqae", "train", data, "--time-col", "t", *SMALL,
             "--epochs", "2", "--window", "300", "--val-fraction", "0.1",
             "--checkpoint-every", "3"]
