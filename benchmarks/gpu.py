@@ -80,7 +80,7 @@ def run(target, method: str, args, inline: bool) -> dict:
 
 def epoch_steps(lengths: np.ndarray, batch: int) -> int:
     """Valid steps `fit` trains per epoch: whole passes, at least MIN_EPOCH_STEPS batches."""
-    from seqae.train import MIN_EPOCH_STEPS
+    from seqae.batching import MIN_EPOCH_STEPS
 
     batches = -(-len(lengths) // batch)
     return int(lengths.sum()) * max(1, math.ceil(MIN_EPOCH_STEPS / batches))
