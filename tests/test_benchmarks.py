@@ -95,3 +95,17 @@ def test_gpu_benchmark_runs_a_tiny_version_of_itself_on_the_cpu(tmp_path):
     assert len(ratios) >= 3 * 9
     assert all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in ratios), ratios
     assert "| recipe | method | valid steps/s |" in done.stdout
+
+
+def test_gpu_benchmark_sizes_an_epoch_as_fit_does():
+    """The full (non --tiny) run sizes `fit` from the epoch's valid steps: whole passes,
+    at least MIN_EPOCH_STEPS batches (the first GPU run stopped on this line's import)."""
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("gpu", ROOT / "benchmarks" / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    lengths = np.array([3, 5, 7, 9, 11])
+    # 5 sequences in batches of 2: 3 batches a pass; 32 batches take 11 passes
+    assert gpu.epoch_steps(lengths, 2) == 35 * 11
+    assert gpu.epoch_steps(np.full(400, 10), 8) == 4000  # 50 batches: one pass
