@@ -164,9 +164,14 @@ def read(path: str | Path, kind: str,
     """``(params, fitted)`` of the model in folder ``path`` (written by `write`), the
     network on ``device``; a folder of another kind or format, or whose weights do not
     match their checksum, raises `IncompatibleModelError`."""
+    config, fitted = _read(Path(path), kind, device)
+    return dict(config["params"]), fitted
+
+
+def _read(path: Path, kind: str, device: str) -> tuple[dict[str, Any], Fitted]:
+    """``(config.json as read, fitted)``: `read`, with the config it checked."""
     from safetensors.torch import load
 
-    path = Path(path)
     config = _config(path, kind)
     blob = (path / "weights.safetensors").read_bytes()
     if hashlib.sha256(blob).hexdigest() != config["weights_sha256"]:
@@ -174,7 +179,6 @@ def read(path: str | Path, kind: str,
             f"{path}/weights.safetensors does not match config.json (checksum differs): "
             "the directory was modified or partly written"
         )
-    params = dict(config["params"])
     model, state = config["model"], load(blob)
     if config["format_version"] == 1:
         model, state = _from_format_1(path, model, state)
@@ -188,7 +192,7 @@ def read(path: str | Path, kind: str,
     fitted = Fitted(net, model_config, from_config(config),
                     config["max_length"], read_history(path / "metrics.csv"), scores,
                     threshold)
-    return params, fitted
+    return config, fitted
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
@@ -221,8 +225,7 @@ def info(path: str | Path, kind: str = "SequenceAutoencoder") -> dict[str, Any]:
     """What a model folder holds (after checking it as `read` does): versions, data,
     architecture, parameter count, training, threshold and settings."""
     path = Path(path)
-    _, fitted = read(path, kind, device="cpu")
-    config = _config(path, kind)
+    config, fitted = _read(path, kind, "cpu")
     task, history = fitted.task, fitted.history
     best = best_epoch(history)
     scaler = config.get("scaler") or {}

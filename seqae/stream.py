@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .batching import collate, sorted_batches
+from .batching import MIN_EPOCH_STEPS, collate, sorted_batches
 from .data import Sequences, as_float32_stats, list_columns
 from .errors import DataFileError, SequenceDataError, require_columns
 from .io import atomic_output
@@ -52,8 +52,6 @@ from .tables import DataSpec, convert, embeddings_table, resolve_columns, scores
 __all__ = ["ParquetSource", "StreamData", "DEFAULT_WINDOW", "write_outputs", "parquet_files"]
 
 DEFAULT_WINDOW = 1 << 24  # values per window: 64 MiB of float32
-# an epoch makes enough passes for this many optimizer steps (as `seqae.train` does)
-_MIN_EPOCH_STEPS = 32
 
 
 @dataclass
@@ -424,7 +422,7 @@ class StreamData:
         self.windows.clear()
         self.window_lengths.clear()
         per_pass = max(1, math.ceil(len(self.lengths) / batch_size))
-        passes = max(1, math.ceil(_MIN_EPOCH_STEPS * group / per_pass))
+        passes = max(1, math.ceil(MIN_EPOCH_STEPS * group / per_pass))
         steps: list[list[Slot]] = []
         limit = self.source.window
         if group > 1:  # about 4 windows per lane, so that the lanes end close together
