@@ -16,7 +16,9 @@ Reductions:
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +38,34 @@ __all__ = [
     "get_loss",
     "info_nce",
     "hierarchical_contrastive",
+    "in_float32",
 ]
 
 _REDUCTIONS = ("mean", "sum", "sequence", "none")
+
+
+
+_F = TypeVar("_F", bound=Callable[..., torch.Tensor])
+
+
+def _up(v: Any) -> Any:
+    if isinstance(v, torch.Tensor) and v.dtype in (torch.bfloat16, torch.float16):
+        return v.float()
+    return v
+
+
+def in_float32(fn: _F) -> _F:
+    """Make a loss compute in float32 under mixed precision (``torch.autocast``):
+    half-precision tensor arguments are cast up and autocast is off inside. Outside
+    autocast it calls ``fn`` as it is (the same numbers to the last bit)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> torch.Tensor:
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        if not torch.is_autocast_enabled(device):
+            return fn(*args, **kwargs)
+        with torch.autocast(device, enabled=False):
+            return fn(*map(_up, args), **{k: _up(v) for k, v in kwargs.items()})
+    return wrapper  # type: ignore[return-value]
 
 
 def _mask(lengths_or_mask: Any, shape: torch.Size, device: torch.device) -> torch.Tensor:
@@ -93,6 +120,7 @@ def _regression(
     return _reduce(fn(pred, target), mask, reduction)
 
 
+@in_float32
 def masked_mse(
     pred: torch.Tensor, target: torch.Tensor, lengths_or_mask: Any = None, reduction: str = "mean"
 ) -> torch.Tensor:
@@ -112,6 +140,7 @@ def masked_mse(
     return _regression(lambda p, t: (p - t).square(), pred, target, lengths_or_mask, reduction)
 
 
+@in_float32
 def masked_mae(
     pred: torch.Tensor, target: torch.Tensor, lengths_or_mask: Any = None, reduction: str = "mean"
 ) -> torch.Tensor:
@@ -119,6 +148,7 @@ def masked_mae(
     return _regression(lambda p, t: (p - t).abs(), pred, target, lengths_or_mask, reduction)
 
 
+@in_float32
 def masked_huber(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -136,6 +166,7 @@ def masked_huber(
     )
 
 
+@in_float32
 def masked_cross_entropy(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -170,6 +201,7 @@ def masked_cross_entropy(
     return _reduce(elem, mask, reduction)
 
 
+@in_float32
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """Symmetric InfoNCE: row i of ``a`` should be closer to row i of ``b`` than to any
     other row of ``b`` (and the other way round), by cosine similarity.
@@ -222,6 +254,7 @@ def _pool_pairs(
             masked_max(r2.view(b, t // 2, 2, c), pairs, dim=2), pairs.any(2))
 
 
+@in_float32
 def hierarchical_contrastive(
     r1: torch.Tensor, r2: torch.Tensor, mask: torch.Tensor, max_steps: int = 256
 ) -> torch.Tensor:

@@ -204,3 +204,43 @@ def test_hierarchical_contrastive_matches_a_loop_reference():
     by_hand = hierarchical_contrastive(long1.view(2, 10, 2, 3).amax(2),
                                        long2.view(2, 10, 2, 3).amax(2), full[:, :10])
     assert float(pooled) == pytest.approx(float(by_hand), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(REFS))
+def test_masked_losses_compute_in_float32_under_bf16_autocast(rng, name):
+    """Under bf16 autocast (here on the CPU) a masked loss of bf16 predictions is float32
+    and equals, to float32 rounding (rel 1e-6), the float32 loss of the same bf16 values
+    cast up: nothing inside it is rounded to bf16. Its gradient reaches the bf16
+    predictions finite, and padding (NaN) still counts for nothing."""
+    fn, ref = REFS[name]
+    lengths = [3, 7, 1, 5]
+    pred, target = _batch(rng, lengths)
+    p = torch.from_numpy(pred).bfloat16().requires_grad_()
+    t = torch.from_numpy(target)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fn(p, t, torch.tensor(lengths), reduction="sum")
+    assert got.dtype == torch.float32
+    expected = fn(p.detach().float(), t, torch.tensor(lengths), reduction="sum")
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    # and within bf16's rounding of the inputs (2^-8 relative) of the float32 loss
+    full = fn(torch.from_numpy(pred), t, torch.tensor(lengths), reduction="sum").item()
+    assert got.item() == pytest.approx(full, rel=2e-2)
+    got.backward()
+    assert p.grad.dtype == torch.bfloat16 and torch.isfinite(p.grad.float()).all()
+
+
+def test_cross_entropy_and_info_nce_in_float32_under_bf16_autocast(rng):
+    """The same for the token loss and the contrastive term (whose matrix product
+    autocast would otherwise run in bf16)."""
+    logits = torch.from_numpy(rng.normal(size=(3, 5, 11)).astype(np.float32)).bfloat16()
+    targets = torch.from_numpy(rng.integers(0, 11, size=(3, 5)))
+    lengths = torch.tensor([5, 2, 4])
+    a = torch.from_numpy(rng.normal(size=(6, 8)).astype(np.float32)).bfloat16()
+    b = torch.from_numpy(rng.normal(size=(6, 8)).astype(np.float32)).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ce = masked_cross_entropy(logits, targets, lengths)
+        nce = losses.info_nce(a, b)
+    assert ce.dtype == nce.dtype == torch.float32
+    assert ce.item() == pytest.approx(
+        masked_cross_entropy(logits.float(), targets, lengths).item(), rel=1e-6)
+    assert nce.item() == pytest.approx(losses.info_nce(a.float(), b.float()).item(), rel=1e-6)
