@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .nn.model import AutoencoderNet
 
 __all__ = ["TrainConfig", "Callback", "View", "LoopState", "train", "best_epoch",
-           "budget_lr", "resolve_device", "cpu_threads"]
+           "budget_lr", "resolve_device", "cpu_threads", "PRECISIONS", "autocast"]
 
 log = logging.getLogger("seqae")
 
@@ -75,6 +75,12 @@ class TrainConfig:
             optimizer steps inside an epoch (default 0: at the end of epochs only); a
             resume continues from the step reached, with the result of an uninterrupted
             run (data streamed from files make long epochs: `seqae.stream`).
+        precision: ``"32"`` (default: float32), ``"bf16"`` or ``"16"``: the forward
+            passes of training and validation run under ``torch.autocast`` in bfloat16 or
+            float16 (`autocast`); the weights, optimizer and masked losses stay in float32
+            (`seqae.losses.in_float32`). ``"16"`` scales the loss (``torch.amp.GradScaler``:
+            a step whose gradients overflow is skipped and the scale lowered); the scale
+            is not in checkpoints, so a resume under ``"16"`` starts it afresh.
     """
 
     max_epochs: int = 100
@@ -89,6 +95,7 @@ class TrainConfig:
     accumulate: int = 1
     schedule: str = "plateau"
     checkpoint_every: int = 0
+    precision: str = "32"
 
 
 class Callback:
@@ -105,6 +112,21 @@ class Callback:
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> bool | None: ...
 
     def on_train_end(self, history: list[dict[str, Any]]) -> None: ...
+
+
+PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str) -> AbstractContextManager[Any]:
+    """The context the forward passes run in: nothing for ``"32"``, else
+    ``torch.autocast`` on ``device``'s type in bfloat16 (``"bf16"``) or float16
+    (``"16"``)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -207,14 +229,15 @@ def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
 @torch.no_grad()
 def evaluate(
     model: AutoencoderNet, data: View, loss_fn, batch_size: int, policy: str,
-    ctx: Context | None = None,
+    ctx: Context | None = None, precision: str = "32",
 ) -> float:
     """Masked loss over every valid element of ``data`` (not a mean of batch means).
 
     Whatever the loss draws at random (the crops of the crop-agreement term) is seeded
     from the batch's position, so the same weights always get the same figure; under
     ``torchrun`` each rank evaluates its share of the batches and the sums are shared,
-    so every rank gets the same figure."""
+    so every rank gets the same figure. The forward passes run in ``precision``
+    (`autocast`)."""
     ctx = ctx or Context()
     model.eval()
     sums = torch.zeros(2, dtype=torch.float64)
@@ -223,7 +246,8 @@ def evaluate(
     with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
         for pos, (x, lens) in zip(mine, data.iterate([batches[p] for p in mine]), strict=True):
             torch.manual_seed(pos)
-            loss, _, n = model.loss(x, lens, loss_fn, reduction="sum")
+            with autocast(data.device, precision):
+                loss, _, n = model.loss(x, lens, loss_fn, reduction="sum")
             sums[0] += float(loss)
             sums[1] += n
     ctx.sum_(sums)
@@ -371,6 +395,10 @@ class _Loop:
         self.group = self.ctx.world * config.accumulate  # batches of the plan per step
         self.every = config.checkpoint_every if checkpointer is not None else 0
         self.start = 0.0  # the clock's reading at time 0 of the run (set by `begin`)
+        autocast(train_data.device, config.precision)  # checks the setting
+        # float16 scales the loss so that small gradients do not underflow
+        self.scaler = (torch.amp.GradScaler(train_data.device.type)
+                       if config.precision == "16" else None)
 
     def elapsed(self) -> float:
         """Seconds of training spent, those before a resume included."""
@@ -433,7 +461,7 @@ class _Loop:
         if self.val_data is not None:  # (after a non-finite step the epoch counts as failed)
             record["val_loss"] = math.nan if bad_step else evaluate(
                 self.model, self.val_data, self.loss_fn, 4 * config.batch_size, self.policy,
-                self.ctx)
+                self.ctx, config.precision)
         record["lr"] = self.opt.param_groups[0]["lr"]
         record["time"] = self.elapsed()
         return record, bad_step
@@ -476,13 +504,19 @@ class _Loop:
             state.total, state.count = value, 1
             return "non-finite"
         self.ctx.sum_gradients(self.params)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.opt)
         if config.grad_clip:
             nn.utils.clip_grad_norm_(self.params, config.grad_clip)
         if config.schedule == "budget":
             lr = budget_lr(config.lr, self.budget_done(state.epoch + 1, step, n_steps))
             for g in self.opt.param_groups:
                 g["lr"] = lr
-        self.opt.step()
+        if self.scaler is None:
+            self.opt.step()
+        else:  # skips the update when the gradients overflowed
+            self.scaler.step(self.opt)
+            self.scaler.update()
         state.step = step
         state.optimizer_steps += 1
         state.total += float(shared[0])
@@ -495,7 +529,8 @@ class _Loop:
         """Forward and backward passes over this rank's batches of a step (rank r takes
         batches r, r + world, ...), each seeded from its place in the plan; the gradients
         add up scaled by the step's ``n_all`` valid elements (none once the sum is not
-        finite). Returns the sum of this rank's batch losses."""
+        finite; under ``"16"`` scaled by the grad scaler). Returns the sum of this rank's
+        batch losses."""
         ctx = self.ctx
         local = 0.0
         for j in range(ctx.rank, len(batches), ctx.world):
@@ -503,10 +538,12 @@ class _Loop:
                 continue
             torch.manual_seed(batch_seed(self.config.seed, epoch, step * self.group + j))
             x, lens = next(data)  # (B, T, F) or (B, T) tokens, (B,)
-            loss, _, _ = self.model.loss(x, lens, self.loss_fn, reduction="sum")
+            with autocast(x.device, self.config.precision):
+                loss, _, _ = self.model.loss(x, lens, self.loss_fn, reduction="sum")
             local += float(loss.detach())
             if math.isfinite(local):
-                (loss / n_all).backward()
+                scaled = loss / n_all
+                (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
         return local
 
     def budget_done(self, epoch: int, step: int, n_steps: int) -> float:

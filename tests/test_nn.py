@@ -420,3 +420,35 @@ def test_patch_is_refused_for_tokens_and_rnn():
         SequenceEncoder(ConvEncoder(4, 4), 4, torch.nn.Embedding(5, 4), patch=2)
     with pytest.raises(ValueError, match="patch needs encoder='conv'"):
         AutoencoderNet(ModelConfig(1, patch=2))
+
+
+# bfloat16 keeps 8 bits of mantissa: one rounding is up to 2^-9 of a value, and outputs of
+# magnitude <= 1 after a few layers of them differ by a few 2^-8; 2e-2 leaves room for that
+# and is still far below the effect of a leak (padding of 1e6 or NaN).
+BF16_ATOL = 2e-2
+
+
+@pytest.mark.parametrize("encoder", ["rnn", "conv"])
+def test_padding_invariance_under_bf16_autocast(rng, encoder):
+    """Under bf16 autocast on the CPU, a sequence's outputs and latent do not depend on
+    the padding or the batch around it (within `BF16_ATOL`), padded outputs stay exactly
+    zero, and they are within `BF16_ATOL` of the float32 results."""
+    from seqae.train import autocast
+    cfg = ModelConfig(n_features=3, latent_dim=4, hidden_size=6, encoder=encoder,
+                      pooling="last+mean" if encoder == "rnn" else "max")
+    net = AutoencoderNet(cfg).eval()
+    seqs = random_seqs(rng, LENGTHS)
+    cpu = torch.device("cpu")
+    for part in (0, 1):
+        with autocast(cpu, "bf16"):
+            assert net(torch.from_numpy(seqs[3][None]), torch.tensor([9]))[part].dtype \
+                == torch.bfloat16  # autocast is on
+            check_padding_invariance(lambda x, lens, p=part: net(x, lens)[p].float(), seqs,
+                                     atol=BF16_ATOL)
+        with torch.no_grad():
+            for s in seqs:
+                x, lens = torch.from_numpy(s[None]), torch.tensor([len(s)])
+                ref = net(x, lens)[part]
+                with autocast(cpu, "bf16"):
+                    got = net(x, lens)[part].float()
+                torch.testing.assert_close(got, ref, atol=BF16_ATOL, rtol=0)
