@@ -191,6 +191,12 @@ class SequenceAutoencoder(_Params):
             to split, and waking sleeping threads for each made a whole fit of the
             default GRU 2.9 x slower on 2 cores: benchmarks/threads.py), else torch's
             setting.
+        precision: the arithmetic of training (`seqae.train.TrainConfig`): ``"32"``
+            (float32), ``"bf16"`` (bfloat16 autocast), ``"16"`` (float16 autocast with a
+            loss scale); ``"auto"`` (default): bf16 on a GPU that has it, 16 on one that
+            does not, 32 on the CPU (`seqae.recipe.precision`). Weights, masked losses and
+            the length head stay in float32; `encode`, `score`, `reconstruct` and
+            `decode` compute in float32 whatever the setting.
         seed: random seed (default 0).
         verbose: what `fit` shows (`seqae.progress.Progress`): 1 (default) a live
             display on a terminal or in a notebook, one line per epoch when the output is
@@ -243,6 +249,7 @@ class SequenceAutoencoder(_Params):
         max_len_policy: str = "refuse",
         device: str = "auto",
         threads: int | str | None = "auto",
+        precision: str = "auto",
         seed: int = 0,
         verbose: int = 1,
     ):
@@ -281,6 +288,7 @@ class SequenceAutoencoder(_Params):
         self.max_len_policy = max_len_policy
         self.device = device
         self.threads = threads
+        self.precision = precision
         self.seed = seed
         self.verbose = verbose
 
@@ -342,6 +350,11 @@ class SequenceAutoencoder(_Params):
             fitted = Fitted(net, plan.model, task, max_length, [])
             every = source.checkpoint_every if checkpoint_every is None else checkpoint_every
             plan.train.checkpoint_every = every or 0
+            plan.train.precision, why = recipe.precision(
+                self.precision, device.type,
+                device.type == "cuda" and torch.cuda.is_bf16_supported())
+            if self.precision == "auto":
+                plan.reasons["precision"] = why
             fitted.history = self._train(
                 fitted, plan.train, train_part.view(task, device),
                 None if val_part is None else val_part.view(task, device),

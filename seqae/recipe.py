@@ -19,7 +19,7 @@ from .nn.encoders import conv_depth_for
 from .nn.model import ModelConfig
 from .train import TrainConfig
 
-__all__ = ["Recipe", "resolve", "validation_size", "threads", "LONG", "PATCH_LENGTH",
+__all__ = ["Recipe", "resolve", "validation_size", "threads", "precision", "LONG", "PATCH_LENGTH",
            "MIN_VALIDATION", "ONE_THREAD_HIDDEN"]
 
 # validation_fraction="auto" holds out 10 % only when that is at least this many
@@ -72,6 +72,22 @@ def threads(param: Any, config: ModelConfig, device_type: str) -> int | None:
             and os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"):
         return 1
     return None
+
+
+def precision(param: str, device_type: str, bf16_supported: bool) -> tuple[str, str]:
+    """The training precision (``precision`` resolved) and why, on a device of
+    ``device_type`` that does or does not compute in bfloat16 natively
+    (``torch.cuda.is_bf16_supported()``). ``"auto"``: bfloat16 on a GPU that has it
+    (float32's range, so no loss scale, and tensor-core speed), float16 with a loss scale
+    on an older GPU, float32 elsewhere (on a CPU, bfloat16 matrix products are emulated
+    on most chips and the golden float32 results stay)."""
+    if param != "auto":
+        return param, "set"
+    if device_type == "cuda":
+        if bf16_supported:
+            return "bf16", "a CUDA device with bfloat16"
+        return "16", "a CUDA device without bfloat16"
+    return "32", f"device type {device_type}"
 
 
 def _encoder(p: dict[str, Any], median: float, tokens: bool,

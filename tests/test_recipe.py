@@ -11,6 +11,7 @@ from seqae.recipe import (
     MIN_VALIDATION,
     ONE_THREAD_HIDDEN,
     PATCH_LENGTH,
+    precision,
     resolve,
     threads,
     validation_size,
@@ -96,3 +97,16 @@ def test_threads_auto(monkeypatch, policy, device, hidden, encoder, want):
                                pooling="max" if encoder == "conv" else "last")
     assert threads("auto", cfg, device) == want
     assert threads(3, cfg, device) == 3 and threads(None, cfg, device) is None
+
+
+def test_precision_auto_is_bf16_on_gpus_that_have_it_float32_on_the_cpu():
+    """``precision="auto"``: bf16 on a CUDA device with bfloat16, float16 (with a loss
+    scale) on one without, float32 on the CPU (whatever the chip); a set value stays."""
+    assert precision("auto", "cuda", True)[0] == "bf16"
+    assert precision("auto", "cuda", False)[0] == "16"
+    assert precision("auto", "cpu", True)[0] == "32"
+    assert precision("auto", "cpu", False)[0] == "32"
+    for value in ("32", "bf16", "16"):
+        assert precision(value, "cuda", True) == (value, "set")
+        assert precision(value, "cpu", False) == (value, "set")
+    assert _params()["precision"] == "auto"
