@@ -5,7 +5,8 @@ recipe at its default width on long sequences), with throughput.py's functions:
 
   (a) limit         the same valid steps as fixed-length sequences (cuDNN's best case)
   (b) naive         every batch padded to the longest sequence of the data set
-  (c) fit e2e       the wall time of a whole `SequenceAutoencoder.fit` call
+  (c) fit e2e       the wall time of a whole `SequenceAutoencoder.fit` call in float32
+                    (``precision="32"``: "auto" would pick bf16 on a GPU)
   (d) fit e2e bf16  the same under ``precision="bf16"``, when SequenceAutoencoder has
                     a ``precision`` parameter ("not available in this version" otherwise)
   encode            `encode` of the whole data set, and padding to the longest
@@ -113,6 +114,8 @@ def measure(name: str, settings: dict, opts, t0: float) -> dict:
         started = time.perf_counter()
         r = run(target, method, argparse.Namespace(**{**vars(args), **changes}), opts.inline)
         r["method"] = label
+        if "precision" in changes:
+            r["precision"] = changes["precision"]
         r["process_s"] = time.perf_counter() - started
         gpu = f", GPU peak {r['gpu_peak_mb']:.0f} MB" if r.get("gpu_peak_mb") is not None else ""
         print(f"  {label:<14} {r['steps_per_s']:>12,.0f} valid steps/s  ({r['elapsed']:.1f} s "
@@ -128,7 +131,9 @@ def measure(name: str, settings: dict, opts, t0: float) -> dict:
         rate = limit.get("steps_per_s", 0.0)
         per_epoch = epoch_steps(lengths, args.batch)
         epochs = int(min(1000, max(1, round(opts.fit_seconds * rate / per_epoch))))
-    train["fit e2e"] = one(tp._train_rate, "seqae fit e2e", "fit e2e", epochs=epochs)
+    # float32 explicitly where the parameter exists ("auto" is bf16 on a GPU)
+    fp32 = {"precision": "32"} if opts.bf16 else {}
+    train["fit e2e"] = one(tp._train_rate, "seqae fit e2e", "fit e2e", epochs=epochs, **fp32)
     if opts.bf16:
         train["fit e2e bf16"] = one(tp._train_rate, "seqae fit e2e", "fit e2e bf16",
                                     epochs=epochs, precision="bf16")

@@ -82,9 +82,12 @@ def test_gpu_benchmark_runs_a_tiny_version_of_itself_on_the_cpu(tmp_path):
         assert list(r["train"]) == ["limit", "naive", "fit e2e", "fit e2e bf16"]
         assert list(r["encode"]) == ["seqae encode", "naive encode"]
         measured = [*r["train"].values(), *r["encode"].values()]
-        if not result["precision_parameter"]:  # this version has no bf16 training
-            half = measured.pop(3)
-            assert half == {"available": False, "note": "not available in this version"}
+        # this version trains in bf16: (d) is measured, (c) in float32 explicitly
+        assert result["precision_parameter"]
+        assert r["train"]["fit e2e"]["precision"] == "32"
+        assert r["train"]["fit e2e bf16"]["precision"] == "bf16"
+        assert r["train"]["fit e2e bf16"]["x_fp32"] > 0
+        assert result["goals"][name]["bf16_x_fp32"] == r["train"]["fit e2e bf16"]["x_fp32"]
         for m in measured:
             assert m["steps_per_s"] > 0 and m["peak_mb"] > 0, (name, m)
             assert {"x_limit", "mem_x_limit"} <= set(m), (name, m)
