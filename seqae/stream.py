@@ -483,11 +483,21 @@ class StreamData:
             wid, idx = slot
             while wid not in held:
                 got, values, offsets = next(loads)
-                held[int(got)] = (values.to(self.device), offsets.to(self.device))
+                held[int(got)] = (_to(values, self.device), _to(offsets, self.device))
             values, offsets = held[wid]
-            yield collate(values, offsets, torch.as_tensor(idx, device=self.device))
+            # the padded length from the lengths on the host: no read-back from a GPU
+            yield collate(values, offsets, torch.as_tensor(idx, device=self.device),
+                          int(self.window_lengths[wid][idx].max()))
             if last[wid] == i:
                 del held[wid]
+
+
+def _to(t: Any, device: Any) -> Any:
+    """``t`` on ``device``; to a GPU through pinned memory without waiting for the copy
+    (later work on the device's stream runs after it)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 # ---------------------------------------------------------------------------- outputs

@@ -240,7 +240,9 @@ def evaluate(
     (`autocast`)."""
     ctx = ctx or Context()
     model.eval()
-    sums = torch.zeros(2, dtype=torch.float64)
+    # summed on the device, read once at the end (float64: the same sums as on the host)
+    total = torch.zeros((), dtype=torch.float64, device=data.device)
+    count = 0
     batches = data.eval_plan(batch_size, policy)
     mine = [pos for pos, b in enumerate(batches) if data.owner(b, pos, ctx.world) == ctx.rank]
     with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
@@ -248,8 +250,9 @@ def evaluate(
             torch.manual_seed(pos)
             with autocast(data.device, precision):
                 loss, _, n = model.loss(x, lens, loss_fn, reduction="sum")
-            sums[0] += float(loss)
-            sums[1] += n
+            total += loss.detach().double()
+            count += n
+    sums = torch.tensor([float(total), count], dtype=torch.float64)
     ctx.sum_(sums)
     return float(sums[0]) / max(float(sums[1]), 1.0)
 

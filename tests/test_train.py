@@ -279,3 +279,25 @@ def test_resume_under_bf16_equals_an_uninterrupted_bf16_run(tmp_path):
 def test_an_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision must be one of"):
         _fit(precision="8")
+
+
+def test_evaluate_sums_on_the_device_to_the_host_sum_bit_for_bit():
+    """`evaluate` adds the batch losses on the device (read once at the end): the figure
+    is exactly the float64 sum over batches read one by one, over the valid elements."""
+    from seqae.train import evaluate
+
+    torch.manual_seed(0)
+    model = AutoencoderNet(ModelConfig(n_features=2, latent_dim=3, hidden_size=8,
+                                       longest_predicted=19)).eval()
+    data = DeviceData(_data(), torch.device("cpu"))
+    loss_fn = get_loss("mse")
+    got = evaluate(model, data, loss_fn, 8, "count")
+    total, count = 0.0, 0
+    batches = data.eval_plan(8, "count")
+    with torch.no_grad():
+        for pos, (x, lens) in enumerate(data.iterate(batches)):
+            torch.manual_seed(pos)
+            loss, _, n = model.loss(x, lens, loss_fn, reduction="sum")
+            total, count = total + float(loss), count + n
+    assert count == int(data.lengths.sum()) * 2
+    assert got == total / count
