@@ -531,11 +531,13 @@ class _Loop:
                  data: Iterator[tuple[torch.Tensor, torch.Tensor]], n_all: int) -> float:
         """Forward and backward passes over this rank's batches of a step (rank r takes
         batches r, r + world, ...), each seeded from its place in the plan; the gradients
-        add up scaled by the step's ``n_all`` valid elements (none once the sum is not
-        finite; under ``"16"`` scaled by the grad scaler). Returns the sum of this rank's
-        batch losses."""
+        add up scaled by the step's ``n_all`` valid elements (under ``"16"`` scaled by the
+        grad scaler). Returns the sum of this rank's batch losses, added on the device in
+        float64 and read once, after every backward pass is queued (the same sum as
+        reading each batch's loss; a non-finite one leaves the gradients unused, as the
+        step is then not taken)."""
         ctx = self.ctx
-        local = 0.0
+        local = torch.zeros((), dtype=torch.float64, device=self.train_data.device)
         for j in range(ctx.rank, len(batches), ctx.world):
             if batches[j] is None:  # a streamed lane that has run out
                 continue
@@ -543,11 +545,10 @@ class _Loop:
             x, lens = next(data)  # (B, T, F) or (B, T) tokens, (B,)
             with autocast(x.device, self.config.precision):
                 loss, _, _ = self.model.loss(x, lens, self.loss_fn, reduction="sum")
-            local += float(loss.detach())
-            if math.isfinite(local):
-                scaled = loss / n_all
-                (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
-        return local
+            local += loss.detach().double()
+            scaled = loss / n_all
+            (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
+        return float(local)
 
     def budget_done(self, epoch: int, step: int, n_steps: int) -> float:
         """The share of the budget spent at ``step`` of ``n_steps`` of ``epoch``: of
