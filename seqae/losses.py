@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .masking import lengths_to_mask, masked_max
+from .masking import check_lengths, lengths_to_mask, masked_max
 
 __all__ = [
     "masked_mse",
@@ -77,8 +77,7 @@ def _mask(lengths_or_mask: Any, shape: torch.Size, device: torch.device) -> torc
     if m.dim() == 1:
         if m.shape[0] != b:
             raise ValueError(f"lengths has {m.shape[0]} entries for a batch of {b}")
-        if m.numel() and int(m.max()) > t:
-            raise ValueError(f"a length ({int(m.max())}) exceeds the padded length {t}")
+        check_lengths(m, t)
         return lengths_to_mask(m, t)
     if m.shape != (b, t):
         raise ValueError(f"mask has shape {tuple(m.shape)}, expected {(b, t)}")
@@ -166,6 +165,15 @@ def masked_huber(
     )
 
 
+def check_targets(targets: torch.Tensor, mask: torch.Tensor, v: int) -> None:
+    """Raise `ValueError` unless every valid target lies in ``0..v - 1``. Checked where
+    reading is free (CPU tensors): seqae's own token ids are checked against the
+    vocabulary on the host before they reach a GPU (see `seqae.masking.check_lengths`)."""
+    if targets.device.type == "cpu" and mask.any() and (
+            int(targets.max()) >= v or int(targets.min()) < 0):
+        raise ValueError(f"a valid target lies outside 0..{v - 1}")
+
+
 @in_float32
 def masked_cross_entropy(
     logits: torch.Tensor,
@@ -194,8 +202,7 @@ def masked_cross_entropy(
     logits = torch.where(mask[..., None], logits, zero)
     targets = torch.where(mask, targets.long(), torch.zeros_like(targets, dtype=torch.long))
     v = logits.shape[-1]
-    if mask.any() and (int(targets.max()) >= v or int(targets.min()) < 0):
-        raise ValueError(f"a valid target lies outside 0..{v - 1}")
+    check_targets(targets, mask, v)
     elem = F.cross_entropy(logits.reshape(-1, v), targets.reshape(-1), reduction="none")
     elem = torch.where(mask, elem.reshape(targets.shape), zero)
     return _reduce(elem, mask, reduction)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "check_lengths",
+    "host_max",
     "lengths_to_mask",
     "mask_from_value",
     "masked_mean",
@@ -35,6 +37,33 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.
         max_len = int(lengths.max()) if lengths.numel() else 0
     steps = torch.arange(max_len, device=lengths.device)
     return steps[None, :] < lengths[:, None]
+
+
+def host_max(values: torch.Tensor, bound: int) -> int:
+    """``values.max()`` where reading it is free (a CPU tensor), else ``bound``, a bound
+    the caller knows on the host (a padded length).
+
+    Reading a GPU tensor waits for every kernel queued before it, so code on the
+    training step asks for the exact maximum only where it costs nothing: on a GPU the
+    shape it sizes is then ``bound`` wide, which is more padding, not another result.
+    """
+    if values.device.type != "cpu":
+        return bound
+    return int(values.max()) if values.numel() else 0
+
+
+def check_lengths(lengths: torch.Tensor, t: int) -> None:
+    """Raise `ValueError` unless every length lies in ``0..t`` (the padded length).
+
+    Checked where it is free (CPU tensors). Lengths on a GPU are not read back (it would
+    wait for the device on every batch): seqae's own batches take them from lengths
+    already checked on the host.
+    """
+    if lengths.device.type != "cpu" or not lengths.numel():
+        return
+    lo, hi = int(lengths.min()), int(lengths.max())
+    if hi > t or lo < 0:
+        raise ValueError(f"lengths must lie in 0..{t} (the padded length), got {lo}..{hi}")
 
 
 def mask_from_value(x: torch.Tensor, mask_value: float) -> torch.Tensor:
@@ -73,11 +102,7 @@ def resolve_mask(
         lengths = torch.as_tensor(lengths, device=x.device)
         if lengths.shape != (b,):
             raise ValueError(f"lengths has shape {tuple(lengths.shape)}, expected ({b},)")
-        if lengths.numel() and (int(lengths.max()) > t or int(lengths.min()) < 0):
-            raise ValueError(
-                f"lengths must lie in 0..{t} (the padded length), got "
-                f"{int(lengths.min())}..{int(lengths.max())}"
-            )
+        check_lengths(lengths, t)
         return lengths_to_mask(lengths, t)
     return torch.ones(b, t, dtype=torch.bool, device=x.device)
 

@@ -45,3 +45,20 @@ def test_masked_mean_and_max_against_numpy(rng):
         else:
             np.testing.assert_allclose(mean[b], x[b, :n].mean(0), rtol=1e-6)
             np.testing.assert_allclose(mx[b], x[b, :n].max(0))
+
+
+def test_host_max_and_check_lengths_read_only_cpu_tensors():
+    """Off the CPU (here tensors on no device at all, which cannot be read) `host_max`
+    gives the caller's bound and `check_lengths` checks nothing, so neither waits for a
+    GPU; on the CPU both read the values."""
+    from seqae.masking import check_lengths, host_max
+
+    meta = torch.tensor([3, 9], device="meta")
+    assert host_max(meta, 12) == 12
+    check_lengths(meta, 5)  # not read: would raise if it were
+    assert host_max(torch.tensor([3, 9]), 12) == 9
+    assert host_max(torch.tensor([], dtype=torch.long), 12) == 0
+    with pytest.raises(ValueError, match=r"lengths must lie in 0\.\.5 .*got 3\.\.9"):
+        check_lengths(torch.tensor([3, 9]), 5)
+    with pytest.raises(ValueError, match="got -1..2"):
+        check_lengths(torch.tensor([-1, 2]), 5)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..losses import hierarchical_contrastive, info_nce, masked_cross_entropy
-from ..masking import lengths_to_mask
+from ..masking import host_max, lengths_to_mask
 from .decoders import AutoregressiveDecoder, LengthHead, RepeatDecoder
 from .encoders import ConvEncoder, RNNEncoder, SequenceEncoder, patchify, reverse_within_length
 
@@ -183,7 +183,7 @@ def overlapping_crops(x: torch.Tensor, lengths: torch.Tensor):
 
 def _take(x: torch.Tensor, start: torch.Tensor, n: torch.Tensor):
     """``(rows of x from start, n steps each, right-padded with zeros, n)``."""
-    t = int(n.max()) if n.numel() else 0
+    t = host_max(n, x.shape[1])  # n <= T: on a GPU the crops are T wide (no read-back)
     steps = torch.arange(t, device=x.device)[None, :]  # (1, T')
     keep = steps < n[:, None]  # (B, T')
     idx = torch.where(keep, start[:, None] + steps, 0)
@@ -299,7 +299,8 @@ class AutoencoderNet(nn.Module):
         return y
 
     def loss(self, x: torch.Tensor, lengths: torch.Tensor, loss_fn, reduction: str = "mean"):
-        """``(loss, z, n_elements)``: the masked training loss of a batch.
+        """``(loss, z, n_elements)``: the masked training loss of a batch; ``n_elements``
+        is a tensor on the batch's device (reading it would wait for a GPU).
 
         Continuous data use ``loss_fn`` (a masked regression loss) over valid elements;
         tokens use cross-entropy over the valid tokens and each row's EOS. With
@@ -312,13 +313,13 @@ class AutoencoderNet(nn.Module):
         if self.tokens:
             target = _append_eos(x, lengths)
             loss = masked_cross_entropy(out, target, lengths + 1, reduction=reduction)
-            n = int(lengths.sum()) + len(lengths)
+            n = lengths.sum() + len(lengths)
             if self.config.copies > 0 and reduction in ("mean", "sum"):
                 term = self.config.copies * self._copies_term(x, lengths)
                 loss = loss + (term if reduction == "mean" else term * n)
         else:
             loss = loss_fn(out, x, lengths, reduction=reduction)
-            n = int(lengths.sum()) * x.shape[-1]
+            n = lengths.sum() * x.shape[-1]
         if self.config.contrastive > 0 and reduction in ("mean", "sum"):
             if self.config.contrast == "hierarchical":
                 term = self._hierarchical_term(x, lengths)
@@ -356,7 +357,7 @@ class AutoencoderNet(nn.Module):
             hide = torch.rand(v.shape[:2], device=v.device) < self.config.hide  # (B, T')
             h, _ = self.encoder.body(v, lengths=lv, hide=hide)  # (B, T', D)
             reps.append(_take(h, off, c)[0])  # (B, C, D): the overlap, right-padded
-        return hierarchical_contrastive(reps[0], reps[1], lengths_to_mask(c))
+        return hierarchical_contrastive(reps[0], reps[1], lengths_to_mask(c, reps[0].shape[1]))
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
