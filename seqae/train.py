@@ -81,6 +81,14 @@ class TrainConfig:
             (`seqae.losses.in_float32`). ``"16"`` scales the loss (``torch.amp.GradScaler``:
             a step whose gradients overflow is skipped and the scale lowered); the scale
             is not in checkpoints, so a resume under ``"16"`` starts it afresh.
+        read_every: optimizer steps between reads of the losses from the device (default
+            None: 1 on the CPU, `READ_EVERY` on an accelerator). Between reads a step
+            never waits for the device: its losses add up there, and a step whose
+            gradients are not finite is skipped there (AdamW's fused form, which takes
+            a skip flag); at a read the sums, the time budget and any non-finite step
+            are shared by every rank, so all decide alike. With ``read_every`` 1 (the
+            CPU, where a read costs nothing) a non-finite loss stops the epoch before
+            its update; with more, at the next read, after the finite steps in between.
     """
 
     max_epochs: int = 100
@@ -96,6 +104,12 @@ class TrainConfig:
     schedule: str = "plateau"
     checkpoint_every: int = 0
     precision: str = "32"
+    read_every: int | None = None
+
+
+# Optimizer steps between two reads from a GPU (`TrainConfig.read_every`); chosen by
+# measurement (benchmarks/gpu.py, RESULTS.md "GPU: host reads").
+READ_EVERY = 32
 
 
 class Callback:
@@ -249,9 +263,9 @@ def evaluate(
         for pos, (x, lens) in zip(mine, data.iterate([batches[p] for p in mine]), strict=True):
             torch.manual_seed(pos)
             with autocast(data.device, precision):
-                loss, _, n = model.loss(x, lens, loss_fn, reduction="sum")
+                loss, _, _ = model.loss(x, lens, loss_fn, reduction="sum")
             total += loss.detach().double()
-            count += n
+            count += data.elements(batches[pos])  # from the lengths on the host
     sums = torch.tensor([float(total), count], dtype=torch.float64)
     ctx.sum_(sums)
     return float(sums[0]) / max(float(sums[1]), 1.0)
@@ -391,8 +405,21 @@ class _Loop:
         self.callbacks, self.checkpointer = callbacks, checkpointer
         self.ctx = context()
         self.params = [p for p in model.parameters() if p.requires_grad]
+        device = train_data.device
+        self.read_every = config.read_every or (1 if device.type == "cpu" else READ_EVERY)
+        if self.read_every < 1:
+            raise ValueError(f"read_every must be >= 1, got {config.read_every}")
+        # steps between reads skip non-finite updates on the device: the fused AdamW
+        # takes the flag (on the CPU, reading each step, the plain one as always)
+        self.fused = self.read_every > 1
         self.opt = torch.optim.AdamW(self.params, lr=config.lr,
-                                     weight_decay=config.weight_decay)
+                                     weight_decay=config.weight_decay,
+                                     fused=True if self.fused else None)
+        # read at the next flush: the step losses summed on the device since the last
+        # read, and the first step whose update was skipped as not finite (0: none)
+        self.pending = torch.zeros((), dtype=torch.float64, device=device)
+        self.first_bad = torch.zeros((), dtype=torch.int64, device=device)
+        self.bad_step: int | None = None
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.opt, factor=0.5, patience=max(1, config.patience // 3))
         self.group = self.ctx.world * config.accumulate  # batches of the plan per step
@@ -438,6 +465,7 @@ class _Loop:
         saved = checkpointer.load_latest(self.model, self.opt, self.sched)
         if saved is None:
             return LoopState()
+        self._optimizer_form()
         state = LoopState.from_checkpoint(saved)
         log.info("resumed from %s (epoch %d%s)", saved["folder"], state.epoch,
                  f" and {state.step} steps" if state.step else "")
@@ -446,6 +474,16 @@ class _Loop:
             for cb in self.callbacks:
                 cb.on_best(int(kept["epoch"]), state.best_state)
         return state
+
+    def _optimizer_form(self) -> None:
+        """Make a loaded optimizer state take this run's AdamW form (a checkpoint keeps
+        the form it was written with: fused on a GPU, plain on the CPU): the same
+        numbers, kept where that form keeps them."""
+        for g in self.opt.param_groups:
+            g["fused"], g["foreach"] = (True if self.fused else None), None
+        for p, st in self.opt.state.items():
+            if "step" in st:
+                st["step"] = st["step"].to(p.device if self.fused else "cpu", torch.float32)
 
     # ------------------------------------------------------------------ an epoch
     def run_epoch(self, state: LoopState) -> tuple[dict[str, Any], int | None]:
@@ -478,43 +516,56 @@ class _Loop:
                 for j in range(ctx.rank, len(batches), ctx.world)]
         data = self.train_data.iterate(mine)  # reads (streams) in the order used
         for step, batches in enumerate(plan[skip:], skip + 1):
-            outcome = self.optimizer_step(state, step, batches, data, len(plan))
+            save = bool(self.every) and step % self.every == 0 and step < len(plan)
+            outcome = self.optimizer_step(state, step, batches, data, len(plan), save)
             if outcome == "non-finite":
-                return step
+                return self.bad_step
             if outcome == "over":
                 break  # the budget is spent (on some rank): finish this epoch early
-            if self.every and step % self.every == 0 and step < len(plan) and ctx.main:
+            if save and ctx.main:
                 state.time = self.elapsed()
                 self.checkpoint(state)
         return None
 
     def optimizer_step(self, state: LoopState, step: int, batches: list[Any],
                        data: Iterator[tuple[torch.Tensor, torch.Tensor]],
-                       n_steps: int) -> Literal["done", "over", "non-finite"]:
+                       n_steps: int, save: bool = False,
+                       ) -> Literal["done", "over", "non-finite"]:
         """Step ``step`` (of the ``n_steps`` of the epoch's plan) over ``batches``: the
         gradients of this rank's share, summed over the ranks, clipped, then one AdamW
         update, counted in ``state``. Returns ``"done"``; ``"over"``: done, and the time
-        budget is spent; ``"non-finite"``: the step's loss is not finite, no update is
-        made, and the loss of the epoch becomes it."""
+        budget is spent; ``"non-finite"``: a loss since the last read was not finite
+        (``self.bad_step``: the first such step), its update was not made, and the loss
+        of the epoch becomes it. The losses are read every ``self.read_every`` steps
+        (`flush`), at the plan's last step, before a checkpoint (``save``), and on one
+        process once the budget is spent."""
         config = self.config
         n_all = sum(self.train_data.elements(idx) for idx in batches)
         self.opt.zero_grad(set_to_none=True)
         local = self.backward(state.epoch + 1, step, batches, data, n_all)
         over = config.max_time is not None and self.elapsed() >= config.max_time
-        shared = self.ctx.sum_(torch.tensor([local, float(over)], dtype=torch.float64))
-        value = float(shared[0]) / n_all
-        if not math.isfinite(value):  # never step on it: the weights stay finite
-            state.total, state.count = value, 1
-            return "non-finite"
+        if self.read_every == 1:  # read now, and never step on a non-finite loss
+            shared = self.ctx.sum_(torch.tensor([float(local), float(over)],
+                                                dtype=torch.float64))
+            value = float(shared[0]) / n_all
+            if not math.isfinite(value):  # the weights stay finite
+                state.total, state.count, self.bad_step = value, 1, step
+                return "non-finite"
+            state.total += float(shared[0])
+            over = bool(shared[1] > 0)
+        else:
+            self.pending += local
         self.ctx.sum_gradients(self.params)
         if self.scaler is not None:
             self.scaler.unscale_(self.opt)
-        if config.grad_clip:
-            nn.utils.clip_grad_norm_(self.params, config.grad_clip)
+        norm = (nn.utils.clip_grad_norm_(self.params, config.grad_clip) if config.grad_clip
+                else None)
         if config.schedule == "budget":
             lr = budget_lr(config.lr, self.budget_done(state.epoch + 1, step, n_steps))
             for g in self.opt.param_groups:
                 g["lr"] = lr
+        if self.fused:
+            self.skip_non_finite(step, local, norm)
         if self.scaler is None:
             self.opt.step()
         else:  # skips the update when the gradients overflowed
@@ -522,20 +573,61 @@ class _Loop:
             self.scaler.update()
         state.step = step
         state.optimizer_steps += 1
-        state.total += float(shared[0])
         state.count += n_all
         state.steps += sum(self.train_data.steps(idx) for idx in batches)
-        return "over" if shared[1] > 0 else "done"
+        if self.read_every > 1 and (step % self.read_every == 0 or step == n_steps or save
+                                    or (over and self.ctx.world == 1)):
+            over, bad_step = self.flush(state, over)
+            if bad_step is not None:
+                state.total, state.count, self.bad_step = math.nan, 1, bad_step
+                return "non-finite"
+        return "over" if over else "done"
+
+    def skip_non_finite(self, step: int, local: torch.Tensor,
+                        norm: torch.Tensor | None) -> None:
+        """Between reads: have the fused AdamW skip this step on the device when its
+        gradients (the same on every rank) or, on one process, its loss are not finite,
+        and keep the first such step for the next read. Under ``"16"`` the grad scaler
+        skips overflowed steps itself (an overflow is not a failure there), and only a
+        non-finite loss counts."""
+        loss_bad = ~torch.isfinite(local)
+        if self.scaler is None:
+            if norm is None:
+                norm = nn.utils.get_total_norm(
+                    [p.grad for p in self.params if p.grad is not None])
+            bad = ~torch.isfinite(norm)
+            if self.ctx.world == 1:
+                bad = bad | loss_bad
+            self.opt.found_inf = bad.float()  # type: ignore[attr-defined]
+        else:
+            bad = loss_bad
+        self.first_bad = torch.where(bad & (self.first_bad == 0), step, self.first_bad)
+
+    def flush(self, state: LoopState, over: bool) -> tuple[bool, int | None]:
+        """Read what the steps since the last read left on the device (the one wait on
+        it), shared by every rank: the sum of their losses (added to ``state.total``),
+        whether the time budget is spent on any rank, and the first step whose update
+        was skipped as not finite on any (None: none)."""
+        ctx, dev = self.ctx, self.pending.device
+        slots = torch.zeros(ctx.world, dtype=torch.float64, device=dev)
+        slots[ctx.rank] = self.first_bad.double()  # rank r's first bad step in slot r
+        flag = torch.tensor([float(over)], dtype=torch.float64, device=dev)
+        read = torch.cat([self.pending[None], flag, slots]).cpu()
+        ctx.sum_(read)
+        self.pending.zero_()
+        self.first_bad.zero_()
+        bad = [int(b) for b in read[2:].tolist() if b > 0]
+        state.total += float(read[0])
+        return bool(read[1] > 0), (min(bad) if bad else None)
 
     def backward(self, epoch: int, step: int, batches: list[Any],
-                 data: Iterator[tuple[torch.Tensor, torch.Tensor]], n_all: int) -> float:
+                 data: Iterator[tuple[torch.Tensor, torch.Tensor]],
+                 n_all: int) -> torch.Tensor:
         """Forward and backward passes over this rank's batches of a step (rank r takes
         batches r, r + world, ...), each seeded from its place in the plan; the gradients
         add up scaled by the step's ``n_all`` valid elements (under ``"16"`` scaled by the
         grad scaler). Returns the sum of this rank's batch losses, added on the device in
-        float64 and read once, after every backward pass is queued (the same sum as
-        reading each batch's loss; a non-finite one leaves the gradients unused, as the
-        step is then not taken)."""
+        float64 (the same sum as reading each batch's loss), not read."""
         ctx = self.ctx
         local = torch.zeros((), dtype=torch.float64, device=self.train_data.device)
         for j in range(ctx.rank, len(batches), ctx.world):
@@ -548,7 +640,7 @@ class _Loop:
             local += loss.detach().double()
             scaled = loss / n_all
             (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
-        return float(local)
+        return local
 
     def budget_done(self, epoch: int, step: int, n_steps: int) -> float:
         """The share of the budget spent at ``step`` of ``n_steps`` of ``epoch``: of

@@ -2,6 +2,7 @@
 a resume from the middle of an epoch (also from a checkpoint written before the loop
 state existed), and what an epoch is."""
 
+import inspect
 import json
 import math
 import shutil
@@ -71,6 +72,21 @@ def _fit(checkpoint_dir=None, resume=False, crash_at=None, **config):
                         TrainConfig(**{**CONFIG, **config}),
                         callbacks=[] if crash_at is None else [_Crash(crash_at)],
                         checkpointer=checkpointer, resume=resume)
+    return model, history
+
+
+def _fit_config(model_config=None, **config):
+    """`_fit` without checkpoints, for another `ModelConfig` (None: `_fit`'s GRU)."""
+    if model_config is None:
+        return _fit(**config)
+    torch.manual_seed(1)
+    model = AutoencoderNet(model_config)
+    data = _data()
+    if model_config.vocab_size:  # token ids 4.. (0-3: PAD, BOS, EOS, UNK)
+        data = data.with_values((np.abs(data.values[:, 0]) * 3).astype(np.int64) % 8 + 4)
+    with cpu_threads(1):
+        history = train(model, get_loss("mse"), DeviceData(data, torch.device("cpu")),
+                        TrainConfig(**{**CONFIG, **config}))
     return model, history
 
 
@@ -298,6 +314,170 @@ def test_evaluate_sums_on_the_device_to_the_host_sum_bit_for_bit():
         for pos, (x, lens) in enumerate(data.iterate(batches)):
             torch.manual_seed(pos)
             loss, _, n = model.loss(x, lens, loss_fn, reduction="sum")
-            total, count = total + float(loss), count + n
+            total, count = total + float(loss), count + int(n)
     assert count == int(data.lengths.sum()) * 2
     assert got == total / count
+
+
+# Calls that read a tensor's values into Python: each waits for a GPU to finish the work
+# queued before it (on the CPU they cost nothing, so they are counted, not timed).
+_READS = {"item", "__float__", "__int__", "__bool__", "__index__", "tolist", "numpy", "cpu",
+          "nonzero", "masked_select", "unique"}
+
+
+def _cpu_only(frame) -> bool:
+    """Whether the call comes from a read seqae makes on CPU tensors only
+    (`seqae.masking.host_max`, `seqae.masking.check_lengths`,
+    `seqae.losses.check_targets`: see their tests with tensors on no device)."""
+    while frame is not None:
+        if frame.f_code.co_name in ("host_max", "check_lengths", "check_targets") and \
+                frame.f_code.co_filename.endswith(("masking.py", "losses.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
+class _HostReads(torch.overrides.TorchFunctionMode):
+    """Counts the calls that would wait for a GPU: the reads above, indexing with a
+    boolean tensor, `repeat_interleave` without its output size (copies to the device
+    are the GPU test's to catch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        read = name in _READS
+        if name in ("__getitem__", "__setitem__") and len(args) > 1:
+            idx = args[1] if isinstance(args[1], tuple) else (args[1],)
+            read = any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in idx)
+        if name == "repeat_interleave" and kwargs.get("output_size") is None:
+            read = True
+        if read and not _cpu_only(inspect.currentframe()):
+            self.calls.append(name)
+        return func(*args, **kwargs)
+
+
+def _count_reads(monkeypatch):
+    """Wrap `_Loop.optimizer_step`: ``{(epoch, step): reads in that step}`` and the
+    steps whose losses were read (`_Loop.flush`)."""
+    from seqae import train as train_module
+
+    per_step, flushed = {}, []
+    step_fn, flush_fn = train_module._Loop.optimizer_step, train_module._Loop.flush
+
+    def optimizer_step(self, state, step, *args, **kwargs):
+        with _HostReads() as mode:
+            out = step_fn(self, state, step, *args, **kwargs)
+        per_step[(state.epoch + 1, step)] = len(mode.calls)
+        return out
+
+    def flush(self, state, over):
+        flushed.append((state.epoch + 1, state.step))
+        return flush_fn(self, state, over)
+
+    monkeypatch.setattr(train_module._Loop, "optimizer_step", optimizer_step)
+    monkeypatch.setattr(train_module._Loop, "flush", flush)
+    return per_step, flushed
+
+
+@pytest.mark.parametrize("encoder", ["rnn", "conv", "tokens"])
+def test_steps_between_reads_never_read_the_device(monkeypatch, encoder):
+    """The code-level check of issue 27 (a GPU's own check is the next test): with
+    ``read_every=4`` (a GPU's way, here on the CPU) no step reads a tensor's value into
+    Python except where the losses are read: every 4th step and the epoch's last; the
+    model and loss code on the step (masks, crops, the contrastive terms of the conv
+    recipe) read nothing either. The training losses are those of reading every step
+    (the same sums; the fused AdamW rounds like the plain one within 1e-5 here)."""
+    per_step, flushed = _count_reads(monkeypatch)
+    kw = dict(checkpoint_every=0, max_epochs=2)
+    if encoder == "conv":
+        config = ModelConfig(n_features=2, latent_dim=3, hidden_size=8, encoder="conv",
+                             contrastive=0.5, contrast="hierarchical", patch=2,
+                             longest_predicted=19)
+    elif encoder == "tokens":  # ids, cross-entropy, the copies term on random crops
+        config = ModelConfig(n_features=1, vocab_size=12, latent_dim=3, hidden_size=8,
+                             copies=0.5, longest_predicted=19)
+    else:
+        config = None
+    _, history = _fit_config(config, read_every=4, **kw)
+    steps = sorted(per_step)
+    assert len(steps) == 2 * 35
+    assert flushed == [(e, s) for e, s in steps if s % 4 == 0 or s == 35]
+    for key in steps:
+        assert (per_step[key] > 0) == (key in flushed), (key, per_step[key])
+    monkeypatch.undo()
+    _, ref = _fit_config(config, **kw)
+    for got, want in zip(history, ref, strict=True):
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)
+        assert got["val_loss" if "val_loss" in got else "epoch"] == pytest.approx(
+            want["val_loss" if "val_loss" in want else "epoch"], rel=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the CPU has the "
+                    "code-level check above)")
+def test_a_gpu_step_never_synchronises(monkeypatch):
+    """On a GPU: `torch.cuda.set_sync_debug_mode("error")` around every training step
+    that is not a read of the losses, for an RNN and a conv recipe: any synchronising
+    call (a read, a copy from pageable memory) raises."""
+    from seqae import train as train_module
+
+    step_fn, flush_fn = train_module._Loop.optimizer_step, train_module._Loop.flush
+
+    def optimizer_step(self, *args, **kwargs):
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return step_fn(self, *args, **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    def flush(self, *args, **kwargs):
+        torch.cuda.set_sync_debug_mode("default")
+        try:
+            return flush_fn(self, *args, **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode("error")
+
+    monkeypatch.setattr(train_module._Loop, "optimizer_step", optimizer_step)
+    monkeypatch.setattr(train_module._Loop, "flush", flush)
+    for encoder in ("rnn", "conv"):
+        ae = seqae.SequenceAutoencoder(encoder=encoder, hidden_size=16, max_epochs=2,
+                                       max_time=None, device="cuda", precision="bf16",
+                                       validation_fraction=0.2)
+        ae.fit(_data(80))
+        assert len(ae.history_) == 2 and math.isfinite(ae.history_[-1]["val_loss"])
+
+
+def test_a_non_finite_step_between_reads_is_skipped_on_the_device(monkeypatch):
+    """With ``read_every=4``: a NaN loss at epoch 2, step 6 makes no update (the fused
+    AdamW skips it on the device: the weights stay finite), is found at the next read
+    (step 8), and training stops naming step 6, keeping epoch 1's weights."""
+    poisoned = 35 + 6
+
+    class Poison(Callback):
+        def on_train_begin(self, model, config):
+            orig, calls = model.loss, {"n": 0}
+
+            def loss(*args, **kwargs):
+                out = orig(*args, **kwargs)
+                if model.training:
+                    calls["n"] += 1
+                    if calls["n"] == poisoned:
+                        return (out[0] * float("nan"),) + tuple(out[1:])
+                return out
+
+            model.loss = loss
+
+    torch.manual_seed(1)
+    model = AutoencoderNet(ModelConfig(n_features=2, latent_dim=3, hidden_size=8,
+                                       longest_predicted=19))
+    with cpu_threads(1):
+        history = train(model, get_loss("mse"), DeviceData(_data(), torch.device("cpu")),
+                        TrainConfig(**{**CONFIG, "checkpoint_every": 0, "read_every": 4}),
+                        callbacks=[Poison()])
+    assert len(history) == 2 and history[-1]["stopped"].endswith("epoch 2, step 6")
+    assert math.isnan(history[-1]["train_loss"])
+    assert history[-1]["optimizer_steps"] == 8  # it went on to the read
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
