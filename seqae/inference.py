@@ -23,7 +23,13 @@ from .sources import DeviceData
 from .tasks import Task
 from .train import cpu_threads
 
-__all__ = ["Model", "each_batch", "encode_score", "reconstruct", "decode", "scatter"]
+__all__ = ["Model", "each_batch", "encode_score", "reconstruct", "decode", "scatter",
+           "to_device", "Gathered", "GPU_BATCH_STEPS"]
+
+
+# Padded steps per inference batch on a GPU (`Model.batches`): enough to fill one with a
+# hidden size of 256 (benchmarks/gpu.py's encode), a few hundred MB of activations.
+GPU_BATCH_STEPS = 65_536
 
 
 class Model:
@@ -40,7 +46,53 @@ class Model:
         return next(self.net.parameters()).device
 
     def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
-        return sorted_batches(lengths, self.batch, "count")
+        """Length-sorted batches: of ``4 x batch_size`` sequences (at least 64) on the
+        CPU; on a GPU by a budget of `GPU_BATCH_STEPS` padded steps (from half to 8
+        times as many sequences), which fills it with short sequences too."""
+        if self.device.type == "cpu":
+            return sorted_batches(lengths, self.batch, "count")
+        return sorted_batches(lengths, self.batch, "tokens", max_tokens=GPU_BATCH_STEPS)
+
+
+def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``a`` on ``device`` without waiting for it (through pinned memory to a GPU)."""
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
+class Gathered:
+    """Batch outputs kept on the device until `rows` or `steps` reads them all at once
+    (a read per batch would wait for the device each time)."""
+
+    def __init__(self) -> None:
+        self.idx: list[np.ndarray] = []
+        self.lens: list[tuple[np.ndarray, int]] = []
+        self.outs: list[torch.Tensor] = []
+
+    def add(self, idx: np.ndarray, out: torch.Tensor, lens: np.ndarray | None = None) -> None:
+        self.idx.append(np.asarray(idx))
+        self.outs.append(out.flatten(0, 1) if lens is not None else out)
+        if lens is not None:
+            self.lens.append((np.asarray(lens), out.shape[1]))
+
+    def rows(self, out: np.ndarray) -> None:
+        """Write per-sequence outputs ``(B, ...)`` into ``out`` in the input's order."""
+        if self.outs:
+            out[np.concatenate(self.idx)] = torch.cat(self.outs).cpu().numpy()
+
+    def steps(self, out: np.ndarray, offsets: np.ndarray) -> None:
+        """Write the valid steps of padded outputs ``(B, T, ...)`` into flat ``out``."""
+        if not self.outs:
+            return
+        flat = torch.cat(self.outs).cpu().numpy()
+        start = 0
+        for idx, (lens, t) in zip(self.idx, self.lens, strict=True):
+            n = len(idx) * t
+            scatter(out, offsets, idx, flat[start : start + n].reshape(
+                (len(idx), t) + flat.shape[1:]), lens)
+            start += n
 
 
 def scatter(out: np.ndarray, offsets: np.ndarray, idx: Any, y: np.ndarray, lens: Any) -> None:
@@ -59,9 +111,9 @@ def each_batch(model: Model, seqs: Sequences,
     model.net.eval()
     scaled, stats = model.task.to_model(seqs)
     data = DeviceData(scaled, model.device)
+    batches = model.batches(scaled.lengths)
     with cpu_threads(model.threads):
-        for idx in model.batches(scaled.lengths):
-            x, lens = data.batch(idx)
+        for idx, (x, lens) in zip(batches, data.iterate(batches), strict=True):
             fn(idx, x, lens)
     return stats
 
@@ -77,6 +129,7 @@ def encode_score(model: Model, seqs: Sequences, latents: bool = False,
     Z = np.empty((len(seqs), net.config.latent_dim), dtype=np.float32) if latents else None
     out = np.empty(len(seqs), dtype=np.float64) if scores else None
     scale = model.task.score_scale(model.device)
+    zs, errs = Gathered(), Gathered()
 
     def fn(idx, x, lens):
         if scores and scale is None:  # tokens: the loss per sequence
@@ -88,12 +141,16 @@ def encode_score(model: Model, seqs: Sequences, latents: bool = False,
                 rec = net.decode(z, lens, x.shape[1])
                 err = masked_mse(rec * scale, x * scale, lens, reduction="sequence")
         if Z is not None:
-            Z[idx] = z.cpu().numpy()
+            zs.add(idx, z)
         if out is not None:
-            out[idx] = err.double().cpu().numpy()
+            errs.add(idx, err.double())
 
     with torch.no_grad():
         each_batch(model, seqs, fn)
+    if Z is not None:
+        zs.rows(Z)
+    if out is not None:
+        errs.rows(out)
     return Z, out
 
 
@@ -101,12 +158,13 @@ def reconstruct(model: Model, seqs: Sequences) -> Sequences:
     """Reconstructions at each sequence's own length, in the input's units
     (free-running for an autoregressive decoder)."""
     values = np.empty_like(seqs.values)
+    ys = Gathered()
 
     def fn(idx, x, lens):
-        y = model.net.reconstruct(x, lens).cpu().numpy()
-        scatter(values, seqs.offsets, idx, y, lens.cpu().numpy())
+        ys.add(idx, model.net.reconstruct(x, lens), seqs.lengths[idx])
 
     stats = each_batch(model, seqs, fn)
+    ys.steps(values, seqs.offsets)
     return model.task.from_model(seqs.with_values(values), stats)
 
 
@@ -165,8 +223,15 @@ def _decode(model: Model, Z: Any, lengths: Any, max_length: int,
         values = np.empty(offsets[-1], dtype=np.int64)
     else:
         values = np.empty((offsets[-1], net.config.n_features), dtype=np.float32)
-    for idx in model.batches(lens_all):
-        lens = torch.as_tensor(lens_all[idx], device=dev)
-        y = net.decode(z_all[idx].to(dev), lens).cpu().numpy()
-        scatter(values, offsets, idx, y, lens_all[idx])
+    batches = model.batches(lens_all)
+    order = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+    z_dev = to_device(z_all.numpy()[order], dev)  # in batch order: one copy each
+    lens_dev = to_device(lens_all[order], dev)
+    ys, start = Gathered(), 0
+    for idx in batches:
+        part = slice(start, start + len(idx))
+        ys.add(idx, net.decode(z_dev[part], lens_dev[part], int(lens_all[idx].max())),
+               lens_all[idx])
+        start += len(idx)
+    ys.steps(values, offsets)
     return model.task.decoded(Sequences(values, offsets, feature_names=feature_names))

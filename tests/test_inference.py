@@ -267,3 +267,43 @@ def test_model_batch_size_and_device(ae):
     assert Model(ae.module_, ae.task_, 8, 1).batch == 64
     assert Model(ae.module_, ae.task_, 32, None).batch == 128
     assert Model(ae.module_, ae.task_, 8, 1).device == torch.device("cpu")
+
+
+# ------------------------------------------------------------------ on a GPU's terms
+class _GpuBatches(Model):
+    """`Model` batching as on a GPU (a budget of padded steps, here small enough for
+    batches of many shapes), on the CPU."""
+
+    def batches(self, lengths):
+        from seqae.batching import sorted_batches
+
+        return sorted_batches(lengths, self.batch, "tokens", max_tokens=300)
+
+
+def test_gpu_batching_and_outputs_gathered_at_the_end_give_the_same_results(ae, model,
+                                                                             seqs):
+    """Issue 27 item 3 on the CPU: batches by a budget of padded steps (sizes from 32 to
+    150 here, unlike the 64 of the CPU rule), outputs kept as tensors until the end and
+    then put in the input's order: the same latents, scores, reconstructions and
+    decodings as the CPU's batching, within float rounding (other batches, other sums),
+    and every input read from the device once per output, not once per batch."""
+    from test_train import _HostReads
+
+    gpu = _GpuBatches(ae.module_, ae.task_, ae.batch_size, 1)
+    sizes = {len(b) for b in gpu.batches(seqs.lengths)}
+    assert len(sizes) > 2 and len(gpu.batches(seqs.lengths)) > 3
+    with _HostReads() as reads:
+        Z, sc = encode_score(gpu, seqs, latents=True, scores=True)
+        rec = reconstruct(gpu, seqs)
+    Z_ref, sc_ref = encode_score(model, seqs, latents=True, scores=True)
+    np.testing.assert_allclose(Z, Z_ref, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(sc, sc_ref, rtol=1e-4)
+    np.testing.assert_allclose(rec.values, reconstruct(model, seqs).values, atol=1e-4)
+    # latents, scores, reconstructions: one copy to the host each (the CPU's checks of
+    # lengths and crops, which read nothing on a GPU, are not counted)
+    assert reads.calls.count("cpu") == 3, reads.calls
+    lens = np.random.default_rng(8).integers(1, 30, 100)
+    Zd = np.random.default_rng(9).normal(size=(100, 3)).astype(np.float32)
+    got, want = decode(gpu, Zd, lens, 50, None), decode(model, Zd, lens, 50, None)
+    np.testing.assert_array_equal(got.lengths, lens)
+    np.testing.assert_allclose(got.values, want.values, atol=1e-4)
