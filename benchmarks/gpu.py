@@ -9,6 +9,11 @@ recipe at its default width on long sequences), with throughput.py's functions:
                     (``precision="32"``: "auto" would pick bf16 on a GPU)
   (d) fit e2e bf16  the same under ``precision="bf16"``, when SequenceAutoencoder has
                     a ``precision`` parameter ("not available in this version" otherwise)
+  (c1) fit e2e, read every step
+                    (c) reading the losses from the GPU after every step, as before
+                    issue 27 (`seqae.train.READ_EVERY` = 1), to show what the reads cost
+  keras             the Keras 3 recipe of seed 000 (LSTM recipe only, torch backend,
+                    padded to the longest), when keras is installed
   encode            `encode` of the whole data set, and padding to the longest
 
 Each figure is valid steps/s with its ratio to (a), and the peak GPU memory allocated
@@ -45,19 +50,20 @@ import throughput as tp  # noqa: E402
 
 # the data and model of each recipe (throughput.py's argument names)
 RECIPES: dict[str, dict] = {
-    "GRU 256": {"encoder": "rnn", "cell": "gru", "hidden": 256, "batch": 128, "n": 2000,
-                "features": 8, "mean_length": 100},
+    # first: the recipe the issue's Keras figure is for
     "LSTM 256": {"encoder": "rnn", "cell": "lstm", "hidden": 256, "batch": 128, "n": 2000,
-                 "features": 8, "mean_length": 100},
+                 "features": 8, "mean_length": 100, "keras": True},
     # what encoder="auto" picks for long sequences, at the library's default width
     "conv 64": {"encoder": "conv", "cell": "gru", "hidden": 64, "batch": 128, "n": 2000,
                 "features": 1, "mean_length": 300},
+    "GRU 256": {"encoder": "rnn", "cell": "gru", "hidden": 256, "batch": 128, "n": 2000,
+                "features": 8, "mean_length": 100},
 }
 # --tiny: the same recipes, small enough for a CPU in seconds
 TINY = {"hidden": 16, "batch": 16, "n": 48, "features": 2, "mean_length": 20}
 TINY_CONV = {**TINY, "n": 32, "features": 1, "mean_length": 12}
 
-TRAIN = ("limit", "naive", "fit e2e", "fit e2e bf16")
+TRAIN = ("limit", "naive", "fit e2e", "fit e2e bf16", "fit e2e read 1", "keras")
 ENCODE = ("seqae encode", "naive encode")
 NOT_AVAILABLE = "not available in this version"
 
@@ -67,6 +73,13 @@ def has_precision() -> bool:
     from seqae import SequenceAutoencoder
 
     return "precision" in inspect.signature(SequenceAutoencoder).parameters
+
+
+def has_read_every() -> bool:
+    """Whether this version reads the losses from a GPU every `READ_EVERY` steps."""
+    import seqae.train
+
+    return hasattr(seqae.train, "READ_EVERY")
 
 
 def run(target, method: str, args, inline: bool) -> dict:
@@ -124,7 +137,6 @@ def measure(name: str, settings: dict, opts, t0: float) -> dict:
 
     train = out["train"]
     train["limit"] = one(tp._train_rate, "limit", "limit")
-    train["naive"] = one(tp._train_rate, "naive", "naive")
     limit = train["limit"]
     epochs = opts.epochs
     if epochs is None:  # about --fit-seconds at the limit's pace
@@ -141,6 +153,17 @@ def measure(name: str, settings: dict, opts, t0: float) -> dict:
         train["fit e2e bf16"] = {"available": False, "note": NOT_AVAILABLE}
         print(f"  {'fit e2e bf16':<14} {NOT_AVAILABLE} (SequenceAutoencoder has no "
               "precision parameter)", flush=True)
+    if has_read_every():
+        train["fit e2e read 1"] = one(tp._train_rate, "seqae fit e2e", "fit e2e read 1",
+                                      epochs=epochs, read_every=1, **fp32)
+    train["naive"] = one(tp._train_rate, "naive", "naive")
+    if settings.get("keras"):
+        try:
+            import keras  # noqa: F401
+        except ImportError:
+            train["keras"] = {"available": False, "note": "keras is not installed"}
+        else:
+            train["keras"] = one(tp._peer_rate, "keras (seed 000)", "keras")
     for m in ENCODE:
         out["encode"][m] = one(tp._encode_rate, m, m)
     ratios(out)
@@ -160,9 +183,14 @@ def ratios(out: dict) -> None:
             r["peak_mb"] = peak(r)
             r["peak_kind"] = "gpu allocated" if r.get("gpu_peak_mb") is not None else "rss"
             r["mem_x_limit"] = r["peak_mb"] / peak(limit)
-    fp32, bf16 = out["train"]["fit e2e"], out["train"]["fit e2e bf16"]
-    if "steps_per_s" in fp32 and "steps_per_s" in bf16:
-        bf16["x_fp32"] = bf16["steps_per_s"] / fp32["steps_per_s"]
+    fp32 = out["train"]["fit e2e"]
+    for other in ("fit e2e bf16", "fit e2e read 1"):
+        r = out["train"].get(other) or {}
+        if "steps_per_s" in fp32 and "steps_per_s" in r:
+            r["x_fp32"] = r["steps_per_s"] / fp32["steps_per_s"]
+    keras = out["train"].get("keras") or {}
+    if "steps_per_s" in fp32 and "steps_per_s" in keras:
+        fp32["x_keras"] = fp32["steps_per_s"] / keras["steps_per_s"]
     padded = out["encode"]["naive encode"]
     if "steps_per_s" in padded:
         for r in out["encode"].values():
@@ -181,11 +209,15 @@ def table(results: dict) -> list[str]:
                             f"{r.get('note') or r.get('skipped', '')} |")
                 continue
             notes = []
-            if label == "fit e2e" or label == "fit e2e bf16":
+            if label.startswith("fit e2e"):
                 notes.append(f"{r['epochs']} epochs, {r['elapsed']:.1f} s wall "
                              f"({r['train_s']:.1f} s training)")
+            if label.startswith("fit e2e "):
+                label = label.replace("fit e2e ", "fit e2e, ")
             if "x_fp32" in r:
-                notes.append(f"{r['x_fp32']:.2f} x fp32")
+                notes.append(f"{r['x_fp32']:.2f} x fit e2e")
+            if "x_keras" in r:
+                notes.append(f"{r['x_keras']:.0f} x keras")
             if "x_padded" in r and label != "naive encode":
                 notes.append(f"{r['x_padded']:.2f} x padded encode")
             mem = f"{r['peak_mb']:,.0f}" + ("" if r["peak_kind"] == "gpu allocated" else " (RSS)")
@@ -205,6 +237,9 @@ def goals(results: dict, bf16: bool) -> dict:
             "fit_e2e_ge_0.9": None if e2e is None else bool(e2e >= 0.9),
             "bf16_x_fp32": half.get("x_fp32"),
             "bf16_ge_1.5": (None if "x_fp32" not in half else bool(half["x_fp32"] >= 1.5)),
+            "fit_e2e_x_keras": fit.get("x_keras"),
+            "fit_e2e_ge_100x_keras": (None if "x_keras" not in fit
+                                      else bool(fit["x_keras"] >= 100)),
         }
         if not bf16:
             out[name]["bf16_ge_1.5"] = NOT_AVAILABLE

@@ -33,5 +33,20 @@ if ! (cd / && "$PY" -c "import seqae") 2>/dev/null; then
         || echo "gpu.sh: pip could not install seqae; gpu.py runs it from the checkout"
 fi
 
-export OMP_WAIT_POLICY=PASSIVE
+# Optional, from a folder of wheels when $SEQAE_WHEELS names one (the GPU machines lent
+# to this project reach no index): keras, for the Keras recipe beside the LSTM, and
+# pytest, for the GPU's own test that a training step never synchronises.
+if [[ -n "${SEQAE_WHEELS:-}" && -d "$SEQAE_WHEELS" ]]; then
+    for m in keras pytest; do
+        "$PY" -c "import $m" 2>/dev/null || "$PY" -m pip install --quiet --no-index \
+            --find-links "$SEQAE_WHEELS" "$m" || echo "gpu.sh: could not install $m"
+    done
+fi
+
+export OMP_WAIT_POLICY=PASSIVE KERAS_BACKEND=torch
+if "$PY" -c "import pytest" 2>/dev/null; then
+    echo "gpu.sh: tests that need CUDA (a training step never synchronises)"
+    "$PY" -m pytest -q -p no:cacheprovider tests/test_train.py -k synchronises \
+        || echo "gpu.sh: the CUDA tests FAILED (above)"
+fi
 exec "$PY" benchmarks/gpu.py --json "$OUT" "$@"

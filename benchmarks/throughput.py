@@ -90,7 +90,14 @@ def _memory(device) -> dict:
 
 
 def _precision(args) -> dict:
-    """``precision=`` for SequenceAutoencoder when --precision is given (later versions)."""
+    """``precision=`` for SequenceAutoencoder when --precision is given (later versions);
+    ``args.read_every`` (benchmarks/gpu.py) sets the steps between reads of the losses
+    from a GPU (`seqae.train.READ_EVERY`) in this process."""
+    every = getattr(args, "read_every", None)
+    if every is not None:
+        import seqae.train
+
+        seqae.train.READ_EVERY = every
     p = getattr(args, "precision", None)
     return {} if p is None else {"precision": p}
 
