@@ -481,3 +481,23 @@ def test_a_non_finite_step_between_reads_is_skipped_on_the_device(monkeypatch):
     assert math.isnan(history[-1]["train_loss"])
     assert history[-1]["optimizer_steps"] == 8  # it went on to the read
     assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+
+
+def test_resume_between_reads_equals_an_uninterrupted_run(tmp_path):
+    """With ``read_every=4`` (the fused AdamW, losses read every 4 steps and before each
+    checkpoint): a crash in the middle of an epoch and a resume end bit for bit where an
+    uninterrupted run does; a checkpoint of one AdamW form resumes in the other (the
+    CPU's plain form here, as when a GPU's checkpoint resumes on a CPU)."""
+    model, history = _fit(read_every=4)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path, crash_at=CRASH_AT, read_every=4)
+    again, resumed = _fit(tmp_path, resume=True, read_every=4)
+    assert _untimed(resumed) == _untimed(history)
+    for k, v in model.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v), k
+    shutil.rmtree(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path, crash_at=CRASH_AT, read_every=4)
+    _, other = _fit(tmp_path, resume=True, read_every=1)
+    for got, want in zip(other, history, strict=True):
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)
