@@ -418,6 +418,7 @@ def test_steps_between_reads_never_read_the_device(monkeypatch, encoder):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the CPU has the "
                     "code-level check above)")
+@pytest.mark.filterwarnings("ignore:Synchronization debug mode is a prototype")
 def test_a_gpu_step_never_synchronises(monkeypatch):
     """On a GPU: `torch.cuda.set_sync_debug_mode("error")` around every training step
     that is not a read of the losses, for an RNN and a conv recipe: any synchronising
