@@ -322,7 +322,7 @@ def test_evaluate_sums_on_the_device_to_the_host_sum_bit_for_bit():
 # Calls that read a tensor's values into Python: each waits for a GPU to finish the work
 # queued before it (on the CPU they cost nothing, so they are counted, not timed).
 _READS = {"item", "__float__", "__int__", "__bool__", "__index__", "tolist", "numpy", "cpu",
-          "nonzero", "masked_select", "unique"}
+          "nonzero", "masked_select", "unique", "equal", "allclose", "is_nonzero"}
 
 
 def _cpu_only(frame) -> bool:

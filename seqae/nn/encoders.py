@@ -149,8 +149,12 @@ class RNNEncoder(nn.Module):
         lengths: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        given = mask is not None
         mask = resolve_mask(x, lengths, mask)  # (B, T)
-        lengths = _check_right_padded(mask)  # (B,)
+        # a mask from lengths is right-padded by construction (and reading a GPU's mask
+        # back to check it would wait for the device); a given mask is checked
+        lengths = (_check_right_padded(mask) if given or lengths is None
+                   else torch.as_tensor(lengths, device=x.device).long())  # (B,)
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         m3 = mask[..., None]  # (B, T, 1)
         h = torch.where(m3, x, zero)  # (B, T, F), padding -> 0
@@ -319,8 +323,10 @@ class ConvEncoder(nn.Module):
         mask: torch.Tensor | None = None,
         hide: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        given = mask is not None
         mask = resolve_mask(x, lengths, mask)  # (B, T)
-        lengths = _check_right_padded(mask)  # (B,)
+        lengths = (_check_right_padded(mask) if given or lengths is None  # (B,)
+                   else torch.as_tensor(lengths, device=x.device).long())
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         m = mask[:, None, :]  # (B, 1, T)
         h = torch.where(mask[..., None], x, zero)  # (B, T, F), padding -> 0
@@ -381,10 +387,9 @@ class SequenceEncoder(nn.Module):
         lengths: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if self.embedding is not None:
-            mask = resolve_mask(x, lengths, mask)
-            x = self.embedding(torch.where(mask, x, torch.zeros_like(x)))  # (B, T, E)
-            lengths = None
+        if self.embedding is not None:  # the body gets the lengths or mask as given
+            valid = resolve_mask(x, lengths, mask)
+            x = self.embedding(torch.where(valid, x, torch.zeros_like(x)))  # (B, T, E)
         elif self.patch > 1:
             lengths = resolve_mask(x, lengths, mask).sum(1)
             x, lengths = patchify(x, lengths, self.patch)  # (B, T / p, p F)
