@@ -6,7 +6,7 @@ recipe at its default width on long sequences), with throughput.py's functions:
   (a) limit         the same valid steps as fixed-length sequences (cuDNN's best case)
   (b) naive         every batch padded to the longest sequence of the data set
   (c) fit e2e       the wall time of a whole `SequenceAutoencoder.fit` call in float32
-                    (``precision="32"``: "auto" would pick bf16 on a GPU)
+                    (``precision="32"``, which "auto" also is)
   (d) fit e2e bf16  the same under ``precision="bf16"``, when SequenceAutoencoder has
                     a ``precision`` parameter ("not available in this version" otherwise)
   (c1) fit e2e, read every step
@@ -143,7 +143,8 @@ def measure(name: str, settings: dict, opts, t0: float) -> dict:
         rate = limit.get("steps_per_s", 0.0)
         per_epoch = epoch_steps(lengths, args.batch)
         epochs = int(min(1000, max(1, round(opts.fit_seconds * rate / per_epoch))))
-    # float32 explicitly where the parameter exists ("auto" is bf16 on a GPU)
+    # float32 explicitly where the parameter exists (versions before issue 27's end
+    # resolved "auto" to bf16 on a GPU)
     fp32 = {"precision": "32"} if opts.bf16 else {}
     train["fit e2e"] = one(tp._train_rate, "seqae fit e2e", "fit e2e", epochs=epochs, **fp32)
     if opts.bf16:

@@ -155,8 +155,8 @@ PARAMS: dict[str, Param] = {
                   "steps wake sleeping threads; torch's setting otherwise)", int),
     "precision": _p("auto", _choice("auto", "32", "bf16", "16"), "precision",
                     "training arithmetic: float32 (32), bfloat16 (bf16) or float16 with a "
-                    "loss scale (16) under autocast; auto (the default): bf16 on a GPU that "
-                    "has it, 16 on one that does not, 32 on the CPU", str,
+                    "loss scale (16) under autocast; auto (the default): 32 (bf16 was slower "
+                    "on the GPUs measured; it halves activation memory)", str,
                     ("auto", "32", "bf16", "16")),
     "seed": _p(0, _int(lo=0), "seed", "random seed (default 0)", int),
     "verbose": _p(1, _choice(0, 1, 2)),

@@ -74,20 +74,17 @@ def threads(param: Any, config: ModelConfig, device_type: str) -> int | None:
     return None
 
 
-def precision(param: str, device_type: str, bf16_supported: bool) -> tuple[str, str]:
-    """The training precision (``precision`` resolved) and why, on a device of
-    ``device_type`` that does or does not compute in bfloat16 natively
-    (``torch.cuda.is_bf16_supported()``). ``"auto"``: bfloat16 on a GPU that has it
-    (float32's range, so no loss scale, and tensor-core speed), float16 with a loss scale
-    on an older GPU, float32 elsewhere (on a CPU, bfloat16 matrix products are emulated
-    on most chips and the golden float32 results stay)."""
+def precision(param: str, device_type: str) -> tuple[str, str]:
+    """The training precision (``precision`` resolved) and why. ``"auto"`` is float32 on
+    every device: under bf16 autocast a whole `fit` took longer than in float32 for
+    every recipe measured on GPUs (0.73-0.97 x float32's rate on an H100, 0.91-0.92 x on
+    an H200: the GRU and LSTM at hidden 256, batch 128, and the conv recipe;
+    benchmarks/RESULTS.md), and on the CPU it gained nothing and float32 keeps the golden
+    results. ``"bf16"`` remains the way to halve the activations' GPU memory."""
     if param != "auto":
         return param, "set"
-    if device_type == "cuda":
-        if bf16_supported:
-            return "bf16", "a CUDA device with bfloat16"
-        return "16", "a CUDA device without bfloat16"
-    return "32", f"device type {device_type}"
+    return "32", (f"float32 on {device_type}: bf16 autocast was slower for every recipe "
+                  "measured (benchmarks/RESULTS.md)")
 
 
 def _encoder(p: dict[str, Any], median: float, tokens: bool,
