@@ -33,9 +33,9 @@ _EXPORTS = {
     "CharVocab": "seqae.vocab",
 }
 _SUBMODULES = ("batching", "checkpoint", "data", "datasets", "distributed", "errors",
-               "estimator", "export", "inference", "io", "lengths", "losses", "masking", "model_dir",
-               "nn", "params", "plots", "progress", "recipe", "scaling", "sources", "stream",
-               "tables", "tasks", "train", "vocab")
+               "estimator", "export", "inference", "io", "lengths", "losses", "masking",
+               "model_dir", "nn", "params", "plots", "progress", "recipe", "scaling",
+               "sources", "stream", "tables", "tasks", "train", "vocab")
 # seqae.keras (the optional Keras 3 front end) loads on first touch only; it needs keras.
 _OPTIONAL = ("keras",)
 

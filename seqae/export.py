@@ -67,6 +67,9 @@ class _Scaling(nn.Module):
     no) standardisation by constants, or each sequence by its own mean and std over its
     valid steps (float64, a feature without spread gets std 1)."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, task: Task):
         super().__init__()
         scaler = task.scaler
@@ -121,7 +124,9 @@ class DecoderGraph(_Graph):
     ``(B, max(lengths))`` int64 token ids), exact zeros (PAD) past each length."""
 
     def forward(self, z: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        steps = torch.arange(lengths.max())  # (T,): T traced from the lengths, not fixed
+        # (T,): a tensor end keeps T a function of the lengths in the trace (an int would
+        # be the example's)
+        steps = torch.arange(lengths.max())  # type: ignore[call-overload]
         y = self.net.decode(z, lengths, steps.shape[0])  # (B, T, F) or (B, T)
         if self.tokens:
             return y
@@ -135,6 +140,8 @@ class ScorerGraph(_Graph):
     """``(x, lengths) -> scores``: inputs as `EncoderGraph`; ``scores`` ``(B,)`` float32,
     what `SequenceAutoencoder.score` gives (the mean squared reconstruction error over
     valid steps in scored units; tokens: the mean cross-entropy per token and EOS)."""
+
+    scale: torch.Tensor
 
     def __init__(self, net: AutoencoderNet, task: Task):
         super().__init__(net, task)
@@ -185,6 +192,7 @@ def graph_of(fitted: Fitted, part: str, params: dict[str, Any] | None = None) ->
     if why:
         raise ExportError(why)
     net = copy.deepcopy(fitted.net).cpu().float().eval()
+    net.requires_grad_(False)  # a service's outputs need no autograd
     return _GRAPHS[part](net, fitted.task).eval()
 
 
@@ -251,8 +259,9 @@ def _onnx_bytes(traced, part: str, example, settings: dict[str, Any]) -> bytes:
         # the TorchScript-based exporter is deprecated in torch 2.9+, and warns that a GRU
         # could depend on the example's batch size (seqae's do not: checked below)
         warnings.simplefilter("ignore")
-        torch.onnx.export(traced, example, buf, dynamo=False, input_names=inputs,
-                          output_names=outputs, dynamic_axes=dynamic, opset_version=OPSET)
+        torch.onnx.export(traced, example, buf,  # type: ignore[arg-type]  # a file object
+                          dynamo=False, input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic, opset_version=OPSET)
     proto = onnx.load_from_string(buf.getvalue())
     proto.doc_string = f"seqae {part}: " + settings["summary"]
     entry = proto.metadata_props.add()
@@ -429,9 +438,9 @@ def _build(fitted: Fitted, params: dict[str, Any], part: str, fmt: str,
     settings = _settings(fitted, params, part, fmt, name)
     example = _example(fitted, part, batch=2, length=7, seed=0, nan=False)
     traced = _trace(graph, example)
-    # a batch of another size and length, NaN in the padding: the trace must not have
-    # frozen the example's shapes, nor let padding in
-    check = _example(fitted, part, batch=3, length=12, seed=1, nan=True)
+    # a batch of another size and length (13: no patch size divides it), NaN in the
+    # padding: the trace must not have frozen the example's shapes, nor let padding in
+    check = _example(fitted, part, batch=3, length=13, seed=1, nan=True)
     with torch.no_grad():
         want = graph(*check).numpy()
         got = traced(*check).numpy()
