@@ -578,7 +578,7 @@ class SequenceAutoencoder(_Params):
         token and text models take and give token ids. Everything a client needs (the
         vocabulary, the threshold, the input and output names, shapes and types) is
         written beside the file as ``path.json``, and into the file (the ONNX metadata
-        key ``seqae``; the TorchScript extra file ``seqae.json``). The graph is checked
+        key ``seqae``; the TorchScript extra file ``settings.json``). The graph is checked
         against the model before anything is written (`seqae.export`).
 
         Args:

@@ -5,7 +5,7 @@ its lengths in (int64; batch size and time length both dynamic), results out, in
 user's units (the scaler is folded into the graph). Token and text models take and give
 token ids; their vocabulary, and every setting a client needs, is written beside the
 file as JSON (``FILE.json``) and into the file itself (the ONNX metadata key ``seqae``;
-the TorchScript extra file ``seqae.json``).
+the TorchScript extra file ``settings.json``).
 
 How: the part is wrapped as a module of tensors only (`EncoderGraph`, `DecoderGraph`,
 `ScorerGraph`) and traced once by `torch.jit.trace`; the TorchScript file is that trace,
@@ -273,7 +273,7 @@ def _torchscript_bytes(traced, settings: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated in torch 2.9+
-        torch.jit.save(traced, buf, _extra_files={"seqae.json": json.dumps(settings)})
+        torch.jit.save(traced, buf, _extra_files={"settings.json": json.dumps(settings)})
     return buf.getvalue()
 
 

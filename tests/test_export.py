@@ -135,9 +135,9 @@ def test_settings_beside_and_inside_the_files(models, tmp_path):
     meta = ort.InferenceSession(str(onnx_path)).get_modelmeta().custom_metadata_map
     inside = json.loads(meta["seqae"])
     assert inside == {k: v for k, v in beside.items() if k not in ("sha256", "checked")}
-    extra = {"seqae.json": ""}
+    extra = {"settings.json": ""}
     torch.jit.load(str(pt_path), _extra_files=extra)
-    scorer = json.loads(extra["seqae.json"])
+    scorer = json.loads(extra["settings.json"])
     assert scorer["part"] == "scorer" and scorer["threshold"] == pytest.approx(ae.threshold_)
     cont = json.loads((models["gru"].export(tmp_path / "dec.onnx", part="decoder")
                        .with_name("dec.onnx.json")).read_text())
@@ -226,3 +226,47 @@ def test_parser_offers_the_library_parts_and_formats():
     sub = build_parser()._subparsers._group_actions[0].choices["export"]
     choices = {a.dest: tuple(a.choices) for a in sub._actions if a.choices}
     assert choices == {"part": PARTS, "format": formats}
+
+
+# ---------------------------------------------------------------- a service without torch
+def _bare_python(tmp_path):
+    """A venv without pip whose path holds numpy and onnxruntime (and what they import),
+    linked from this environment: no torch, no seqae, nothing downloaded."""
+    import importlib.metadata as md
+    import subprocess
+    import sys
+
+    env_dir, site = tmp_path / "venv", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    site.mkdir()
+    for dist in ("numpy", "onnxruntime", "flatbuffers", "packaging", "protobuf"):
+        d = md.distribution(dist)
+        for top in {f.parts[0] for f in d.files or [] if ".." not in f.parts}:
+            src = d.locate_file(top)
+            if src.exists() and not (site / top).exists():
+                (site / top).symlink_to(src)
+    return env_dir / "bin" / "python", site
+
+
+def test_docs_service_runs_with_onnxruntime_alone(models, tmp_path):
+    """docs/deploy.md's service block runs where torch cannot be imported."""
+    import os
+    import re
+    import subprocess
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "deploy.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    service = [b for b in blocks if "import onnxruntime" in b and "import seqae" not in b]
+    assert len(service) == 1
+    python, site = _bare_python(tmp_path)
+    models["gru"].export(tmp_path / "encoder.onnx")
+    (tmp_path / "service.py").write_text(service[0])
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(site),
+           "OMP_WAIT_POLICY": "PASSIVE"}
+    probe = subprocess.run([str(python), "-c", "import torch"], env=env, capture_output=True,
+                           text=True, cwd=tmp_path)
+    assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr
+    done = subprocess.run([str(python), "service.py"], env=env, capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
