@@ -25,6 +25,7 @@ _EXPORTS = {
     "SequenceDataError": "seqae.errors",
     "IncompatibleModelError": "seqae.errors",
     "DataFileError": "seqae.errors",
+    "ExportError": "seqae.errors",
     "read_sequences": "seqae.tables",
     "lengths_to_mask": "seqae.masking",
     "mask_from_value": "seqae.masking",
@@ -32,9 +33,9 @@ _EXPORTS = {
     "CharVocab": "seqae.vocab",
 }
 _SUBMODULES = ("batching", "checkpoint", "data", "datasets", "distributed", "errors",
-               "estimator", "inference", "io", "lengths", "losses", "masking", "model_dir",
-               "nn", "params", "plots", "progress", "recipe", "scaling", "sources", "stream",
-               "tables", "tasks", "train", "vocab")
+               "estimator", "export", "inference", "io", "lengths", "losses", "masking",
+               "model_dir", "nn", "params", "plots", "progress", "recipe", "scaling",
+               "sources", "stream", "tables", "tasks", "train", "vocab")
 # seqae.keras (the optional Keras 3 front end) loads on first touch only; it needs keras.
 _OPTIONAL = ("keras",)
 
@@ -62,7 +63,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from . import plots, progress, scaling, stream, tables, train, vocab  # noqa: F401
     from .data import Sequences  # noqa: F401
     from .errors import DataFileError, IncompatibleModelError, SeqaeError  # noqa: F401
-    from .errors import SequenceDataError  # noqa: F401
+    from .errors import ExportError, SequenceDataError  # noqa: F401
     from .estimator import SequenceAutoencoder, clone  # noqa: F401
     from .tables import read_sequences  # noqa: F401
     from .masking import lengths_to_mask, mask_from_value  # noqa: F401

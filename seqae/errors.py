@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = ["SeqaeError", "SequenceDataError", "IncompatibleModelError", "DataFileError",
-           "require_columns"]
+           "ExportError", "require_columns"]
 
 
 class SeqaeError(Exception):
@@ -38,6 +38,11 @@ class IncompatibleModelError(SeqaeError, ValueError):
 
 class DataFileError(SeqaeError, ValueError):
     """A data file that is missing, unreadable or lacks what was asked of it."""
+
+
+class ExportError(SeqaeError, ValueError):
+    """A part, format or file that `SequenceAutoencoder.export` cannot export to, or a
+    part of this model that cannot be exported (the message says why)."""
 
 
 def describe(index: int, ids: Any = None) -> str:

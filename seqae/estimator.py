@@ -581,6 +581,47 @@ class SequenceAutoencoder(_Params):
         """
         return model_dir.write(path, self._fitted(), self.get_params(), type(self).__name__)
 
+    def export(self, path: str | Path, part: str = "encoder",
+               format: str | None = None) -> Path:
+        """Write one part of the fitted model as a graph a service runs without seqae.
+
+        Inputs are a padded batch and its lengths (int64), batch size and time length
+        both dynamic; the scaler is folded in (inputs and outputs in the data's units);
+        token and text models take and give token ids. Everything a client needs (the
+        vocabulary, the threshold, the input and output names, shapes and types) is
+        written beside the file as ``path.json``, and into the file (the ONNX metadata
+        key ``seqae``; the TorchScript extra file ``settings.json``). The graph is checked
+        against the model before anything is written (`seqae.export`).
+
+        Args:
+            path: the file to write (``.onnx``, or ``.pt`` for TorchScript).
+            part: ``"encoder"`` (default): ``(x, lengths) -> z`` as `encode`;
+                ``"decoder"``: ``(z, lengths) -> y`` as `decode` at given lengths;
+                ``"scorer"``: ``(x, lengths) -> scores`` as `score`.
+            format: ``"onnx"`` (needs the ``onnx`` package: ``pip install
+                'seqae[export]'``) or ``"torchscript"`` (`torch.jit.load` reads it);
+                None (default): from the suffix, else ONNX.
+
+        Returns:
+            ``path``.
+
+        Raises:
+            seqae.errors.ExportError: a bad part or format, a file seqae did not write
+                at ``path`` (never overwritten), or a part this model cannot export (the
+                free-running autoregressive decoder); nothing is written then.
+
+        Example:
+            >>> import numpy as np, seqae
+            >>> seqs = seqae.Sequences.from_list([np.ones((n, 2)) * n for n in (3, 5, 4)])
+            >>> ae = seqae.SequenceAutoencoder(latent_dim=2, hidden_size=4, max_epochs=1,
+            ...                                verbose=0).fit(seqs)
+            >>> ae.export("encoder.pt").name  # doctest: +SKIP
+            'encoder.pt'
+        """
+        from .export import export_model
+
+        return export_model(self._fitted(), path, part, format, self.get_params())
+
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> SequenceAutoencoder:
         """Load a model written by `save`. Never unpickles anything."""

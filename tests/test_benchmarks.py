@@ -117,3 +117,30 @@ def test_gpu_benchmark_sizes_an_epoch_as_fit_does():
     # 5 sequences in batches of 2: 3 batches a pass; 32 batches take 11 passes
     assert gpu.epoch_steps(lengths, 2) == 35 * 11
     assert gpu.epoch_steps(np.full(400, 10), 8) == 4000  # 50 batches: one pass
+
+
+def test_export_benchmark_runs_a_tiny_version_of_itself(tmp_path, capsys):
+    """benchmarks/export.py --tiny (issue 26's latency run, shrunk to seconds) times every
+    way of running the exported encoder, each giving ae.encode's embeddings."""
+    pytest.importorskip("onnxruntime", reason="the export benchmark needs onnxruntime "
+                        "(pip install 'seqae[export]')")
+    import json
+    import math
+
+    spec = importlib.util.spec_from_file_location("export_bench",
+                                                  ROOT / "benchmarks" / "export.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "export.json"
+    bench.main(["--tiny", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["tiny"] and result["environment"]["seqae"].startswith(str(ROOT))
+    ways = ["onnxruntime", "torchscript", "python graph", "ae.encode"]
+    for case in ("one sequence", "batch of 64"):
+        assert list(result["latency"][case]) == ways
+        for way, r in result["latency"][case].items():
+            assert 0 < r["p50_ms"] <= r["p99_ms"] and math.isfinite(r["p99_ms"]), (case, way)
+            if way != "ae.encode":
+                assert r["max_abs_diff"] < 1e-4, (case, way)
+    assert 0 < result["load_and_first_run_s"]["onnxruntime"] < 60
+    assert "| one sequence | onnxruntime |" in capsys.readouterr().out

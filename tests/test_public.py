@@ -24,6 +24,7 @@ PROMISED = [
     "seqae.SequenceAutoencoder.score", "seqae.SequenceAutoencoder.save",
     "seqae.SequenceAutoencoder.load", "seqae.SequenceAutoencoder.get_params",
     "seqae.SequenceAutoencoder.set_params", "seqae.clone",
+    "seqae.SequenceAutoencoder.export", "seqae.ExportError", "seqae.export.export_model",
     "seqae.CharVocab", "seqae.CharVocab.from_texts", "seqae.vocab", "seqae.vocab.CharVocab",
     "seqae.Scaler", "seqae.scaling.Scaler",
     "seqae.SeqaeError", "seqae.SequenceDataError", "seqae.IncompatibleModelError",

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     inf = sub.add_parser("info", parents=[common], help="print what a model directory holds")
     inf.add_argument("model", help="model directory")
     inf.add_argument("--json", action="store_true", help="print it as JSON")
+    _export(sub, common)
     pl = sub.add_parser("plot", parents=[common], help="write PNG figures for a model (and data)")
     pl.add_argument("model", help="model directory")
     pl.add_argument("data", nargs="?", default=None, help="optional data file")
@@ -156,3 +157,18 @@ def _decode(sub: Any, common: argparse.ArgumentParser) -> None:
     dc.add_argument("--max-length", type=int, default=None,
                     help="texts without a length: most characters before EOS "
                     "(default: twice the longest training text)")
+
+
+def _export(sub: Any, common: argparse.ArgumentParser) -> None:
+    ex = sub.add_parser("export", parents=[common],
+                        help="write the encoder, decoder or scorer as an ONNX or TorchScript "
+                        "file (settings beside it as FILE.json)")
+    ex.add_argument("model", help="model directory from `seqae train`")
+    ex.add_argument("--part", choices=("encoder", "decoder", "scorer"), default="encoder",
+                    help="encoder: (x, lengths) -> z; decoder: (z, lengths) -> y; "
+                    "scorer: (x, lengths) -> scores (default: encoder)")
+    ex.add_argument("--format", choices=("onnx", "torchscript"), default=None,
+                    help="default: from the suffix of --out (.onnx; .pt for TorchScript), "
+                    "else onnx")
+    ex.add_argument("--out", required=True, help="the file to write (never inside the model "
+                    "directory, never over a file seqae did not write)")

@@ -214,7 +214,7 @@ def patchify(x: torch.Tensor, lengths: torch.Tensor, patch: int):
     if patch == 1:
         return x, lengths
     b, t, f = x.shape
-    n = -(-t // patch)
+    n = (t + patch - 1) // patch  # ceil; not -(-t // p): ONNX divides integers toward 0
     keep = lengths_to_mask(lengths, t)[..., None]  # (B, T, 1)
     x = torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
     x = F.pad(x, (0, 0, 0, n * patch - t))  # (B, n p, F)
