@@ -323,10 +323,12 @@ class SequenceAutoencoder(_Params):
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
         get_loss(self.loss)
+        device = resolve_device(self.device)  # a device this machine lacks: before any work
+        if checkpoint_dir is not None and context().main:
+            model_dir.check_target(checkpoint_dir)
         progress = Progress(self.verbose, self.max_epochs, self.max_time)
         source, task = from_input(X, validation, self.normalize, self.unknown,
                                   LengthPolicy(self.max_len, self.max_len_policy))
-        device = resolve_device(self.device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
             rng = np.random.default_rng(self.seed)
