@@ -422,10 +422,15 @@ class SequenceAutoencoder(_Params):
     def threshold_for(self, contamination: float) -> float:
         """The score above which a share ``contamination`` of the training data lies."""
         self._check_fitted()
+        if not len(self.train_scores_):
+            raise ValueError(_NO_SCORES)
         return _quantile(self.train_scores_, contamination)
 
     def is_anomaly(self, X: Sequences | list, threshold: float | None = None) -> np.ndarray:
         """``(N,)`` bool: score above ``threshold`` (default ``threshold_``)."""
+        self._check_fitted()
+        if threshold is None and self.threshold_ is None:
+            raise ValueError(_NO_SCORES + "; or pass a threshold")
         return self.score(X) > (self.threshold_ if threshold is None else threshold)
 
     # ------------------------------------------------------------------ fitted state
@@ -578,6 +583,10 @@ class SequenceAutoencoder(_Params):
         est = cls(**{**params, "device": device})
         est._commit(fitted)
         return est
+
+
+_NO_SCORES = ("this model was written during fit (checkpoint_dir), before its training "
+              "scores and threshold: load the folder once the fit has ended")
 
 
 def _quantile(scores: np.ndarray, contamination: float) -> float:

@@ -79,6 +79,7 @@ def write(path: str | Path, fitted: Fitted, params: dict[str, Any], kind: str,
     from safetensors.torch import save
 
     path = Path(path)
+    check_target(path)
     path.mkdir(parents=True, exist_ok=True)
     state = fitted.net.state_dict() if state is None else state
     blob = save({k: v.detach().cpu().contiguous() for k, v in state.items()})
@@ -138,10 +139,9 @@ class PartialWriter(Callback):
 
 
 # ------------------------------------------------------------------- what a folder is
-# names seqae writes in a model folder (checkpoints: `seqae.checkpoint`; temporary files
-# of atomic writes: ".NAME.*.tmp")
-_OURS = re.compile(r"config\.json|weights\.safetensors|metrics\.csv|run\.json|"
-                   r"epoch-\d+(-\d+)?|\..+\.tmp")
+# what a fit writes in its folder before its first model (checkpoints: `seqae.checkpoint`;
+# temporary files of atomic writes: ".NAME.*.tmp")
+_CHECKPOINTS = re.compile(r"epoch-\d+(-\d+)?|\..+\.tmp")
 # config.json is read only below this size (a model's config is a few hundred KB at most:
 # its training scores are one number per training sequence)
 CONFIG_BYTES = 1 << 30
@@ -162,14 +162,14 @@ def _marked(path: Path) -> bool:
 
 def is_model_folder(path: str | Path) -> bool:
     """Whether ``path`` is a folder seqae wrote: its ``config.json`` is seqae's, or (a
-    fit stopped before its first epoch ended) it holds only names seqae writes."""
+    fit stopped before its first model was written) it holds only checkpoints."""
     path = Path(path)
     if not path.is_dir():
         return False
     if _marked(path):
         return True
     names = [p.name for p in path.iterdir()]
-    return bool(names) and all(_OURS.fullmatch(n) for n in names)
+    return bool(names) and all(_CHECKPOINTS.fullmatch(n) for n in names)
 
 
 def check_target(path: str | Path) -> None:
