@@ -371,6 +371,7 @@ def embeddings_table(Z: np.ndarray, ids: Any, id_col: str = "id", labels: Any = 
                      label_col: str | None = None) -> Any:
     """``id, [label], z0..zK``: one row per sequence."""
 
+    check_names(id_col, None if labels is None else label_col)
     cols = _with_labels({id_col: ids}, labels, label_col)
     cols.update({f"z{k}": Z[:, k] for k in range(Z.shape[1])})
     return _table(cols)
