@@ -24,8 +24,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from ..stream import write_outputs
     from ..tables import embeddings_table, ids_of
 
-    check_out(args.out, args.data, args.model, overwrite=args.overwrite)
     ae, settings = load(args.model)
+    check_out(args.out, args.data, args.model, overwrite=args.overwrite)
     data, _, labels, spec = data_for_model(args, ae, settings)
     if streamed(data, args.out):
         write_outputs(ae, data, args.out, "encode")
@@ -42,8 +42,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from ..io import write_table
     from ..tables import Texts, reconstructions_table
 
-    check_out(args.out, args.data, args.model, overwrite=args.overwrite)
     ae, settings = load(args.model)
+    check_out(args.out, args.data, args.model, overwrite=args.overwrite)
     data, times, _, spec = data_for_model(args, ae, settings)
     data, _ = in_memory(data)
     rec = located(ae.reconstruct, data)
@@ -62,10 +62,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from ..stream import write_outputs
     from ..tables import ids_of, lengths_of, scores_table
 
-    check_out(args.out, args.data, args.model, overwrite=args.overwrite)
     if args.contamination is not None and not 0 <= args.contamination < 1:
         raise UsageError(f"--contamination must be in [0, 1), got {args.contamination}")
     ae, settings = load(args.model)
+    check_out(args.out, args.data, args.model, overwrite=args.overwrite)
     if ae.threshold_ is None:
         raise UsageError(f"{args.model} was written during fit, before its threshold (no "
                          "training scores yet): score with a model folder whose fit ended")
@@ -143,8 +143,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from ..io import read_table, write_table
     from ..tables import check_names, decodings_table
 
-    check_out(args.out, args.embeddings, args.model, overwrite=args.overwrite)
     ae, settings = load(args.model)
+    check_out(args.out, args.embeddings, args.model, overwrite=args.overwrite)
     id_col = args.id_col or settings.get("id_col") or "id"
     check_names(id_col, time_col=settings.get("time_col") or "t", error=UsageError)
     table = read_table(args.embeddings, text=(id_col,))
