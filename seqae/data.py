@@ -21,16 +21,52 @@ import numpy as np
 
 from .errors import SequenceDataError, describe, require_columns
 
-__all__ = ["Sequences", "numeric_columns", "list_columns", "check_numeric", "as_float32_stats"]
+__all__ = ["Sequences", "numeric_columns", "list_columns", "check_numeric", "check_time",
+           "as_float32_stats"]
 
 
 _NUMBER = r"^\s*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|nan|inf|infinity)\s*$"
 
 
 def _is_number_type(t: Any) -> bool:
+    """Integers, floats and decimals: the types taken as features without being named."""
     import pyarrow as pa
 
-    return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
+
+
+def _is_time_type(t: Any) -> bool:
+    """What a time column may hold: numbers, timestamps, dates, times of day, durations."""
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t)
+                or pa.types.is_temporal(t))
+
+
+def check_time(table: Any, column: str, where: str = "") -> None:
+    """Raise `SequenceDataError` unless ``column`` holds numbers or timestamps (text is
+    never sorted as text: ``"10"`` before ``"9"``, ``"1/2/2024"`` after ``"1/10/2024"``)
+    with no missing or NaN value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = table.schema.field(column).type
+    if not _is_time_type(t):
+        col = table.column(column)
+        first = col[0].as_py() if len(col) else None
+        raise SequenceDataError(
+            f"{where}time column {column!r} holds {t} (e.g. {first!r}), not numbers or "
+            "timestamps; seqae never orders times as text: store them as numbers or "
+            "timestamps (CSV: ISO 8601 such as 2024-01-31T12:00:00 is read as a timestamp; "
+            "otherwise parse it, e.g. pyarrow.compute.strptime(col, format='%d/%m/%Y', "
+            "unit='s'))")
+    col = table.column(column)
+    if pa.types.is_floating(t):
+        col = pc.if_else(pc.is_nan(col), pa.scalar(None, t), col)
+    if col.null_count:
+        row = int(np.flatnonzero(pc.is_null(col).to_numpy(zero_copy_only=False))[0])
+        raise SequenceDataError(f"{where}time column {column!r}, row {row}: a missing or NaN "
+                                "time")
 
 
 def _text_numbers(col: Any) -> tuple[tuple[int, Any] | None, int]:
@@ -51,7 +87,7 @@ def check_numeric(table: Any, column: str, where: str = "") -> None:
     import pyarrow as pa
 
     t = table.schema.field(column).type
-    if _is_number_type(t):
+    if _is_number_type(t) or pa.types.is_boolean(t):  # a bool named as a feature: 0/1
         return
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         found, _ = _text_numbers(table.column(column))
@@ -63,28 +99,46 @@ def check_numeric(table: Any, column: str, where: str = "") -> None:
 
 
 def numeric_columns(table: Any, exclude: Iterable[str | None] = (), where: str = "") -> list[str]:
-    """Names of a pyarrow table's integer and floating-point columns, less ``exclude``.
+    """Names of a pyarrow table's integer, floating-point and decimal columns, less
+    ``exclude``: the features of a table whose features are not named.
 
-    A text column whose values are mostly numbers is taken for a numeric column spoiled by
-    a stray value (``1.2.3``, ``n/a``...): that raises `SequenceDataError` naming the
-    column, the row and the value (``where`` prefixes the message, e.g. the file), rather
-    than dropping the column from the features without a word.
+    No column is dropped without a word (``where`` prefixes the messages, e.g. the file):
+
+    * a text column whose values are mostly numbers is a numeric column spoiled by a
+      stray value (``1.2.3``, ``n/a``...), and one whose values are all numbers holds
+      numbers stored as text: both raise `SequenceDataError` naming the column (and the
+      row), as seqae does not guess which was meant;
+    * a bool column raises too: a flag may be a feature (name it) or a label;
+    * other text columns (names, categories) and other types (dates, binary...) are not
+      features: they are left out and named in a log message (logger ``seqae``).
     """
+    import logging
+
     import pyarrow as pa
 
     skip = set(exclude)
-    names = []
+    names, left_out = [], []
     for f in table.schema:
         if f.name in skip:
             continue
         if _is_number_type(f.type):
             names.append(f.name)
+        elif pa.types.is_boolean(f.type):
+            raise SequenceDataError(
+                f"{where}column {f.name!r} holds true/false values: seqae does not guess "
+                "whether a flag is a feature or a label; name the features (features=, "
+                "--features) to use it as 0/1, make it the label (--label-col), or exclude "
+                "it (exclude=, --exclude)")
         elif pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
             col = table.column(f.name)
             valid = len(col) - col.null_count
-            if not valid:
-                continue
-            found, numbers = _text_numbers(col)
+            found, numbers = _text_numbers(col) if valid else (None, 0)
+            if found is None and numbers:
+                row = next(i for i, v in enumerate(col) if v.is_valid)
+                raise SequenceDataError(
+                    f"{where}column {f.name!r} holds numbers stored as text (row {row}: "
+                    f"{col[row].as_py()!r}): store them as numbers to use the column as a "
+                    "feature, or exclude it (exclude=, --exclude)")
             # mostly numbers: a numeric column spoiled by a stray value
             if found is not None and numbers >= max(1, valid // 2):
                 row, value = found
@@ -92,6 +146,11 @@ def numeric_columns(table: Any, exclude: Iterable[str | None] = (), where: str =
                     f"{where}column {f.name!r}, row {row}: {value!r} is not a number, but "
                     f"{numbers} of the column's {valid} values are; fix the value, or name "
                     "the feature columns explicitly")
+            left_out.append(f.name)
+        else:
+            left_out.append(f.name)
+    if left_out:
+        logging.getLogger("seqae").info("%snot features (not numbers): %s", where, left_out)
     return names
 
 
@@ -108,6 +167,35 @@ def _to_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor without importing torch
         x = x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def _whole(a: np.ndarray, what: str) -> np.ndarray:
+    """``a`` as int64, refusing values that are not whole numbers (never truncated)."""
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64, copy=False)
+    if a.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(a) | (a != np.round(a)))
+        if len(bad):
+            raise SequenceDataError(f"{what} must be whole numbers; position {bad[0]} holds "
+                                    f"{float(a[bad[0]])!r} (seqae never truncates them)")
+        return a.astype(np.int64)
+    raise SequenceDataError(f"{what} must be integers, got {a.dtype}")
+
+
+def _check_range(raw: np.ndarray, values: np.ndarray, offsets: np.ndarray, ids: Any,
+                 names: Sequence[str] | None) -> None:
+    """Refuse finite float64 values beyond float32's range: 1e308 is a number, not the
+    "inf" its float32 copy holds."""
+    over = np.isinf(values) & np.isfinite(raw)
+    if not over.any():
+        return
+    row, feat = (int(k) for k in np.argwhere(over)[0])
+    i = int(np.searchsorted(offsets, row, side="right") - 1)
+    name = names[feat] if names is not None else str(feat)
+    raise SequenceDataError(
+        f"{describe(i, ids)} has {raw[row, feat]:g} at step {row - int(offsets[i])}, "
+        f"feature {name}: beyond float32's range (+-3.4e38), in which seqae computes; "
+        "rescale the feature", index=i)
 
 
 def as_float32_stats(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,11 +240,16 @@ class Sequences:
         feature_names: Sequence[str] | None = None,
     ):
         values = _to_numpy(values)
-        offsets = _to_numpy(offsets).astype(np.int64, copy=False)
+        offsets = _whole(_to_numpy(offsets), "offsets")
         if values.ndim == 1 and not np.issubdtype(values.dtype, np.integer):
             values = values.reshape(-1, 1)  # 1-D floats: one feature
+        if values.dtype == object:
+            raise SequenceDataError("values must be numbers; got Python objects (nested or "
+                                    "ragged lists?): one (T, F) array per sequence")
+        raw = values
         if values.ndim == 2:
-            values = values.astype(np.float32, copy=False)
+            with np.errstate(over="ignore"):  # what overflows is refused below
+                values = values.astype(np.float32, copy=False)
         elif values.ndim == 1:
             values = values.astype(np.int64, copy=False)
         else:
@@ -183,6 +276,8 @@ class Sequences:
                 raise SequenceDataError(
                     f"{len(feature_names)} feature names for {values.shape[1]} features"
                 )
+        if raw.ndim == 2 and raw.dtype.kind == "f" and raw.itemsize > 4:
+            _check_range(raw, values, offsets, ids, feature_names)
         self.values = values
         self.offsets = offsets
         self.ids = ids
@@ -277,9 +372,8 @@ class Sequences:
         if tokens:
             values = np.concatenate(arrays).astype(np.int64, copy=False)
         else:
-            values = np.concatenate(
-                [a.reshape(len(a), int(first_f or 0)).astype(np.float32, copy=False)
-                 for a in arrays]
+            values = np.concatenate(  # cast by the constructor, which checks the range
+                [a.reshape(len(a), int(first_f or 0)) for a in arrays]
             ).reshape(-1, int(first_f or 0))
         return cls(values, offsets, ids=ids, feature_names=feature_names)
 
@@ -443,10 +537,8 @@ class Sequences:
         codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         uniq = encoded.dictionary.to_numpy(zero_copy_only=False)
         if time is not None:
-            tcol = table.column(time)
-            if tcol.null_count:
-                raise SequenceDataError(f"column {time!r} has null values")
-            tvals = tcol.to_numpy()
+            check_time(table, time)
+            tvals = table.column(time).to_numpy()
             order = np.lexsort((tvals, codes))
             ts, cs = tvals[order], codes[order]
             dup = np.flatnonzero((cs[1:] == cs[:-1]) & (ts[1:] == ts[:-1]))
@@ -463,9 +555,11 @@ class Sequences:
         cols = []
         for c in features:
             col = table.column(c)
-            arr = col.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN
+            if not pa.types.is_floating(col.type):  # ints, decimals, bools named as features
+                col = pc.cast(col, pa.float64())
+            arr = col.to_numpy(zero_copy_only=False)  # nulls -> NaN
             cols.append(arr[order])
-        values = np.stack(cols, axis=1)
+        values = np.stack(cols, axis=1)  # float64: Sequences checks the float32 range
         counts = np.bincount(codes, minlength=len(uniq))
         offsets = np.zeros(len(uniq) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])

@@ -332,10 +332,12 @@ class SequenceAutoencoder(_Params):
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
         get_loss(self.loss)
+        device = resolve_device(self.device)  # a device this machine lacks: before any work
+        if checkpoint_dir is not None and context().main:
+            model_dir.check_target(checkpoint_dir)
         progress = Progress(self.verbose, self.max_epochs, self.max_time)
         source, task = from_input(X, validation, self.normalize, self.unknown,
                                   LengthPolicy(self.max_len, self.max_len_policy))
-        device = resolve_device(self.device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
             rng = np.random.default_rng(self.seed)
@@ -432,10 +434,15 @@ class SequenceAutoencoder(_Params):
     def threshold_for(self, contamination: float) -> float:
         """The score above which a share ``contamination`` of the training data lies."""
         self._check_fitted()
+        if not len(self.train_scores_):
+            raise ValueError(_NO_SCORES)
         return _quantile(self.train_scores_, contamination)
 
     def is_anomaly(self, X: Sequences | list, threshold: float | None = None) -> np.ndarray:
         """``(N,)`` bool: score above ``threshold`` (default ``threshold_``)."""
+        self._check_fitted()
+        if threshold is None and self.threshold_ is None:
+            raise ValueError(_NO_SCORES + "; or pass a threshold")
         return self.score(X) > (self.threshold_ if threshold is None else threshold)
 
     # ------------------------------------------------------------------ fitted state
@@ -629,6 +636,10 @@ class SequenceAutoencoder(_Params):
         est = cls(**{**params, "device": device})
         est._commit(fitted)
         return est
+
+
+_NO_SCORES = ("this model was written during fit (checkpoint_dir), before its training "
+              "scores and threshold: load the folder once the fit has ended")
 
 
 def _quantile(scores: np.ndarray, contamination: float) -> float:

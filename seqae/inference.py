@@ -19,6 +19,7 @@ from .data import Sequences
 from .errors import SequenceDataError
 from .losses import masked_mse
 from .nn.model import AutoencoderNet
+from .params import check_limit
 from .sources import DeviceData
 from .tasks import Task
 from .train import cpu_threads
@@ -184,6 +185,7 @@ def _lengths(lengths: Any, n: int) -> np.ndarray:
         raise SequenceDataError(
             f"requested length {lens[bad[0]]} for sequence {bad[0]}: lengths must be >= 1",
             index=int(bad[0]))
+    check_limit("decode_length", int(lens.max()), "a decode length of", SequenceDataError)
     return lens
 
 
@@ -207,6 +209,7 @@ def _decode(model: Model, Z: Any, lengths: Any, max_length: int,
         raise ValueError(f"Z must be (N, {latent}), got {tuple(z_all.shape)}")
     n, dev = z_all.shape[0], model.device
     tokens = net.config.vocab_size > 0
+    check_limit("decode_length", max_length, "max_length", ValueError)
     if lengths is not None:
         lens_all = _lengths(lengths, n)
     elif tokens:  # free-running to EOS: lengths come out of the decoding

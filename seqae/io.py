@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 
 from .data import Sequences
-from .errors import DataFileError
+from .errors import DataFileError, SequenceDataError
 
 __all__ = [
     "DataFileError",
     "atomic_output",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_output",
+    "written_by_seqae",
     "read_npz",
     "read_table",
     "read_ts",
@@ -95,9 +97,60 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+# ---------------------------------------------------------------------------- outputs
+def written_by_seqae(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an output table seqae wrote: a Parquet file whose schema
+    carries seqae's mark (`seqae.tables.MARK`). CSV and NPY files carry no mark."""
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if not p.is_file() or p.suffix.lower() not in (".parquet", ".pq"):
+        return False
+    try:
+        meta = pq.read_schema(p).metadata or {}
+    except Exception:  # noqa: BLE001 - anything unreadable is not ours
+        return False
+    return meta.get(b"seqae") == b"output"
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = (),
+                 overwrite: bool = False) -> None:
+    """Raise `DataFileError` unless an output may be written to ``path``, before any
+    work: it is none of ``inputs`` (files, or folders it would land in), not a folder,
+    and either absent or a file seqae wrote (`written_by_seqae`); ``overwrite`` allows
+    replacing any other file (never an input)."""
+    p = Path(path)
+    for given in inputs:
+        q = Path(given)
+        if _same(p, q) or p.resolve() == q.resolve():
+            raise DataFileError(f"{p}: the output would overwrite the input {q}; give "
+                                "another --out")
+        if q.is_dir() and q.resolve() in p.resolve().parents:
+            raise DataFileError(f"{p}: the output would be written inside the input folder "
+                                f"{q}; give an --out outside it")
+    if p.is_dir():
+        raise DataFileError(f"{p} is a folder; --out names the file to write")
+    if p.exists() and not overwrite and not written_by_seqae(p):
+        raise DataFileError(f"{p} exists and is not an output seqae wrote (seqae marks the "
+                            "Parquet files it writes; CSV and NPY files carry no mark); give "
+                            "--overwrite to replace it, or another --out")
+
+
 # ---------------------------------------------------------------------------- reading
-def read_table(path: str | os.PathLike):
-    """A ``pyarrow.Table`` from a Parquet or CSV file (by extension)."""
+def read_table(path: str | os.PathLike, text: tuple[str | None, ...] = ()):
+    """A ``pyarrow.Table`` from a Parquet or CSV file (by extension).
+
+    A CSV file is UTF-8 text (a non-UTF-8 column is an error naming it, never bytes), and
+    its ``text`` columns (the id column) are read as the text they hold: ids ``01``,
+    ``1`` and ``007`` stay three ids. Other CSV columns are typed by pyarrow (numbers,
+    ISO dates and timestamps, text)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -112,8 +165,16 @@ def read_table(path: str | os.PathLike):
             table = pq.read_table(path)
         elif suffix in (".csv", ".tsv", ".txt"):
             opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
-            table = pacsv.read_csv(path, parse_options=opts)
+            types = pacsv.ConvertOptions(column_types={c: pa.string() for c in text if c})
+            table = pacsv.read_csv(path, parse_options=opts, convert_options=types)
+            binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
+            if binary:
+                raise DataFileError(f"{path}, column {binary[0]!r}: not UTF-8 text (another "
+                                    "encoding, e.g. latin-1?); save the file as UTF-8")
     except (pa.ArrowInvalid, OSError) as e:
+        if "invalid UTF8" in str(e):
+            raise DataFileError(f"{path}: not UTF-8 text ({e}); save the file as "
+                                "UTF-8") from None
         raise DataFileError(f"{path}: cannot read it as {suffix[1:]}: {e}") from None
     if table is not None:
         if table.num_rows == 0:
@@ -145,7 +206,10 @@ def read_npz(path: str | os.PathLike) -> Sequences:
             raise DataFileError(f"{path}: an npz needs 'offsets' or 'lengths' beside 'values'")
         ids = z["ids"] if "ids" in z else None
         names = [str(s) for s in z["feature_names"]] if "feature_names" in z else None
-    return Sequences(values, offsets, ids=ids, feature_names=names)
+    try:
+        return Sequences(values, offsets, ids=ids, feature_names=names)
+    except SequenceDataError as e:
+        raise SequenceDataError(f"{path}: {e}", e.index, e.seq_id) from None
 
 
 def read_ts(path: str | os.PathLike) -> tuple[Sequences, np.ndarray | None]:

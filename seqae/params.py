@@ -10,21 +10,63 @@ written once.
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Param", "PARAMS", "validate", "cli_flags", "param_of_flag"]
+__all__ = ["Param", "PARAMS", "LIMITS", "validate", "cli_flags", "param_of_flag", "limit",
+           "check_limit", "DEVICE"]
 
 Check = Callable[[Any], bool]
 
+# The sizes a user (or a model folder) controls, each bounded so that a typo or a tampered
+# file fails with a message instead of allocating without end. Each is raised for a run by
+# the environment variable SEQAE_LIMIT_<NAME> (e.g. SEQAE_LIMIT_HIDDEN_SIZE=32768).
+LIMITS: dict[str, int] = {
+    "hidden_size": 16_384,      # RNN units per direction / conv channels
+    "latent_dim": 16_384,       # embedding size
+    "num_layers": 64,           # stacked layers
+    "n_features": 65_536,       # features per step
+    "vocab_size": 1_000_000,    # token ids (the largest id + 1)
+    "decode_length": 1_000_000,  # steps of one decoded sequence
+}
 
-def _int(lo: int = 1, none: bool = False) -> tuple[Check, str]:
+# A torch device name: auto, cpu, cuda, cuda:1, mps... (checked without importing torch)
+DEVICE = re.compile(r"auto|cpu|meta|mps|(cuda|xpu|hip|npu)(:\d+)?")
+
+
+def limit(name: str) -> int:
+    """The limit on ``name`` (`LIMITS`, or the environment's SEQAE_LIMIT_<NAME>)."""
+    env = os.environ.get(f"SEQAE_LIMIT_{name.upper()}")
+    if env is not None:
+        try:
+            return int(env)
+        except ValueError:
+            raise ValueError(f"SEQAE_LIMIT_{name.upper()} must be an int, got {env!r}") from None
+    return LIMITS[name]
+
+
+def check_limit(name: str, value: int, what: str | None = None,
+                error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` when ``value`` is above the limit on ``name``, saying how to raise
+    it (``what`` names the value in the message; default ``name``)."""
+    top = limit(name)
+    if value > top:
+        raise error(f"{what or name} {value:,} is above seqae's limit of {top:,}; set the "
+                    f"environment variable SEQAE_LIMIT_{name.upper()} to raise it")
+
+
+def _int(lo: int = 1, none: bool = False, bound: str | None = None) -> tuple[Check, str]:
     def ok(v: Any) -> bool:
         if v is None:
             return none
-        return isinstance(v, (int,)) and not isinstance(v, bool) and v >= lo
-    return ok, f"an int >= {lo}" + (" or None" if none else "")
+        return (isinstance(v, (int,)) and not isinstance(v, bool) and v >= lo
+                and (bound is None or v <= limit(bound)))
+    text = (f"an int in {lo}..{limit(bound):,} (set SEQAE_LIMIT_{bound.upper()} to raise the "
+            "limit)" if bound else f"an int >= {lo}")
+    return ok, text + (" or None" if none else "")
 
 
 def _number(lo: float = 0.0, hi: float = math.inf, lo_open: bool = False,
@@ -91,10 +133,11 @@ def _auto_float(text: str) -> float | str:
 
 
 PARAMS: dict[str, Param] = {
-    "latent_dim": _p("auto", _or_auto(_int()), "latent-dim", "embedding size (default auto)",
-                     _auto_int),
-    "hidden_size": _p(64, _int(), "hidden-size", "units per direction (default 64)", int),
-    "num_layers": _p(1, _int()),
+    "latent_dim": _p("auto", _or_auto(_int(bound="latent_dim")), "latent-dim",
+                     "embedding size (default auto)", _auto_int),
+    "hidden_size": _p(64, _int(bound="hidden_size"), "hidden-size",
+                      "units per direction (default 64)", int),
+    "num_layers": _p(1, _int(bound="num_layers")),
     "cell": _p("gru", _choice("gru", "lstm"), "cell", "recurrent cell (default gru)", str,
                ("gru", "lstm")),
     "bidirectional": _p(True, _choice(True, False)),
@@ -146,8 +189,8 @@ PARAMS: dict[str, Param] = {
                          "longer sequences: an error (refuse, the default), their first "
                          "max-len steps (truncate), or windows put back together (window)",
                          str, ("refuse", "truncate", "window")),
-    "device": _p("auto", (lambda v: isinstance(v, str) and bool(v), "'auto' or a torch "
-                          "device name")),
+    "device": _p("auto", (lambda v: isinstance(v, str) and bool(DEVICE.fullmatch(v)),
+                          "'auto' or a torch device name ('cpu', 'cuda', 'cuda:1', 'mps'...)")),
     "threads": _p("auto", (lambda v: v in ("auto", None) or _int()[0](v),
                            "'auto', None or a positive int"), "threads",
                   "CPU threads torch computes on, kept with the model (default: one for a "

@@ -21,6 +21,7 @@ for the command line and for `seqae.stream.write_outputs` alike.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,14 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from .data import Sequences, check_numeric, list_columns, numeric_columns
-from .errors import DataFileError, describe, require_columns
+from .data import Sequences, check_numeric, check_time, list_columns, numeric_columns
+from .errors import DataFileError, SequenceDataError, describe, require_columns
 from .io import read_npz, read_table, read_ts
 
 __all__ = ["DataSpec", "Texts", "read_data", "read_file", "read_sequences", "read_texts",
            "resolve_columns", "convert", "from_list_columns", "first_row_values", "ids_of",
            "lengths_of", "sequences_to_table", "embeddings_table", "scores_table",
-           "reconstructions_table", "decodings_table"]
+           "reconstructions_table", "decodings_table", "check_names", "MARK", "RESERVED"]
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def read_file(path: str | os.PathLike, spec: DataSpec | None = None
     if suffix == ".ts":
         seqs, labels = read_ts(p)
         return seqs, None, labels
-    table = read_table(p)
+    table = read_table(p, text=(spec.id_col,))
     return convert(table, resolve_columns(table, spec, p), p)
 
 
@@ -151,7 +152,7 @@ def read_texts(path: str | os.PathLike, spec: DataSpec
     p = Path(path)
     if p.suffix.lower() == ".txt":
         return _read_lines(p), None, None
-    table = read_table(p)
+    table = read_table(p, text=(spec.id_col, spec.text_col))
     names = table.column_names
     label_col = spec.label_in(names)
     require_columns(names, [("text", spec.text_col), ("label", label_col)], p)
@@ -169,10 +170,13 @@ def read_texts(path: str | os.PathLike, spec: DataSpec
 def _read_lines(p: Path) -> Texts:
     if not p.is_file():
         raise DataFileError(f"{p}: no such file")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+    try:  # a byte-order mark is not text; only \n, \r\n and \r end a line (not U+2028)
+        text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataFileError(f"{p}: not UTF-8 text ({e})") from None
+    lines = re.split(r"\r\n|\r|\n", text)
+    if lines and lines[-1] == "":
+        lines.pop()  # the last line's end
     for i, line in enumerate(lines):
         if not line:
             raise DataFileError(f"{p}, line {i + 1}: empty line (every text needs at least "
@@ -193,6 +197,8 @@ def resolve_columns(table: Any, spec: DataSpec, where: Any) -> DataSpec:
     label_col = spec.label_in(names)
     require_columns(names, [("id", spec.id_col), ("time", time_col), ("label", label_col)],
                     where)
+    if time_col is not None:
+        check_time(table, time_col, where=f"{where}, ")
     features = spec.features
     if features is not None:
         require_columns(names, [("feature", c) for c in features], where)
@@ -220,8 +226,13 @@ def convert(table: Any, spec: DataSpec, where: Any = "", times: bool = True
         labels = None if spec.label_col is None else \
             table.column(spec.label_col).to_numpy(zero_copy_only=False)
         return seqs, None, labels
-    seqs, steps = Sequences.from_table(table, id=spec.id_col, time=spec.time_col,
-                                       features=spec.features, return_time=True)
+    try:
+        seqs, steps = Sequences.from_table(table, id=spec.id_col, time=spec.time_col,
+                                           features=spec.features, return_time=True)
+    except SequenceDataError as e:
+        if not where:
+            raise
+        raise SequenceDataError(f"{where}: {e}", e.index, e.seq_id) from None
     labels = None if spec.label_col is None else \
         first_row_values(table, spec.id_col, spec.label_col)
     return seqs, steps if times else None, labels
@@ -231,6 +242,7 @@ def from_list_columns(table: Any, id_col: str, features: list[str], where: Any =
                       ) -> Sequences:
     """Sequences from a table with one row per sequence: each feature column holds one
     list per row (all of a row's lists have the same length)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     ids = table.column(id_col).to_numpy(zero_copy_only=False)
@@ -238,6 +250,17 @@ def from_list_columns(table: Any, id_col: str, features: list[str], where: Any =
     cols = []
     for c in features:
         col = table.column(c).combine_chunks()
+        inner = col.type.value_type
+        if not (pa.types.is_integer(inner) or pa.types.is_floating(inner)
+                or pa.types.is_decimal(inner)):
+            what = "nested lists" if pa.types.is_list(inner) or pa.types.is_large_list(
+                inner) else f"lists of {inner}"
+            raise DataFileError(f"{where}: list column {c!r} holds {what} ({col.type}); a "
+                                "list column holds one list of numbers per sequence")
+        if col.null_count:
+            i = int(np.flatnonzero(pc.is_null(col).to_numpy(zero_copy_only=False))[0])
+            raise DataFileError(f"{where}: {describe(i, ids)}: list column {c!r} is null "
+                                f"(row {i}); every sequence needs a list of at least one step")
         lens = pc.list_value_length(col).to_numpy(zero_copy_only=False)
         if lengths is None:
             lengths = lens
@@ -247,7 +270,7 @@ def from_list_columns(table: Any, id_col: str, features: list[str], where: Any =
                 f"{where}: {describe(i, ids)}: list column {c!r} has {lens[i]} "
                 f"steps but {features[0]!r} has {lengths[i]}"
             )
-        cols.append(pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.float32))
+        cols.append(pc.cast(pc.list_flatten(col), pa.float64()).to_numpy(zero_copy_only=False))
     assert lengths is not None  # features is never empty here
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -282,7 +305,6 @@ def sequences_to_table(seqs: Sequences, time_values: np.ndarray | None = None,
                        id_col: str = "id", time_col: str = "t") -> Any:
     """Long table of ``seqs``: ``id, t, <features>`` (``t`` = step or given times), the
     first two columns named ``id_col`` and ``time_col``."""
-    import pyarrow as pa
 
     seq_index = seqs.step_index
     ids = ids_of(seqs)
@@ -294,46 +316,83 @@ def sequences_to_table(seqs: Sequences, time_values: np.ndarray | None = None,
     names = seqs.feature_names or [f"f{j}" for j in range(seqs.n_features)]
     for j, name in enumerate(names):
         cols[name] = seqs.values[:, j]
-    table = pa.table(cols)
+    table = _table(cols)
     if (id_col, time_col) == ("id", "t"):
         return table
     return table.rename_columns([id_col, time_col] + table.column_names[2:])
 
 
+# every output table carries this key in its schema's metadata: a Parquet file that has
+# it is one seqae wrote, which a later command may replace (`seqae.io.written_by_seqae`)
+MARK = {b"seqae": b"output"}
+
+# the columns each kind of output table holds besides the id: a label column (or an id
+# column) may not take one of these names
+RESERVED = {"embeddings": ("z0..zK",), "scores": ("length", "score", "anomaly"),
+            "reconstructions": ("text", "reconstruction", "exact"), "decodings": ("text",)}
+
+
+def _table(cols: dict[str, Any]) -> Any:
+    import pyarrow as pa
+
+    return pa.table(cols, metadata=MARK)
+
+
+def check_names(id_col: str, label_col: str | None = None, time_col: str | None = None,
+                error: type[Exception] = DataFileError) -> None:
+    """Raise when the id, label or time column would take the name of a column seqae
+    writes (``anomaly``, ``score``, ``z0``...) or each other's: an output column is never
+    overwritten by a column carried over from the input."""
+    import re
+
+    taken = {n for names in RESERVED.values() for n in names if n != "z0..zK"}
+    named = [(what, c) for what, c in (("id", id_col), ("label", label_col),
+                                       ("time", time_col)) if c is not None]
+    for what, c in named:
+        if c in taken or re.fullmatch(r"z\d+", c):
+            raise error(f"the {what} column {c!r} has the name of a column seqae writes "
+                        f"({', '.join(sorted(taken))}, z0..zK); rename it in the data")
+    cols = [c for _, c in named]
+    if len(set(cols)) != len(cols):
+        raise error(f"the id, label and time columns must differ, got {dict(named)}")
+
+
 def _with_labels(cols: dict[str, Any], labels: Any, label_col: str | None) -> dict[str, Any]:
     if labels is not None:
-        cols[label_col or "label"] = labels
+        name = label_col or "label"
+        if name in cols:
+            check_names(next(iter(cols)), name)
+            raise DataFileError(f"the label column {name!r} would overwrite an output column")
+        cols[name] = labels
     return cols
 
 
 def embeddings_table(Z: np.ndarray, ids: Any, id_col: str = "id", labels: Any = None,
                      label_col: str | None = None) -> Any:
     """``id, [label], z0..zK``: one row per sequence."""
-    import pyarrow as pa
 
+    check_names(id_col, None if labels is None else label_col)
     cols = _with_labels({id_col: ids}, labels, label_col)
     cols.update({f"z{k}": Z[:, k] for k in range(Z.shape[1])})
-    return pa.table(cols)
+    return _table(cols)
 
 
 def scores_table(scores: np.ndarray, threshold: float, ids: Any, lengths: Any,
                  id_col: str = "id", labels: Any = None, label_col: str | None = None) -> Any:
     """``id, length, score, anomaly, [label]``: one row per sequence, ``anomaly`` when
     its score is above ``threshold``."""
-    import pyarrow as pa
 
     cols = {id_col: ids, "length": lengths, "score": scores, "anomaly": scores > threshold}
-    return pa.table(_with_labels(cols, labels, label_col))
+    return _table(_with_labels(cols, labels, label_col))
 
 
 def reconstructions_table(data: Sequences | Texts, rec: Any, times: np.ndarray | None = None,
                           id_col: str = "id", time_col: str = "t") -> Any:
     """Texts: ``id, text, reconstruction, exact`` (one row per text); sequences: the long
     table of the reconstructions (``id_col, time_col, <features>``, the input's times)."""
-    import pyarrow as pa
 
     if isinstance(data, Texts):
-        return pa.table({id_col: ids_of(data), "text": list(data), "reconstruction": rec,
+        return _table({id_col: ids_of(data), "text": list(data), "reconstruction": rec,
                          "exact": [a == b for a, b in zip(data, rec, strict=True)]})
     return sequences_to_table(rec, times, id_col, time_col)
 
@@ -342,10 +401,9 @@ def decodings_table(decoded: Sequences | list[str], ids: Any, id_col: str = "id"
                     time_col: str = "t") -> Any:
     """Texts: ``id, text``; sequences: their long table (``id_col, time_col, <features>``,
     steps numbered from 0)."""
-    import pyarrow as pa
 
     if not isinstance(decoded, Sequences):
-        return pa.table({id_col: ids, "text": decoded})
+        return _table({id_col: ids, "text": decoded})
     seqs = Sequences(decoded.values, decoded.offsets, ids=ids,
                      feature_names=decoded.feature_names)
     return sequences_to_table(seqs, None, id_col, time_col)

@@ -20,6 +20,7 @@ import torch
 
 from .data import Sequences
 from .errors import SequenceDataError, describe
+from .params import limit
 from .scaling import Scaler
 from .vocab import UNK, CharVocab
 
@@ -114,6 +115,20 @@ class ContinuousTask(Task):
     def __init__(self, scaler: Scaler, n_features: int, feature_names: list[str] | None):
         self.scaler: Scaler = scaler
         self.n_features, self.feature_names = n_features, feature_names
+
+    def sequences(self, X: Any, unknown: str = "error") -> Sequences:
+        """What the user passed, as `Sequences`, its features matched to the model's by
+        name when both have names (put in the model's order; a different set of names
+        is an error naming both lists); without names, by position."""
+        seqs = super().sequences(X, unknown)
+        have, want = seqs.feature_names, self.feature_names
+        if have is None or want is None or have == want or seqs.is_tokens:
+            return seqs
+        if sorted(have) != sorted(want) or len(set(have)) != len(have):
+            raise SequenceDataError(f"the data's features {have} are not the model's {want}; "
+                                    "features are matched by name")
+        order = [have.index(name) for name in want]
+        return Sequences(seqs.values[:, order], seqs.offsets, ids=seqs.ids, feature_names=want)
 
     def check(self, seqs: Sequences) -> None:
         if seqs.is_tokens or seqs.n_features != self.n_features:
@@ -241,6 +256,15 @@ def for_data(X: Any, normalize: Any, unknown: str) -> tuple[Task, Sequences]:
         return text, text.sequences(X, unknown)
     seqs = as_sequences(X)
     if seqs.is_tokens:
+        top = limit("vocab_size")
+        big = np.flatnonzero(seqs.values >= top)
+        if len(big):
+            i = int(np.searchsorted(seqs.offsets, big[0], side="right") - 1)
+            raise SequenceDataError(
+                f"{describe(i, seqs.ids)} has token id {seqs.values[big[0]]:,} at step "
+                f"{big[0] - seqs.offsets[i]}: token ids are below seqae's limit of {top:,} "
+                "(the vocabulary); set the environment variable SEQAE_LIMIT_VOCAB_SIZE to "
+                "raise it", index=i)
         return TokenTask(n_features=seqs.n_features), seqs
     return ContinuousTask(Scaler(normalize), seqs.n_features, seqs.feature_names), seqs
 

@@ -52,7 +52,11 @@ def test_numbers_nan_and_missing_cells_are_not_stray_text(tmp_path):
                       "x": ["1e-3", None, " -inf "], "y": [1.0, 2.0, 3.0]})
     from seqae.data import numeric_columns
 
-    assert numeric_columns(table, exclude=("id", "t")) == ["y"]  # x: all numbers as text
+    # x holds numbers only, stored as text: named in an error, not dropped (issue 24)
+    with pytest.raises(SequenceDataError, match=r"column 'x' holds numbers stored as text "
+                                                r"\(row 0: '1e-3'\)"):
+        numeric_columns(table, exclude=("id", "t"))
+    assert numeric_columns(table, exclude=("id", "t", "x")) == ["y"]
 
 
 def test_a_named_feature_that_is_not_numeric(tmp_path):

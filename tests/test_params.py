@@ -22,8 +22,10 @@ def test_the_table_is_the_estimators_signature_with_its_defaults():
 
 
 BAD = [
-    ("latent_dim", 0, "latent_dim must be 'auto' or an int >= 1, got 0"),
-    ("hidden_size", 2.5, "hidden_size must be an int >= 1, got 2.5"),
+    ("latent_dim", 0, "latent_dim must be 'auto' or an int in 1..16,384 (set "
+                    "SEQAE_LIMIT_LATENT_DIM to raise the limit), got 0"),
+    ("hidden_size", 2.5, "hidden_size must be an int in 1..16,384 (set "
+                     "SEQAE_LIMIT_HIDDEN_SIZE to raise the limit), got 2.5"),
     ("max_epochs", 0, "max_epochs must be an int >= 1, got 0"),
     ("max_time", -1, "max_time must be a number in [0, inf) or None, got -1"),
     ("max_time", math.nan, "max_time must be a number in [0, inf) or None, got nan"),

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import argparse
 
-from .common import UsageError, data_for_model, in_memory, load, located, log, streamed
+from .common import (
+    UsageError,
+    check_out,
+    data_for_model,
+    in_memory,
+    load,
+    located,
+    log,
+    streamed,
+)
 
 __all__ = ["cmd_encode", "cmd_reconstruct", "cmd_score", "cmd_decode"]
 
@@ -16,6 +25,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from ..tables import embeddings_table, ids_of
 
     ae, settings = load(args.model)
+    check_out(args.out, args.data, args.model, overwrite=args.overwrite)
     data, _, labels, spec = data_for_model(args, ae, settings)
     if streamed(data, args.out):
         write_outputs(ae, data, args.out, "encode")
@@ -33,6 +43,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from ..tables import Texts, reconstructions_table
 
     ae, settings = load(args.model)
+    check_out(args.out, args.data, args.model, overwrite=args.overwrite)
     data, times, _, spec = data_for_model(args, ae, settings)
     data, _ = in_memory(data)
     rec = located(ae.reconstruct, data)
@@ -51,7 +62,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     from ..stream import write_outputs
     from ..tables import ids_of, lengths_of, scores_table
 
+    if args.contamination is not None and not 0 <= args.contamination < 1:
+        raise UsageError(f"--contamination must be in [0, 1), got {args.contamination}")
     ae, settings = load(args.model)
+    check_out(args.out, args.data, args.model, overwrite=args.overwrite)
+    if ae.threshold_ is None:
+        raise UsageError(f"{args.model} was written during fit, before its threshold (no "
+                         "training scores yet): score with a model folder whose fit ended")
     data, _, labels, spec = data_for_model(args, ae, settings)
     threshold = ae.threshold_ if args.contamination is None else ae.threshold_for(
         args.contamination)
@@ -124,13 +141,15 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
     from ..errors import DataFileError, SequenceDataError, require_columns
     from ..io import read_table, write_table
-    from ..tables import decodings_table
+    from ..tables import check_names, decodings_table
 
     ae, settings = load(args.model)
-    table = read_table(args.embeddings)
+    check_out(args.out, args.embeddings, args.model, overwrite=args.overwrite)
+    id_col = args.id_col or settings.get("id_col") or "id"
+    check_names(id_col, time_col=settings.get("time_col") or "t", error=UsageError)
+    table = read_table(args.embeddings, text=(id_col,))
     Z = _embeddings(table, args.embeddings, ae.latent_dim_)
     lengths = _lengths(table, args)
-    id_col = args.id_col or settings.get("id_col") or "id"
     if args.id_col is not None:
         require_columns(table.column_names, [("id", id_col)], args.embeddings)
     ids = (table.column(id_col).to_numpy(zero_copy_only=False)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ..tables import DataSpec
 
 __all__ = ["UsageError", "log", "setup_logging", "load", "spec_of", "read", "data_for_model",
-           "streamed", "in_memory", "located", "fit", "best_epoch_text"]
+           "streamed", "in_memory", "located", "fit", "best_epoch_text", "check_out"]
 
 log = logging.getLogger("seqae")
 
@@ -30,6 +30,19 @@ def setup_logging(args: argparse.Namespace) -> None:
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
+
+
+def check_out(out: str, *inputs: str, overwrite: bool = False) -> None:
+    """Refuse, before any work, an ``--out`` that is an input, lies in a model folder or
+    an input folder, or is a file seqae did not write (unless ``overwrite``)."""
+    from ..io import check_output
+    from ..model_dir import is_model_folder
+
+    check_output(out, inputs, overwrite)
+    parent = Path(out).resolve().parent
+    if is_model_folder(parent):
+        raise UsageError(f"{out}: the output would be written into the model folder {parent}; "
+                         "give an --out outside it")
 
 
 def load(model_dir: str) -> tuple[Any, dict[str, Any]]:
@@ -49,6 +62,7 @@ def spec_of(settings: dict[str, Any]) -> DataSpec:
 
     return DataSpec(id_col=settings.get("id_col") or "id", time_col=settings.get("time_col"),
                     features=settings.get("features"), label_col=settings.get("label_col"),
+                    exclude=tuple(settings.get("exclude") or ()),
                     text_col=settings.get("text_col"),
                     label_optional=bool(settings.get("label_optional")),
                     window=settings.get("window"), workers=settings.get("workers"))
@@ -75,6 +89,10 @@ def data_for_model(args: argparse.Namespace, ae: Any, settings: dict[str, Any]):
     if ae.feature_names_in_ is not None:
         cfg["features"] = list(ae.feature_names_in_)
     spec = spec_of(cfg)
+    from ..tables import check_names
+
+    check_names(spec.id_col, args.label_col if spec.label_optional else spec.label_col,
+                spec.time_col, error=UsageError)
     if (ae.vocab_ is not None) != spec.is_text(args.data):
         if ae.vocab_ is not None:
             raise UsageError(f"{args.model} is a text model: give a .txt file or --text-col")

@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from ..tables import Texts, lengths_of
-from .common import best_epoch_text, data_for_model, fit, in_memory, load, located, log
+from .common import (
+    UsageError,
+    best_epoch_text,
+    data_for_model,
+    fit,
+    in_memory,
+    load,
+    located,
+    log,
+)
 
 __all__ = ["cmd_plot", "cmd_demo"]
 
@@ -61,12 +70,15 @@ def _data_facts(seqs) -> list[tuple[str, Any]]:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from ..model_dir import is_model_folder
     from ..report import write_report
     from ..tables import ids_of
 
+    out = Path(args.out)
+    if is_model_folder(out):
+        raise UsageError(f"{out} is a model folder: write the figures to another --out")
     ae, settings = load(args.model)
     seqs = labels = None
-    out = Path(args.out)
     if args.data is not None:
         data, _, labels, _ = data_for_model(args, ae, settings)
         seqs, labels = in_memory(data, labels)  # a folder: read whole, as figures need

@@ -63,6 +63,9 @@ def _data_args(sp: argparse.ArgumentParser, features: bool = True) -> None:
     if features:
         sp.add_argument("--features", default=None,
                         help="comma-separated feature columns (default: other numeric)")
+        sp.add_argument("--exclude", default=None,
+                        help="comma-separated columns that are not features (without "
+                             "--features)")
     sp.add_argument("--label-col", default=None,
                     help="label column: carried to outputs and used to colour plots")
     sp.add_argument("--text-col", default=None,
@@ -135,9 +138,16 @@ def _apply(sub: Any, common: argparse.ArgumentParser) -> None:
         sp.add_argument("--out", required=True, help="output .parquet (default), .csv or .npy "
                                                      "(a folder's results stream to .parquet)")
         _data_args(sp, features=False)
+        _overwrite(sp)
         if name == "score":
             sp.add_argument("--contamination", type=float, default=None,
                             help="refit the threshold as this quantile of training scores")
+
+
+def _overwrite(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --out that seqae did not write (a Parquet "
+                         "output seqae wrote is replaced without it; an input never is)")
 
 
 def _decode(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -148,6 +158,7 @@ def _decode(sub: Any, common: argparse.ArgumentParser) -> None:
     dc.add_argument("embeddings", help="Parquet or CSV file with columns z0..zK (as written "
                     "by `seqae encode`); an id column is carried over")
     dc.add_argument("--out", required=True, help="output .parquet (default) or .csv")
+    _overwrite(dc)
     length = dc.add_mutually_exclusive_group()
     length.add_argument("--length", type=int, default=None,
                         help="decode every vector at this length")

@@ -14,7 +14,8 @@ from .parser import training_settings
 
 __all__ = ["cmd_train", "read_config", "settings"]
 
-DATA_KEYS = ("id_col", "time_col", "features", "label_col", "text_col", "window", "workers")
+DATA_KEYS = ("id_col", "time_col", "features", "exclude", "label_col", "text_col", "window",
+             "workers")
 
 
 def read_config(path: str | None) -> dict[str, Any]:
@@ -46,12 +47,13 @@ def settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
 
     cfg = read_config(args.config)
     data = {k: cfg.pop(k, None) for k in DATA_KEYS}
-    if isinstance(data["features"], str):
-        data["features"] = [s.strip() for s in data["features"].split(",")]
+    for k in ("features", "exclude"):
+        if isinstance(data[k], str):
+            data[k] = [s.strip() for s in data[k].split(",")]
     for k in DATA_KEYS:
         v = getattr(args, k, None)
         if v is not None:
-            data[k] = [s.strip() for s in v.split(",")] if k == "features" else v
+            data[k] = [s.strip() for s in v.split(",")] if k in ("features", "exclude") else v
     data["id_col"] = data["id_col"] or "id"
     params = dict(cfg.pop("model", {}) or {})
     params.update(cfg)  # flat keys are model parameters too
@@ -65,11 +67,17 @@ def settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..distributed import context
-    from ..model_dir import write_data_settings
-    from ..tables import Texts
+    from ..model_dir import check_target, write_data_settings
+    from ..tables import Texts, check_names
 
     data_cfg, params = settings(args)
-    data, _, _ = read(args.data, spec_of(data_cfg))
+    spec = spec_of(data_cfg)
+    check_names(spec.id_col, spec.label_col, spec.time_col, error=UsageError)
+    if Path(args.out).resolve() == Path(args.data).resolve():
+        raise UsageError(f"{args.out}: the model folder would replace the data; give another "
+                         "--out")
+    check_target(args.out)
+    data, _, _ = read(args.data, spec)
     if isinstance(data, Texts):
         log.info("read %d texts from %s (lengths %d-%d)", len(data), args.data,
                  min(map(len, data)), max(map(len, data)))
