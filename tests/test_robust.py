@@ -505,3 +505,37 @@ def test_a_folder_written_during_fit_is_scored_and_refuses_only_the_threshold(
     ae = seqae.SequenceAutoencoder.load(tmp_path / "m", device="cpu")
     assert ae.score(SEQS2).shape == (2,)
     assert ae.is_anomaly(SEQS2, threshold=1e9).tolist() == [False, False]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "x.parquet", "--out", "o", "--window", "0"], "--window: must be >= 1, got 0"),
+    (["train", "x.parquet", "--out", "o", "--workers", "-1"], "--workers: must be >= 0"),
+    (["train", "x.parquet", "--out", "o", "--checkpoint-every", "-3"],
+     "--checkpoint-every: must be >= 0, got -3"),
+    (["encode", "m", "x.parquet", "--out", "o", "--window", "many"],
+     "--window: 'many' is not a whole number"),
+    (["demo", "--out", "o", "--n", "5"], "--n: must be >= 10, got 5"),
+])
+def test_stream_and_demo_flags_are_checked_while_parsing(args, message, tmp_path, capsys,
+                                                        monkeypatch) -> None:
+    """--window, --workers, --checkpoint-every and the demo's --n are refused while the
+    command line is parsed, before any file is read or written."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_demo_writes_only_into_a_folder_of_its_own(tmp_path: Path, capsys) -> None:
+    """`seqae demo --out` refuses a file and a non-empty folder the demo did not write
+    (it marks its own with seqae-demo.json), leaving both as they were."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "report.html").write_text("my report")
+    (tmp_path / "afile").write_text("x")
+    before = snapshot(tmp_path)
+    for out, message in (("mine", "a folder that the demo did not write"),
+                         ("afile", "is a file")):
+        assert main(["demo", "--out", str(tmp_path / out)]) == 2
+        assert message in capsys.readouterr().err
+    assert snapshot(tmp_path) == before

@@ -4,6 +4,7 @@ data, or on the built-in demo data, which the demo trains on first)."""
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# The file that marks a folder as the demo's own (written first), so that a second demo
+# may replace what the first wrote and nothing else.
+DEMO_MARK = "seqae-demo.json"
+
+
+def _check_demo_folder(out: Path) -> None:
+    """Raise `DataFileError` unless ``out`` is absent, an empty folder, or a folder the
+    demo wrote (it holds `DEMO_MARK`): the demo writes a dozen files there."""
+    from ..errors import DataFileError
+
+    if out.exists() and not out.is_dir():
+        raise DataFileError(f"{out} is a file; --out names the folder the demo writes")
+    if out.is_dir() and any(out.iterdir()) and not (out / DEMO_MARK).is_file():
+        raise DataFileError(f"{out} is a folder that the demo did not write (it has no "
+                            f"{DEMO_MARK}); give an empty or new --out")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -107,7 +125,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..tables import embeddings_table, scores_table
 
     out = Path(args.out)
+    _check_demo_folder(out)
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / DEMO_MARK, json.dumps({"written_by": "seqae demo"}) + "\n")
     seqs, labels, truth = make_demo(n=args.n, seed=0)
     log.info("demo data: %s, classes %s, %d planted anomalies", seqs,
              sorted(set(labels.tolist())), int(truth.sum()))

@@ -50,14 +50,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _whole(lo: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``lo``, refused at parsing (before anything is
+    read or written) with the bound in the message."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {lo}"
+    return parse
+
+
 def _data_args(sp: argparse.ArgumentParser, features: bool = True) -> None:
     """Which columns of the data file are what (`seqae.tables.DataSpec`)."""
     sp.add_argument("--id-col", default=None, help="sequence id column (default: id)")
     sp.add_argument("--time-col", default=None, help="column that orders each sequence")
-    sp.add_argument("--window", type=int, default=None,
+    sp.add_argument("--window", type=_whole(1), default=None,
                     help="a folder of Parquet files is streamed: most values held per "
                          "window (default 16777216, 64 MiB of float32)")
-    sp.add_argument("--workers", type=int, default=None,
+    sp.add_argument("--workers", type=_whole(0), default=None,
                     help="a folder of Parquet files is streamed: data-loader processes "
                          "reading it (default 0: the main process reads)")
     if features:
@@ -78,7 +94,8 @@ def _demo(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="train on built-in demo data and write every output")
     d.add_argument("--out", default="seqae-demo", help="output folder (default: seqae-demo)")
     d.add_argument("--max-time", type=float, default=45.0, help="training seconds (default 45)")
-    d.add_argument("--n", type=int, default=600, help="number of demo sequences")
+    d.add_argument("--n", type=_whole(10), default=600,
+                   help="number of demo sequences (at least 10; default 600)")
 
 
 def _train(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -92,7 +109,7 @@ def _train(sub: Any, common: argparse.ArgumentParser) -> None:
     t.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint in OUT (one is written after "
                    "every epoch); the result equals an uninterrupted run")
-    t.add_argument("--checkpoint-every", type=int, default=None,
+    t.add_argument("--checkpoint-every", type=_whole(0), default=None,
                    help="also checkpoint every N optimizer steps inside an epoch (default: "
                         "0, or 200 when streaming a folder)")
     for flag, param in cli_flags().items():
