@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ from .train import Callback, cpu_threads, resolve_device, train
 from .vocab import CharVocab
 
 __all__ = ["SequenceAutoencoder", "clone"]
+
+log = logging.getLogger("seqae")
 
 # fit: the length head is fitted on the latents of at most this many training sequences
 # (all of them for data in memory; the first ones read for a folder)
@@ -146,7 +150,15 @@ class SequenceAutoencoder(_Params):
             stds of a feature spread over more than two orders of magnitude, else
             ``"global"``.
         max_epochs: upper bound on epochs (default 100).
-        max_time: training budget in seconds (default None: no limit).
+        max_time: time budget of the whole `fit` call in seconds (default None: no
+            limit): reading the data, training, validation and the scoring after
+            training all keep within it (about 10 % + a few seconds over at most).
+            Training gets what reading leaves, less `seqae.recipe.POST_SHARE` of the
+            budget; each epoch's validation pass counts in it; when scoring every
+            training sequence would not fit what is left, the threshold and the length
+            head come from a random sample of them (at least
+            `seqae.recipe.MIN_SCORED`; ``n_train_sequences_`` and ``train_scores_``
+            say how many of how many).
         batch_size: typical sequences per batch (default 32).
         lr: learning rate; ``"auto"`` (default): 1e-3 with the convolutional encoder,
             3e-3 with the RNN.
@@ -155,7 +167,8 @@ class SequenceAutoencoder(_Params):
         patience: early-stopping patience in epochs (default 10).
         validation_fraction: share of the training data held out for early stopping
             when ``fit`` gets no validation set; ``"auto"`` (default): 10 % when that is
-            at least 50 sequences (500 or more in all), else none; 0 = none. Without
+            at least 50 sequences (500 or more in all), at most
+            `seqae.recipe.MAX_VALIDATION` (5,000), else none; 0 = none. Without
             held-out data the training loss is monitored.
         contamination: expected share of anomalies in the training data; sets
             ``threshold_``, the training-score quantile above which `is_anomaly` is True
@@ -327,6 +340,7 @@ class SequenceAutoencoder(_Params):
         A fit that raises (Ctrl-C included) leaves the estimator as it was: unfitted, or
         holding its earlier fit whole.
         """
+        clock = time.perf_counter()  # max_time bounds the whole call from here
         p = self.get_params()
         validate(p)  # every parameter, before any data are read
         if resume and checkpoint_dir is None:
@@ -353,6 +367,10 @@ class SequenceAutoencoder(_Params):
             fitted = Fitted(net, plan.model, task, max_length, [])
             every = source.checkpoint_every if checkpoint_every is None else checkpoint_every
             plan.train.checkpoint_every = every or 0
+            # what reading the data took comes off the training budget, and a share is
+            # kept for the pass after training (`seqae.recipe.train_budget`)
+            plan.train.max_time = recipe.train_budget(self.max_time,
+                                                      time.perf_counter() - clock)
             plan.train.precision, why = recipe.precision(self.precision, device.type)
             if self.precision == "auto":
                 plan.reasons["precision"] = why
@@ -361,9 +379,28 @@ class SequenceAutoencoder(_Params):
                 None if val_part is None else val_part.view(task, device),
                 {**source.fingerprint(), **self._settings()}, callbacks, checkpoint_dir, resume,
                 progress)
-        self._after_training(fitted, train_part.chunks())
+            scored = self._scored(train_part, fitted.history, clock)
+        self._after_training(fitted, scored.chunks(),
+                             None if self.max_time is None else clock + self.max_time)
+        fitted.n_train = len(train_part.lengths)
         self._commit(fitted)
         return self
+
+    def _scored(self, part, history: list[dict[str, Any]], clock: float):
+        """The training part, or with ``max_time`` a random sample of it when scoring
+        all of it would not end within the budget at the pace training kept
+        (`seqae.recipe.scored_steps`); the sample is logged, and its size kept in the
+        model folder (``scored``)."""
+        left = None if self.max_time is None else self.max_time - (time.perf_counter() - clock)
+        steps = recipe.scored_steps(int(part.lengths.sum()),
+                                    sum(int(r.get("steps", 0)) for r in history),
+                                    float(history[-1]["time"]) if history else 0.0, left)
+        if steps is None:
+            return part
+        sample = part.sample(steps, recipe.MIN_SCORED, np.random.default_rng([self.seed, 29]))
+        log.info("max_time: the threshold and the length head come from a random sample "
+                 "of %d of the %d training sequences", len(sample.lengths), len(part.lengths))
+        return sample
 
     def _settings(self) -> dict[str, Any]:
         """The parameters a resumed fit must share (not how it shows progress or where)."""
@@ -395,10 +432,14 @@ class SequenceAutoencoder(_Params):
                          [*(callbacks or []), *extra], checkpointer=checkpointer,
                          resume=resume)
 
-    def _after_training(self, fitted: Fitted, chunks) -> None:
-        """One pass over the training data: every training score (the threshold), and
-        the latents of the first `LENGTH_HEAD_SAMPLE` sequences with their lengths (the
-        length head: a least-squares fit of log length on the latents, exact)."""
+    def _after_training(self, fitted: Fitted, chunks, deadline: float | None = None) -> None:
+        """One pass over the training data (or the sample `_scored` drew): every
+        training score (the threshold), and the latents of the first
+        `LENGTH_HEAD_SAMPLE` sequences with their lengths (the length head: a
+        least-squares fit of log length on the latents, exact). Past the ``deadline``
+        (the end of ``max_time``) it stops after the chunk at hand once it holds
+        `seqae.recipe.MIN_SCORED` scores: a guard for when scoring ran slower than
+        `_scored` reckoned."""
         model = self._model(fitted)
         scores: list[np.ndarray] = []
         latents: list[np.ndarray] = []
@@ -411,6 +452,12 @@ class SequenceAutoencoder(_Params):
             if Z is not None:
                 latents.append(Z)
                 lens.append(seqs.lengths)
+            if (deadline is not None and time.perf_counter() > deadline
+                    and sum(len(s) for s in scores) >= recipe.MIN_SCORED):
+                log.info("max_time: the threshold and the length head come from the %d "
+                         "training sequences scored within the budget",
+                         sum(len(s) for s in scores))
+                break
         device = model.device
         fitted.net.length_head.fit_least_squares(
             torch.as_tensor(np.concatenate(latents), device=device),
@@ -425,11 +472,16 @@ class SequenceAutoencoder(_Params):
         assert fitted.train_scores is not None  # (a folder written during fit: empty)
         self.train_scores_: np.ndarray = fitted.train_scores
         self.threshold_ = fitted.threshold
+        # how many training sequences the scores were drawn from (more than the scores
+        # when max_time left time to score a sample only)
+        self.n_train_sequences_ = (len(fitted.train_scores) if fitted.n_train is None
+                                   else fitted.n_train)
 
     def _fitted(self) -> Fitted:
         self._check_fitted()
         return Fitted(self.module_, self.model_config_, self.task_, self.max_length_,
-                      self.history_, self.train_scores_, self.threshold_)
+                      self.history_, self.train_scores_, self.threshold_,
+                      self.n_train_sequences_)
 
     def threshold_for(self, contamination: float) -> float:
         """The score above which a share ``contamination`` of the training data lies."""

@@ -53,7 +53,9 @@ RUN_FILE = "run.json"
 class Fitted:
     """What a fit learns: the network and its config, the task (scaler or vocabulary),
     the longest training sequence, the history, the training scores and the threshold
-    (None while a fit is running)."""
+    (None while a fit is running), and how many training sequences those scores were
+    drawn from (``n_train``: more than the scores when a time budget made the pass after
+    training score a sample; None: as many as the scores)."""
 
     net: AutoencoderNet
     config: ModelConfig
@@ -62,6 +64,7 @@ class Fitted:
     history: list[dict[str, Any]]
     train_scores: np.ndarray | None = None
     threshold: float | None = None
+    n_train: int | None = None
 
 
 def version() -> str:
@@ -108,6 +111,11 @@ def write(path: str | Path, fitted: Fitted, params: dict[str, Any], kind: str,
         "train_scores": (None if partial_epoch or fitted.train_scores is None
                          else fitted.train_scores.tolist()),
         "threshold": None if partial_epoch else fitted.threshold,
+        # the scores (the threshold, the length head) are those of a sample when the
+        # time budget left no time to score every training sequence (issue 29)
+        "scored": None if partial_epoch or fitted.train_scores is None else {
+            "sequences": len(fitted.train_scores),
+            "of": len(fitted.train_scores) if fitted.n_train is None else fitted.n_train},
         "partial": None if partial_epoch is None else {
             "epoch": partial_epoch,
             "note": "written during fit: the best weights up to this epoch, no "
@@ -246,6 +254,7 @@ _TOP: dict[str, tuple[tuple[Callable[[Any], bool], str], bool]] = {
     "max_length": (_int_in(1), True),
     "train_scores": (_or_none(_list_of(_is_num, "a list of finite numbers")), True),
     "threshold": (_or_none((_is_num, "a finite number")), True),
+    "scored": (_or_none(_typed(dict, "an object")), False),
     "partial": (_or_none(_typed(dict, "an object")), False),
     "weights_sha256": ((lambda v: isinstance(v, str) and bool(_HEX64.fullmatch(v)),
                         "64 hexadecimal digits"), True),
@@ -469,9 +478,10 @@ def _read(path: Path, kind: str, device: str) -> tuple[dict[str, Any], Fitted]:
     # a folder written during fit (see `fit`'s checkpoint_dir) has no scores yet
     scores = np.asarray(config.get("train_scores") or [], np.float64)
     threshold = None if config.get("threshold") is None else float(config["threshold"])
+    scored = config.get("scored") or {}
     fitted = Fitted(net, model_config, from_config(config),
                     config["max_length"], read_history(path / "metrics.csv"), scores,
-                    threshold)
+                    threshold, scored.get("of") if isinstance(scored.get("of"), int) else None)
     return config, fitted
 
 
@@ -519,7 +529,12 @@ def info(path: str | Path, kind: str = "SequenceAutoencoder") -> dict[str, Any]:
             "feature_names": task.feature_names,
             "vocabulary": None if task.vocab is None else "".join(task.vocab.chars),
             "vocab_size": task.vocab_size or None,
-            "training_sequences": 0 if fitted.train_scores is None else len(fitted.train_scores),
+            "training_sequences": (fitted.n_train if fitted.n_train is not None
+                                   else 0 if fitted.train_scores is None
+                                   else len(fitted.train_scores)),
+            # the training scores behind the threshold: every training sequence's, or
+            # a sample's when the time budget left no time for all (issue 29)
+            "scored_sequences": 0 if fitted.train_scores is None else len(fitted.train_scores),
             "longest": fitted.max_length,
             "normalize": scaler.get("mode"),
             "source": read_data_settings(path).get("source"),

@@ -163,7 +163,8 @@ PARAMS: dict[str, Param] = {
                     str, ("auto", "global", "sequence", "none")),
     "max_epochs": _p(100, _int(), "epochs", "most epochs (default 100)", int),
     "max_time": _p(None, _number(none=True), "max-time",
-                   "training budget, seconds", float),
+                   "time budget of the whole fit (reading, training, validation, "
+                   "scoring), seconds", float),
     "batch_size": _p(32, _int(), "batch-size", "typical sequences per batch (default 32)",
                      int),
     "accumulate": _p(1, _int(), "accumulate",

@@ -20,11 +20,27 @@ from .nn.model import ModelConfig
 from .train import TrainConfig
 
 __all__ = ["Recipe", "resolve", "validation_size", "threads", "precision", "LONG", "PATCH_LENGTH",
-           "MIN_VALIDATION", "ONE_THREAD_HIDDEN"]
+           "MIN_VALIDATION", "MAX_VALIDATION", "ONE_THREAD_HIDDEN", "POST_SHARE",
+           "INFERENCE_SPEEDUP", "MIN_SCORED", "train_budget", "scored_steps"]
 
 # validation_fraction="auto" holds out 10 % only when that is at least this many
 # sequences: early stopping on 4 or 5 held-out sequences follows noise, not the model.
 MIN_VALIDATION = 50
+# ... and at most this many: the held-out loss of 5,000 sequences is as steady a signal
+# for early stopping as that of more, and validation runs every epoch (issue 29: 10 % of
+# 204,000 sequences took longer per epoch than a 90 s budget allowed).
+MAX_VALIDATION = 5_000
+# With max_time, the whole fit call keeps to it (issue 29): training gets what is left of
+# the budget after the data are read, less this share of the budget, kept for the pass
+# after training (training scores for the threshold, latents for the length head).
+POST_SHARE = 0.1
+# That pass runs forward only, with larger batches: its valid steps per second are taken
+# as this many times those of training (measured: 3-4 x for the default GRU on 2 CPU
+# cores; 2 leaves a margin) to size a sample that fits what is left of the budget.
+INFERENCE_SPEEDUP = 2.0
+# The sample scores at least this many training sequences (or all of them), whatever
+# the budget: a threshold needs some scores.
+MIN_SCORED = 1_000
 # encoder="auto": a median length above this many steps picks the convolutional encoder.
 LONG = 100
 # contrast="auto" with the convolutional encoder
@@ -57,10 +73,35 @@ def validation_size(fraction: Any, n: int) -> int:
     """How many of ``n`` training sequences to hold out for early stopping."""
     if fraction == "auto":
         n_val = int(round(0.1 * n))
-        return n_val if n_val >= MIN_VALIDATION else 0
+        return min(n_val, MAX_VALIDATION) if n_val >= MIN_VALIDATION else 0
     if not fraction or n < 10:
         return 0
     return max(1, int(round(float(fraction) * n)))
+
+
+def train_budget(max_time: float | None, spent: float) -> float | None:
+    """The training loop's time budget (`seqae.train.TrainConfig.max_time`) when the
+    whole fit has ``max_time`` seconds and ``spent`` of them are gone (reading and
+    indexing the data, statistics): the rest, less `POST_SHARE` of ``max_time`` for the
+    pass after training. Never below 0 (the loop then makes one optimizer step)."""
+    if max_time is None:
+        return None
+    return max(0.0, float(max_time) - spent - POST_SHARE * float(max_time))
+
+
+def scored_steps(total: int, train_steps: int, train_seconds: float,
+                 seconds_left: float | None) -> int | None:
+    """How many valid steps the pass after training may score so that the fit ends
+    within its budget: None (every training sequence) without a budget or when all of
+    ``total`` steps fit in ``seconds_left`` at `INFERENCE_SPEEDUP` times the training
+    rate (``train_steps`` valid steps in ``train_seconds``); else the steps that fit.
+    A pure function of what was measured, so that a fit whose budget holds every score
+    computes exactly what it would without a budget."""
+    if seconds_left is None or train_seconds <= 0 or train_steps <= 0:
+        return None
+    rate = INFERENCE_SPEEDUP * train_steps / train_seconds  # valid steps per second
+    fits = int(max(0.0, seconds_left) * rate)
+    return None if fits >= total else fits
 
 
 def threads(param: Any, config: ModelConfig, device_type: str) -> int | None:

@@ -131,6 +131,12 @@ class Part(Protocol):
         """Raise unless the part fits the fitted ``task`` (token ids in its vocabulary)."""
         ...
 
+    def sample(self, steps: int, least: int, rng: np.random.Generator) -> Part:
+        """A part of about ``steps`` valid steps and at least ``least`` sequences (or
+        all), drawn at random, kept in the part's order (whole chunks for a folder): what
+        the pass after training scores when the time budget leaves no time for all."""
+        ...
+
 
 class Source(Protocol):
     """What `fit` needs of its data, wherever they live."""
@@ -181,6 +187,11 @@ class MemoryPart:
             if not self.given:
                 raise
             raise SequenceDataError(f"validation data: {e}", e.index, e.seq_id) from None
+
+    def sample(self, steps: int, least: int, rng: np.random.Generator) -> MemoryPart:
+        order = rng.permutation(len(self.lengths))
+        k = _enough(self.lengths[order], steps, least)
+        return MemoryPart(self.seqs.take(np.sort(order[:k])), self.given)
 
 
 class MemorySource:
@@ -246,6 +257,16 @@ class ChunkPart:
     def check(self, task: Task) -> None:  # the index checked the columns
         pass
 
+    def sample(self, steps: int, least: int, rng: np.random.Generator) -> ChunkPart:
+        chunks = self.source.index()
+        order = [self.ids[i] for i in rng.permutation(len(self.ids))]
+        # a chunk counts as its sequences' steps and, for `least`, as that many sequences
+        per_seq = np.concatenate([chunks[c].lengths for c in order])
+        k = _enough(per_seq, steps, least)
+        ends = np.cumsum([len(chunks[c].lengths) for c in order])
+        n_chunks = int(np.searchsorted(ends, k)) + 1
+        return ChunkPart(self.source, sorted(order[:n_chunks]))
+
 
 class FolderSource:
     """A folder of Parquet files, streamed (`seqae.stream`); the validation share is
@@ -305,6 +326,13 @@ class FolderSource:
         return {"data": self.source.signature(),
                 "validation": None if self.validation is None else self.validation.signature(),
                 "held_out_chunks": self.held_out}
+
+
+def _enough(lengths: np.ndarray, steps: int, least: int) -> int:
+    """How many of the first ``lengths`` hold ``steps`` valid steps, at least ``least``
+    (at most all of them)."""
+    k = int(np.searchsorted(np.cumsum(lengths), steps)) + 1
+    return min(len(lengths), max(k, least))
 
 
 def _plain(value: Any) -> Any:

@@ -53,6 +53,9 @@ class TrainConfig:
         max_epochs: upper bound on epochs (default 100).
         max_time: wall-clock budget in seconds (default None), checked at every
             optimizer step: once it is spent, the epoch ends there and training stops.
+            The epoch's validation pass counts in it: a step ends the epoch once the
+            time spent plus the last validation pass's duration reaches the budget, so
+            that the last validation ends within it.
         batch_size: typical sequences per batch (default 32).
         lr: AdamW learning rate (default 1e-3).
         weight_decay: AdamW weight decay (default 0).
@@ -384,7 +387,8 @@ def train(
     with ``resume`` training continues from the newest valid one (weights, optimizer,
     scheduler, early-stopping state, history, random generators, the step reached; the
     data order follows from the epoch), so that the result equals an uninterrupted
-    run's. The time budget counts the time spent before the interruption.
+    run's. The time budget counts from the call (setting up included) and the time spent
+    before the interruption.
     """
     loop = _Loop(model, loss_fn, train_data, config, val_data, callbacks or [], checkpointer)
     state = loop.begin(resume)
@@ -403,6 +407,9 @@ class _Loop:
     def __init__(self, model: AutoencoderNet, loss_fn, train_data: View,
                  config: TrainConfig, val_data: View | None,
                  callbacks: list[Callback], checkpointer: Checkpointer | None):
+        # the budget counts from here: building the optimizer may import much of torch
+        # the first time (seconds)
+        self.created = time.perf_counter()
         self.policy = _policy(config.batching)
         if config.accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {config.accumulate}")
@@ -433,6 +440,10 @@ class _Loop:
         self.group = self.ctx.world * config.accumulate  # batches of the plan per step
         self.every = config.checkpoint_every if checkpointer is not None else 0
         self.start = 0.0  # the clock's reading at time 0 of the run (set by `begin`)
+        # seconds the last validation pass took (kept free at the end of the budget), and
+        # whether an epoch ended early on the budget (on every rank alike)
+        self.val_seconds = 0.0
+        self.out_of_time = False
         autocast(train_data.device, config.precision)  # checks the setting
         # float16 scales the loss so that small gradients do not underflow
         self.scaler = (torch.amp.GradScaler(train_data.device.type)
@@ -463,7 +474,8 @@ class _Loop:
         ctx.barrier()
         if self.checkpointer is not None and resume:
             state = self.resume_from(self.checkpointer)
-        self.start = time.perf_counter() - state.time
+        # time 0 of the run: this call's start, less the time spent before a resume
+        self.start = self.created - state.time
         return state
 
     def resume_from(self, checkpointer: Checkpointer) -> LoopState:
@@ -508,9 +520,11 @@ class _Loop:
                                   "steps": state.steps, "passes": passes,
                                   "optimizer_steps": state.optimizer_steps}
         if self.val_data is not None:  # (after a non-finite step the epoch counts as failed)
+            began = time.perf_counter()
             record["val_loss"] = math.nan if bad_step else evaluate(
                 self.model, self.val_data, self.loss_fn, 4 * config.batch_size, self.policy,
                 self.ctx, config.precision)
+            self.val_seconds = time.perf_counter() - began
         record["lr"] = self.opt.param_groups[0]["lr"]
         record["time"] = self.elapsed()
         return record, bad_step
@@ -529,6 +543,7 @@ class _Loop:
             if outcome == "non-finite":
                 return self.bad_step
             if outcome == "over":
+                self.out_of_time = True
                 break  # the budget is spent (on some rank): finish this epoch early
             if save and ctx.main:
                 state.time = self.elapsed()
@@ -551,7 +566,8 @@ class _Loop:
         n_all = sum(self.train_data.elements(idx) for idx in batches)
         self.opt.zero_grad(set_to_none=True)
         local = self.backward(state.epoch + 1, step, batches, data, n_all)
-        over = config.max_time is not None and self.elapsed() >= config.max_time
+        over = config.max_time is not None and (
+            self.elapsed() + self.val_seconds >= config.max_time)
         if self.read_every == 1:  # read now, and never step on a non-finite loss
             shared = self.ctx.sum_(torch.tensor([float(local), float(over)],
                                                 dtype=torch.float64))
@@ -693,11 +709,11 @@ class _Loop:
 
     def should_stop(self, state: LoopState, record: dict[str, Any]) -> bool:
         """Whether training stops after the epoch just counted: a callback asks to (all
-        are called), patience runs out, the last epoch or the time budget is reached; on
-        any rank, so on all."""
+        are called), patience runs out, the last epoch or the time budget is reached (or
+        an epoch ended early on it); on any rank, so on all."""
         config = self.config
         stop = any([bool(cb.on_epoch_end(state.epoch, record)) for cb in self.callbacks])
-        stop = stop or state.bad_epochs >= config.patience or (
+        stop = stop or self.out_of_time or state.bad_epochs >= config.patience or (
             state.epoch == config.max_epochs) or (
             config.max_time is not None and record["time"] >= config.max_time)
         return bool(self.ctx.sum_(torch.tensor([float(stop)], dtype=torch.float64))[0] > 0)

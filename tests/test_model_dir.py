@@ -110,6 +110,7 @@ def test_info_says_what_the_folder_holds(ae, data, tmp_path):
                                "torch": torch.__version__}
     assert out["data"] == {"kind": "continuous", "features": 2, "feature_names": ["u", "v"],
                            "vocabulary": None, "vocab_size": None, "training_sequences": 24,
+                           "scored_sequences": 24,
                            "longest": int(data.lengths.max()), "normalize": "global",
                            "source": None}
     arch = out["architecture"]

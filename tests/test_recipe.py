@@ -7,13 +7,18 @@ import pytest
 import seqae
 from seqae.nn.encoders import conv_depth_for
 from seqae.recipe import (
+    INFERENCE_SPEEDUP,
     LONG,
+    MAX_VALIDATION,
     MIN_VALIDATION,
     ONE_THREAD_HIDDEN,
     PATCH_LENGTH,
+    POST_SHARE,
     precision,
     resolve,
+    scored_steps,
     threads,
+    train_budget,
     validation_size,
 )
 
@@ -77,6 +82,23 @@ def test_validation_size():
     assert validation_size("auto", 10 * MIN_VALIDATION) == MIN_VALIDATION
     assert validation_size(0.25, 40) == 10 and validation_size(0.01, 40) == 1
     assert validation_size(0.5, 9) == 0 and validation_size(0, 1000) == 0
+    # "auto" holds out at most MAX_VALIDATION (every epoch evaluates them); a fraction
+    # given is taken as it is
+    assert validation_size("auto", 100 * MAX_VALIDATION) == MAX_VALIDATION
+    assert validation_size(0.1, 100 * MAX_VALIDATION) == 10 * MAX_VALIDATION
+
+
+def test_the_budget_of_the_whole_call_is_shared_out():
+    assert train_budget(None, 5.0) is None
+    # what reading took comes off, and POST_SHARE of the budget is kept for the scores
+    assert train_budget(100.0, 5.0) == pytest.approx(100 - 5 - 100 * POST_SHARE)
+    assert train_budget(10.0, 20.0) == 0.0
+    # every step scored when it fits at INFERENCE_SPEEDUP x the training pace (or no
+    # budget), else the steps that fit: a small fit computes what it always did
+    assert scored_steps(1000, 100, 1.0, None) is None
+    assert scored_steps(1000, 100, 1.0, 1000 / (100 * INFERENCE_SPEEDUP)) is None
+    assert scored_steps(1000, 100, 1.0, 2.0) == int(2.0 * 100 * INFERENCE_SPEEDUP)
+    assert scored_steps(1000, 100, 1.0, -3.0) == 0
 
 
 @pytest.mark.parametrize("policy, device, hidden, encoder, want", [

@@ -67,6 +67,26 @@ def source(folder) -> ParquetSource:
 
 
 # ------------------------------------------------------------------ in memory
+def test_samples_hold_the_steps_asked_at_least_least_sequences_in_order(rng, folder):
+    seqs = _memory(rng, n=200)
+    part = MemoryPart(seqs)
+    total = int(seqs.lengths.sum())
+    a = part.sample(total // 4, 10, np.random.default_rng(1))
+    b = part.sample(total // 4, 10, np.random.default_rng(1))
+    assert list(a.seqs.ids) == list(b.seqs.ids)  # seeded
+    order = {sid: i for i, sid in enumerate(seqs.ids)}
+    assert np.all(np.diff([order[s] for s in a.seqs.ids]) > 0)  # in the part's order
+    held = int(a.lengths.sum())
+    assert total // 4 <= held < total // 4 + seqs.lengths.max() and len(a.seqs) < 200
+    assert len(part.sample(0, 30, np.random.default_rng(1)).seqs) == 30
+    assert len(part.sample(10 * total, 1, np.random.default_rng(1)).seqs) == 200
+    src = ParquetSource(folder, time_col="t")
+    whole = ChunkPart(src, list(range(len(src.index()))))
+    some = whole.sample(1, 5, np.random.default_rng(2))  # whole chunks, in index order
+    assert some.ids == sorted(some.ids) and len(some.lengths) >= 5
+    assert len(some.ids) < len(whole.ids)
+
+
 @pytest.mark.parametrize("seed, n_val", [(0, 3), (7, 1), (3, 9)])
 def test_memory_split_holds_out_the_first_n_val_of_a_seeded_permutation(rng, seed, n_val):
     seqs = _memory(rng)

@@ -247,6 +247,44 @@ def _peak_mb(cmd: list[str]) -> tuple[int, int, str]:
     return int(peak), int(code), r.stderr
 
 
+def _many_sequences(folder: Path, n: int, length: int, files: int = 4) -> Path:
+    """``n`` sequences of ``length`` steps x 2 float32 features, long tables (the common
+    shape: many short narrow sequences)."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    per = n // files
+    for f in range(files):
+        ids = np.repeat(np.arange(f * per, (f + 1) * per), length)
+        values = rng.standard_normal((len(ids), 2), dtype=np.float32)
+        pq.write_table(pa.table({"id": ids, "t": np.tile(np.arange(length), per),
+                                 "f0": values[:, 0], "f1": values[:, 1]}),
+                       folder / f"part-{f}.parquet", row_group_size=50_000)
+    return folder
+
+
+def test_max_time_bounds_the_whole_fit_on_many_sequences(tmp_path):
+    """Issue 29: 40,000 sequences, a budget of 4 s: reading, training, validation and
+    the scores after training all end within 10 % + 3 s of it (scoring every training
+    sequence alone took longer than the budget); the threshold comes from a sample whose
+    size the model folder keeps."""
+    src = ParquetSource(_many_sequences(tmp_path / "many", 40_000, 50), time_col="t")
+    budget = 4.0
+    began = time.perf_counter()
+    ae = seqae.SequenceAutoencoder(hidden_size=16, latent_dim=4, max_time=budget,
+                                   verbose=0).fit(src)
+    took = time.perf_counter() - began
+    assert took < 1.1 * budget + 3, f"fit took {took:.1f} s for a budget of {budget} s"
+    n_train = 36_000  # 10 % held out, in whole chunks (row groups of 1,000 sequences)
+    assert ae.n_train_sequences_ == n_train
+    assert seqae.recipe.MIN_SCORED <= len(ae.train_scores_) < n_train
+    ae.save(tmp_path / "m")
+    data = seqae.model_dir.info(tmp_path / "m")["data"]
+    assert (data["training_sequences"], data["scored_sequences"]) == (
+        n_train, len(ae.train_scores_))
+    again = seqae.SequenceAutoencoder.load(tmp_path / "m")
+    assert again.n_train_sequences_ == n_train and again.threshold_ == ae.threshold_
+
+
 def test_a_folder_larger_than_the_memory_allowed(tmp_path):
     """About 2.4 GB of float32 values in 12 files; `seqae train FOLDER`, `encode` and
     `score` stay under 1.5 GB of peak RSS each."""
