@@ -286,14 +286,16 @@ def test_max_time_bounds_the_whole_fit_on_many_sequences(tmp_path):
 
 
 def test_a_folder_larger_than_the_memory_allowed(tmp_path):
-    """About 2.4 GB of float32 values in 12 files; `seqae train FOLDER`, `encode` and
-    `score` stay under 1.5 GB of peak RSS each."""
+    """About 1.6 GB of float32 values in 8 files, more than the 1.5 GB allowed; `seqae
+    train FOLDER`, `encode` and `score` stay under 1.5 GB of peak RSS each. (It held
+    2.4 GB in 12 files until CI time ran short: 200 s of a 19-minute run; the bound is
+    what is tested, and it is above the data's size either way.)"""
     folder = tmp_path / "big"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    n_features, per_file, k = 256, 198_000, 0  # 12 x ~198,000 x 256 x 4 B = 2.43 GB
+    n_features, per_file, k = 256, 198_000, 0  # 8 x ~198,000 x 256 x 4 B = 1.62 GB
     names = [f"c{j}" for j in range(n_features)]
-    for f in range(12):
+    for f in range(8):
         lengths = rng.integers(30, 91, size=per_file // 60)
         ids = np.repeat(np.arange(k, k + len(lengths)), lengths)
         k += len(lengths)
@@ -305,7 +307,7 @@ def test_a_folder_larger_than_the_memory_allowed(tmp_path):
                        compression="none")
         del table
     total = sum(p.stat().st_size for p in folder.iterdir())
-    assert total > 2.4e9
+    assert total > 1.6e9
     peak, code, err = _peak_mb([sys.executable, "-m", "seqae", "train", folder, "--out",
                                 tmp_path / "m", "--max-time", "20", "--hidden-size", "32",
                                 "--latent-dim", "8", "-v"])
@@ -320,5 +322,5 @@ def test_a_folder_larger_than_the_memory_allowed(tmp_path):
         assert peak_out < 1500, f"{cmd}: peak RSS {peak_out} MB"
     emb = pq.read_table(tmp_path / "encode.parquet")
     assert emb.num_rows == k and emb.column("id").to_pylist()[:3] == [0, 1, 2]
-    print(f"\n2.4 GB folder: train peak {peak} MB, steps "
+    print(f"\n1.6 GB folder: train peak {peak} MB, steps "
           f"{ae.history_[-1]['optimizer_steps']}; {cmd} peak {peak_out} MB")
