@@ -281,6 +281,8 @@ _MODEL: dict[str, tuple[Callable[[Any], bool], str]] = {
     "patch": _int_in(1, 4096),
     "copies": _num_in(0.0),
     "copies_kind": _one_of("random", "crops"),
+    "missing": _typed(bool, "true or false"),
+    "hide_observed": _num_in(0.0, 1.0),
 }
 assert set(_MODEL) == {f.name for f in fields(ModelConfig)}
 

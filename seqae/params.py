@@ -182,6 +182,11 @@ PARAMS: dict[str, Param] = {
                         "expected share of anomalies in the training data (default 0.01)",
                         float),
     "unknown": _p("error", _choice("error", "map")),
+    "missing": _p("error", _choice("error", "mask"), "missing",
+                  "a NaN value (an empty CSV cell, a Parquet null) inside a sequence: an "
+                  "error naming where it is (error, the default), or a missing element the "
+                  "model skips in its loss and scores and learns to fill in (mask)", str,
+                  ("error", "mask")),
     "batching": _p("auto", _choice("auto", "tokens", "count")),
     "max_len": _p(10_000, _int(none=True), "max-len",
                   "longest sequence taken as it is (default 10000)", int),
