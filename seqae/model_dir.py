@@ -524,6 +524,7 @@ def info(path: str | Path, kind: str = "SequenceAutoencoder") -> dict[str, Any]:
             "training_sequences": 0 if fitted.train_scores is None else len(fitted.train_scores),
             "longest": fitted.max_length,
             "normalize": scaler.get("mode"),
+            "missing": config["params"].get("missing", "error"),
             "source": read_data_settings(path).get("source"),
         },
         "architecture": {k: v for k, v in config["model"].items() if k in _ARCHITECTURE},
