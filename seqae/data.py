@@ -333,7 +333,7 @@ class Sequences:
             detail = ""
             hint = ""
             if not self.is_tokens:
-                wrong = np.isinf(self.values[row]) if self.missing == "mask" else \
+                wrong = np.isinf(self.values[row]) if kind == "an infinite value" else \
                     ~np.isfinite(self.values[row])
                 feat = int(np.flatnonzero(wrong)[0])
                 name = self.feature_names[feat] if self.feature_names else str(feat)

@@ -132,6 +132,7 @@ def read_sequences(
     time_col: str | None = None,
     features: list[str] | None = None,
     exclude: list[str] | None = None,
+    missing: str = "error",
 ) -> Sequences:
     """Read sequences from a file.
 
@@ -143,8 +144,12 @@ def read_sequences(
     * NPZ: ``values`` plus ``offsets`` or ``lengths``; optional ``ids`` and
       ``feature_names``.
     * ``.ts`` (sktime/UEA format), see `seqae.io.read_ts`.
+
+    ``missing``: a missing feature value in a table (empty CSV cell, Parquet null, NaN)
+    is an error naming the file, column and row (``"error"``, default), or a missing
+    element (``"mask"``, for ``SequenceAutoencoder(missing="mask")``).
     """
-    spec = DataSpec(id_col=id_col, time_col=time_col, features=features,
+    spec = DataSpec(id_col=id_col, time_col=time_col, features=features, missing=missing,
                     exclude=tuple(exclude or ()))
     return read_file(path, spec)[0]
 
@@ -309,9 +314,9 @@ def from_list_columns(table: Any, id_col: str, features: list[str], where: Any =
     if missing == "error" and np.isnan(values).any():
         flat, j = (int(k) for k in np.argwhere(np.isnan(values))[0])
         i = int(np.searchsorted(offsets, flat, side="right") - 1)
-        raise DataFileError(f"{where}: list column {features[j]!r}, row {i} "
-                            f"({describe(i, ids)}), step {flat - int(offsets[i])}: a missing "
-                            f"value (null or NaN); {_MISSING_HINT}")
+        raise DataFileError(f"{where}: list column {features[j]!r}, row {i}, step "
+                            f"{flat - int(offsets[i])} ({describe(i, ids)}): a missing value "
+                            f"(null or NaN); {_MISSING_HINT}")
     return Sequences(values, offsets, ids=ids, feature_names=features, missing=missing)
 
 
