@@ -2,7 +2,8 @@
 
 Every loss takes ``lengths_or_mask``: ``(B,)`` integer lengths or a ``(B, T)`` boolean
 mask (True = valid step); the regression losses also take a mask of the prediction's own
-shape, ``(B, T, F)``, True = a valid element (missing values: `seqae.nn.observed`). Padded positions of both the prediction and the target are
+shape, ``(B, T, F)``, True = a valid element (missing values: `seqae.nn.model.observed`).
+Padded positions of both the prediction and the target are
 replaced by zeros before anything is computed, so whatever the padding holds (NaN
 included) neither the loss nor its gradient sees it, and padded predictions receive a
 gradient of exactly zero.

@@ -20,8 +20,8 @@ __all__ = ["main", "build_parser", "UsageError"]
 
 # command -> module of this package that runs it (imported when the command runs)
 _COMMANDS = {"demo": "figures", "train": "train", "encode": "apply", "reconstruct": "apply",
-             "score": "apply", "impute": "apply", "decode": "apply", "info": "info", "plot": "figures",
-             "export": "export"}
+             "score": "apply", "impute": "apply", "decode": "apply", "info": "info",
+             "plot": "figures", "export": "export"}
 
 
 def main(argv: list[str] | None = None) -> int:
