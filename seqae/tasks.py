@@ -319,7 +319,7 @@ def from_config(config: dict[str, Any]) -> Task:
     if config.get("vocab_size"):
         return TokenTask(config["vocab_size"], config["n_features"])
     return ContinuousTask(_read_scaler(config), config["n_features"], config["feature_names"],
-                          config["params"].get("missing", "error"))
+                          config.get("params", {}).get("missing", "error"))
 
 
 def _read_scaler(config: dict[str, Any]) -> Scaler:
