@@ -34,8 +34,11 @@ from .sources import chunks_of, from_input
 from .train import Callback, cpu_threads, resolve_device, train
 from .vocab import CharVocab
 
-__all__ = ["SequenceAutoencoder", "clone"]
+__all__ = ["SequenceAutoencoder", "clone", "MAD_K"]
 
+# threshold_rule="mad": the threshold is the training scores' median plus this many robust
+# standard deviations (1.4826 x MAD; Iglewicz & Hoaglin's modified z-score cut-off)
+MAD_K = 3.5
 # fit: the length head is fitted on the latents of at most this many training sequences
 # (all of them for data in memory; the first ones read for a folder)
 LENGTH_HEAD_SAMPLE = 100_000
@@ -159,7 +162,14 @@ class SequenceAutoencoder(_Params):
             held-out data the training loss is monitored.
         contamination: expected share of anomalies in the training data; sets
             ``threshold_``, the training-score quantile above which `is_anomaly` is True
-            (default 0.01).
+            (default 0.01), under ``threshold_rule="quantile"``.
+        threshold_rule: how ``threshold_`` comes from the training scores:
+            ``"quantile"`` (default): their ``1 - contamination`` quantile;
+            ``"mad"``: no share to guess, a robust outlier rule: the median plus
+            `MAD_K` (3.5) robust standard deviations (1.4826 x the median absolute
+            deviation from the median; Iglewicz and Hoaglin's modified z-score above
+            3.5), which a few anomalies in the training data barely move. Saved in the
+            model's config and shown by ``seqae info``.
         unknown: for text input, a character outside the vocabulary learned in `fit`
             raises (``"error"``, default) or becomes ``<unk>`` (``"map"``).
         missing: what a NaN inside a sequence's length is (continuous data): an error
@@ -251,6 +261,7 @@ class SequenceAutoencoder(_Params):
         patience: int = 10,
         validation_fraction: float | str = "auto",
         contamination: float = 0.01,
+        threshold_rule: str = "quantile",
         unknown: str = "error",
         missing: str = "error",
         batching: str = "auto",
@@ -291,6 +302,7 @@ class SequenceAutoencoder(_Params):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.contamination = contamination
+        self.threshold_rule = threshold_rule
         self.unknown = unknown
         self.missing = missing
         self.batching = batching
@@ -425,7 +437,7 @@ class SequenceAutoencoder(_Params):
             torch.as_tensor(np.concatenate(latents), device=device),
             torch.as_tensor(np.concatenate(lens), device=device))
         fitted.train_scores = train_scores = np.concatenate(scores)
-        fitted.threshold = _quantile(train_scores, self.contamination)
+        fitted.threshold = _threshold(train_scores, self.threshold_rule, self.contamination)
 
     def _commit(self, fitted: Fitted) -> None:
         """Every fitted attribute at once."""
@@ -711,6 +723,16 @@ class SequenceAutoencoder(_Params):
 
 _NO_SCORES = ("this model was written during fit (checkpoint_dir), before its training "
               "scores and threshold: load the folder once the fit has ended")
+
+
+def _threshold(scores: np.ndarray, rule: str, contamination: float) -> float:
+    """The anomaly threshold of the training ``scores`` under ``rule`` (see
+    `SequenceAutoencoder`'s ``threshold_rule``)."""
+    if rule == "mad":
+        median = float(np.median(scores))
+        mad = float(np.median(np.abs(scores - median)))
+        return median + MAD_K * 1.4826 * mad
+    return _quantile(scores, contamination)
 
 
 def _quantile(scores: np.ndarray, contamination: float) -> float:

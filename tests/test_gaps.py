@@ -307,7 +307,11 @@ def test_cli_impute_and_per_step_scores(csv_file, capsys):
     folder, path = csv_file
     model = folder / "m"
     assert main(["train", str(path), "--time-col", "t", "--out", str(model), "--epochs", "1",
-                 "--hidden-size", "8", "--latent-dim", "4", "--missing", "mask", "-q"]) == 0
+                 "--hidden-size", "8", "--latent-dim", "4", "--missing", "mask",
+                 "--threshold-rule", "mad", "-q"]) == 0
+    assert main(["info", str(model), "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["settings"]["threshold_rule"] == "mad" and facts["data"]["missing"] == "mask"
     out = folder / "imputed.parquet"
     assert main(["impute", str(model), str(path), "--out", str(out), "-q"]) == 0
     table = pq.read_table(out)
@@ -337,3 +341,19 @@ def test_cli_missing_error_names_file_column_and_row(csv_file, capsys):
 
         table = pa.table({"id": [0, 1], "x": [[1.0, 2.0], [1.0, 2.0, None]]})
         from_list_columns(table, "id", ["x"], "f.parquet")
+
+
+# ------------------------------------------------------------------------ thresholds
+def test_mad_threshold_rule(ae, data, tmp_path):
+    assert ae.threshold_ == pytest.approx(np.quantile(ae.train_scores_, 0.99))  # the default
+    mad = seqae.clone(ae).set_params(threshold_rule="mad").fit(data)
+    s = mad.train_scores_
+    med = np.median(s)
+    want = med + 3.5 * 1.4826 * np.median(np.abs(s - med))
+    assert mad.threshold_ == pytest.approx(want, rel=1e-12)
+    assert mad.threshold_for(0.05) == pytest.approx(np.quantile(s, 0.95))  # still there
+    mad.save(tmp_path / "m")
+    assert seqae.SequenceAutoencoder.load(tmp_path / "m").threshold_ == mad.threshold_
+    assert seqae.model_dir.info(tmp_path / "m")["settings"]["threshold_rule"] == "mad"
+    with pytest.raises(ValueError, match="threshold_rule must be one of"):
+        seqae.SequenceAutoencoder(threshold_rule="iqr", verbose=0).fit(data)
