@@ -357,3 +357,18 @@ def test_mad_threshold_rule(ae, data, tmp_path):
     assert seqae.model_dir.info(tmp_path / "m")["settings"]["threshold_rule"] == "mad"
     with pytest.raises(ValueError, match="threshold_rule must be one of"):
         seqae.SequenceAutoencoder(threshold_rule="iqr", verbose=0).fit(data)
+
+
+def test_sequence_scaling_and_what_is_not_supported_yet(data, tmp_path):
+    from seqae.stream import ParquetSource
+    from tests.helpers import write_parquet_folder
+
+    per_seq = seqae.SequenceAutoencoder(hidden_size=8, latent_dim=4, max_epochs=1,
+                                        normalize="sequence", missing="mask", verbose=0)
+    per_seq.fit(data[:12])  # sequence 0 misses a whole feature: left unscaled there
+    assert np.isfinite(per_seq.score(data[:12])).all()
+    assert not np.isnan(per_seq.impute(data[:12]).values).any()
+    folder = write_parquet_folder(tmp_path / "f", n_files=1, per_file=5)
+    with pytest.raises(ValueError, match="missing='mask' applies to data in memory"):
+        seqae.SequenceAutoencoder(missing="mask", verbose=0).fit(
+            ParquetSource(folder, time_col="t"))
