@@ -22,7 +22,11 @@ import numpy as np
 from .errors import SequenceDataError, describe, require_columns
 
 __all__ = ["Sequences", "numeric_columns", "list_columns", "check_numeric", "check_time",
-           "as_float32_stats"]
+           "as_float32_stats", "MISSING"]
+
+# what a NaN inside a sequence's length is: an error (the default), or an element that
+# was not observed ("mask"; see docs/gaps.md)
+MISSING = ("error", "mask")
 
 
 _NUMBER = r"^\s*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|nan|inf|infinity)\s*$"
@@ -216,6 +220,10 @@ class Sequences:
         ids: optional ``(N,)`` ids (any type: ints, strings...), carried through every
             operation and used in error messages.
         feature_names: optional names of the F features.
+        missing: ``"error"`` (default): a NaN value is refused, naming the sequence,
+            step and feature; ``"mask"``: a NaN in continuous values is a missing
+            (unobserved) element, kept as NaN (infinities are refused either way).
+            Lengths alone decide what is padding.
 
     Most users build one with :meth:`from_list`, :meth:`from_padded` or
     :meth:`from_table` rather than calling the constructor.
@@ -230,7 +238,7 @@ class Sequences:
         (2, 5, 2)
     """
 
-    __slots__ = ("values", "offsets", "ids", "feature_names", "_lengths")
+    __slots__ = ("values", "offsets", "ids", "feature_names", "missing", "_lengths")
 
     def __init__(
         self,
@@ -238,7 +246,10 @@ class Sequences:
         offsets: Any,
         ids: Any = None,
         feature_names: Sequence[str] | None = None,
+        missing: str = "error",
     ):
+        if missing not in MISSING:
+            raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
         values = _to_numpy(values)
         offsets = _whole(_to_numpy(offsets), "offsets")
         if values.ndim == 1 and not np.issubdtype(values.dtype, np.integer):
@@ -282,6 +293,7 @@ class Sequences:
         self.offsets = offsets
         self.ids = ids
         self.feature_names = feature_names
+        self.missing = missing
         self._lengths = np.diff(offsets)
         self._validate()
 
@@ -302,27 +314,74 @@ class Sequences:
         if self.is_tokens:
             bad = np.flatnonzero(self.values < 0)
             kind = "a negative token id"
+        elif self.missing == "mask":
+            bad = np.flatnonzero(np.isinf(self.values).any(axis=1))
+            kind = "an infinite value"
         else:
             finite = np.isfinite(self.values).all(axis=1)
             bad = np.flatnonzero(~finite)
             kind = "a NaN or infinite value"
+        self._refuse(bad, kind)
+
+    def _refuse(self, bad: np.ndarray, kind: str) -> None:
+        """Raise naming the sequence, step (and feature) of the first of the ``bad`` rows
+        of ``values`` (nothing when there is none)."""
         if len(bad):
             row = int(bad[0])
             i = int(np.searchsorted(self.offsets, row, side="right") - 1)
             step = row - int(self.offsets[i])
             detail = ""
+            hint = ""
             if not self.is_tokens:
-                feat = int(np.flatnonzero(~np.isfinite(self.values[row]))[0])
+                wrong = np.isinf(self.values[row]) if kind == "an infinite value" else \
+                    ~np.isfinite(self.values[row])
+                feat = int(np.flatnonzero(wrong)[0])
                 name = self.feature_names[feat] if self.feature_names else str(feat)
                 detail = f", feature {name}: {self.values[row, feat]}"
+                if np.isnan(self.values[row, feat]):
+                    hint = " or mark NaN as missing (missing='mask', --missing mask)"
             else:
                 detail = f": {self.values[row]}"
             raise SequenceDataError(
                 f"{describe(i, self.ids)} has {kind} at step {step}{detail}. Clean or impute "
-                "it first (seqae never guesses which values are padding)",
+                f"it first{hint} (seqae never guesses which values are padding)",
                 index=i,
                 seq_id=None if self.ids is None else self.ids[i],
             )
+
+    def has_missing(self) -> bool:
+        """Whether any value is missing (NaN; only with ``missing="mask"``)."""
+        return self.missing == "mask" and not self.is_tokens and bool(
+            np.isnan(self.values).any())
+
+    def observed(self) -> np.ndarray:
+        """``values``'s shape, True where a value was observed (not NaN)."""
+        if self.is_tokens:
+            return np.ones(self.values.shape, dtype=bool)
+        return ~np.isnan(self.values)
+
+    def require_complete(self) -> None:
+        """Raise `SequenceDataError` naming the sequence, step and feature of the first
+        missing value (NaN), if any: for a model fitted with ``missing="error"``."""
+        if self.has_missing():
+            self._refuse(np.flatnonzero(np.isnan(self.values).any(axis=1)),
+                         "a NaN (missing) value")
+
+    def require_observed(self) -> None:
+        """Raise `SequenceDataError` naming the first sequence with no observed value at
+        all (every element missing): nothing in it can be scored or imputed."""
+        if not self.has_missing():
+            return
+        seen = np.add.reduceat(self.observed().any(axis=1).astype(np.int64),
+                               self.offsets[:-1]) if len(self) else np.zeros(0)
+        none = np.flatnonzero(seen == 0)
+        if len(none):
+            i = int(none[0])
+            raise SequenceDataError(
+                f"{describe(i, self.ids)} has no observed value: every element of its "
+                f"{int(self._lengths[i])} step(s) is missing (NaN); drop it (nothing in it "
+                "can be encoded, scored or imputed)", index=i,
+                seq_id=None if self.ids is None else self.ids[i])
 
     # ---------------------------------------------------------------- constructors
     @classmethod
@@ -331,6 +390,7 @@ class Sequences:
         items: Iterable[Any],
         ids: Any = None,
         feature_names: Sequence[str] | None = None,
+        missing: str = "error",
     ) -> Sequences:
         """Build from a list of arrays, one per sequence.
 
@@ -339,6 +399,8 @@ class Sequences:
                 ``(T_i,)`` floats (one feature) or ``(T_i,)`` integers (tokens).
             ids: optional ids, one per sequence.
             feature_names: optional names of the F features.
+            missing: ``"error"`` (default) or ``"mask"``: NaN is a missing element (see
+                the class).
 
         Raises:
             SequenceDataError: naming the sequence, for an empty sequence, NaN/Inf,
@@ -375,7 +437,7 @@ class Sequences:
             values = np.concatenate(  # cast by the constructor, which checks the range
                 [a.reshape(len(a), int(first_f or 0)) for a in arrays]
             ).reshape(-1, int(first_f or 0))
-        return cls(values, offsets, ids=ids, feature_names=feature_names)
+        return cls(values, offsets, ids=ids, feature_names=feature_names, missing=missing)
 
     @classmethod
     def from_padded(
@@ -387,6 +449,7 @@ class Sequences:
         padding: str = "post",
         ids: Any = None,
         feature_names: Sequence[str] | None = None,
+        missing: str = "error",
     ) -> Sequences:
         """Build from a padded array, with the lengths given or found from a pad value.
 
@@ -403,6 +466,8 @@ class Sequences:
             padding: ``"post"`` (padding after the data) or ``"pre"`` (before it).
             ids: optional ids, one per sequence.
             feature_names: optional names of the F features.
+            missing: ``"error"`` (default) or ``"mask"``: NaN inside the valid steps is
+                a missing element (see the class); padding stays padding.
 
         Raises:
             SequenceDataError: naming the sequence, for a length outside ``1..T``, a
@@ -466,19 +531,20 @@ class Sequences:
         values = x[valid]  # row-major: sequence by sequence, in time order
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lens, out=offsets[1:])
-        return cls(values, offsets, ids=ids, feature_names=feature_names)
+        return cls(values, offsets, ids=ids, feature_names=feature_names, missing=missing)
 
     @overload
     @classmethod
     def from_table(cls, table: Any, id: str = ..., time: str | None = ...,
                    features: Sequence[str] | None = ...,
-                   return_time: Literal[False] = ...) -> Sequences: ...
+                   return_time: Literal[False] = ..., missing: str = ...) -> Sequences: ...
 
     @overload
     @classmethod
     def from_table(cls, table: Any, id: str = ..., time: str | None = ...,
                    features: Sequence[str] | None = ..., *,
-                   return_time: Literal[True]) -> tuple[Sequences, np.ndarray | None]: ...
+                   return_time: Literal[True], missing: str = ...
+                   ) -> tuple[Sequences, np.ndarray | None]: ...
 
     @classmethod
     def from_table(
@@ -488,6 +554,7 @@ class Sequences:
         time: str | None = None,
         features: Sequence[str] | None = None,
         return_time: bool = False,
+        missing: str = "error",
     ) -> Sequences | tuple[Sequences, np.ndarray | None]:
         """Build from a long table: one row per time step.
 
@@ -500,6 +567,8 @@ class Sequences:
             features: feature columns; default: every numeric column other than id/time.
             return_time: also return the time value of every step, aligned with
                 ``values`` (None without a time column), e.g. to write results back.
+            missing: ``"error"`` (default) or ``"mask"``: a null or NaN feature value is
+                a missing element (see the class).
 
         Raises:
             SequenceDataError: for a missing column, null ids, duplicate time values within
@@ -563,7 +632,7 @@ class Sequences:
         counts = np.bincount(codes, minlength=len(uniq))
         offsets = np.zeros(len(uniq) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        seqs = cls(values, offsets, ids=uniq, feature_names=list(features))
+        seqs = cls(values, offsets, ids=uniq, feature_names=list(features), missing=missing)
         if return_time:
             return seqs, (tvals[order] if time is not None else None)
         return seqs
@@ -642,7 +711,8 @@ class Sequences:
         np.cumsum(lens, out=offsets[1:])
         flat = np.repeat(self.offsets[idx] - offsets[:-1], lens) + np.arange(offsets[-1])
         ids = None if self.ids is None else self.ids[idx]
-        return Sequences._trusted(self.values[flat], offsets, ids, self.feature_names)
+        return Sequences._trusted(self.values[flat], offsets, ids, self.feature_names,
+                                  self.missing)
 
     def with_values(self, values: Any) -> Sequences:
         """Same lengths and ids, new per-step values (e.g. a reconstruction)."""
@@ -650,7 +720,7 @@ class Sequences:
         if len(values) != self.n_steps:
             raise SequenceDataError(f"{len(values)} steps of values for {self.n_steps} steps")
         return Sequences(values, self.offsets.copy(), ids=self.ids,
-                         feature_names=self.feature_names)
+                         feature_names=self.feature_names, missing=self.missing)
 
     def pad(
         self,
@@ -692,18 +762,32 @@ class Sequences:
         """Per-feature mean and standard deviation over all valid steps.
 
         Computed in float64 over the flat values, so padding cannot enter them. A
-        feature with zero spread gets std 1 (it is centred, not divided by ~0).
+        feature with zero spread gets std 1 (it is centred, not divided by ~0). Missing
+        values (``missing="mask"``) are left out: over the observed values only; a
+        feature never observed raises `SequenceDataError`.
         """
         if self.is_tokens:
             raise TypeError("feature statistics are for continuous data, not tokens")
         v = self.values.astype(np.float64)
+        if self.has_missing():
+            seen = self.observed().sum(axis=0)  # (F,)
+            never = np.flatnonzero(seen == 0)
+            if len(never):
+                f = int(never[0])
+                name = self.feature_names[f] if self.feature_names else str(f)
+                raise SequenceDataError(
+                    f"feature {name} is never observed (every value is missing): nothing "
+                    "can be learned about it; drop the feature")
+            mean = np.nanmean(v, axis=0)
+            return as_float32_stats(mean, np.nanstd(v, axis=0))
         mean = v.mean(axis=0)
         return as_float32_stats(mean, v.std(axis=0))
 
     def sequence_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Each sequence's per-feature mean and standard deviation over its own steps:
         two ``(N, F)`` float32 arrays. As in `feature_stats`, computed in float64, and a
-        feature with zero spread within a sequence gets std 1."""
+        feature with zero spread within a sequence gets std 1. Missing values are left
+        out; a feature missing in a whole sequence gets mean 0 and std 1 there."""
         if self.is_tokens:
             raise TypeError("sequence statistics are for continuous data, not tokens")
         n = len(self)
@@ -712,6 +796,16 @@ class Sequences:
             return empty, empty.copy()
         v = self.values.astype(np.float64)
         starts, lens = self.offsets[:-1], self.lengths[:, None]
+        if self.has_missing():
+            seen = self.observed()
+            count = np.add.reduceat(seen.astype(np.float64), starts, axis=0)  # (N, F)
+            filled = np.where(seen, v, 0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.add.reduceat(filled, starts, axis=0) / count  # (N, F)
+                dev = np.where(seen, v - mean[self.step_index], 0.0) ** 2
+                std = np.sqrt(np.add.reduceat(dev, starts, axis=0) / count)
+            none = count == 0
+            return as_float32_stats(np.where(none, 0.0, mean), np.where(none, 1.0, std))
         mean = np.add.reduceat(v, starts, axis=0) / lens  # (N, F)
         std = np.sqrt(np.add.reduceat((v - mean[self.step_index]) ** 2, starts, axis=0) / lens)
         return as_float32_stats(mean, std)
@@ -730,15 +824,18 @@ class Sequences:
             ids = np.concatenate([p.ids for p in parts])
         else:
             ids = None
-        return cls(values, offsets, ids=ids, feature_names=parts[0].feature_names)
+        missing = "mask" if any(p.missing == "mask" for p in parts) else "error"
+        return cls(values, offsets, ids=ids, feature_names=parts[0].feature_names,
+                   missing=missing)
 
     @classmethod
-    def _trusted(cls, values, offsets, ids, feature_names) -> Sequences:
+    def _trusted(cls, values, offsets, ids, feature_names, missing="error") -> Sequences:
         """Construct without re-validating (values already checked)."""
         obj = cls.__new__(cls)
         obj.values = values
         obj.offsets = offsets
         obj.ids = ids
         obj.feature_names = feature_names
+        obj.missing = missing
         obj._lengths = np.diff(offsets)
         return obj

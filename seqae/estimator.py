@@ -18,7 +18,7 @@ import inspect
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -36,10 +36,13 @@ from .sources import chunks_of, from_input
 from .train import Callback, cpu_threads, resolve_device, train
 from .vocab import CharVocab
 
-__all__ = ["SequenceAutoencoder", "clone"]
+__all__ = ["SequenceAutoencoder", "clone", "MAD_K"]
 
 log = logging.getLogger("seqae")
 
+# threshold_rule="mad": the threshold is the training scores' median plus this many robust
+# standard deviations (1.4826 x MAD; Iglewicz & Hoaglin's modified z-score cut-off)
+MAD_K = 3.5
 # fit: the length head is fitted on the latents of at most this many training sequences
 # (all of them for data in memory; the first ones read for a folder)
 LENGTH_HEAD_SAMPLE = 100_000
@@ -172,9 +175,23 @@ class SequenceAutoencoder(_Params):
             held-out data the training loss is monitored.
         contamination: expected share of anomalies in the training data; sets
             ``threshold_``, the training-score quantile above which `is_anomaly` is True
-            (default 0.01).
+            (default 0.01), under ``threshold_rule="quantile"``.
+        threshold_rule: how ``threshold_`` comes from the training scores:
+            ``"quantile"`` (default): their ``1 - contamination`` quantile;
+            ``"mad"``: no share to guess, a robust outlier rule: the median plus
+            `MAD_K` (3.5) robust standard deviations (1.4826 x the median absolute
+            deviation from the median; Iglewicz and Hoaglin's modified z-score above
+            3.5), which a few anomalies in the training data barely move. Saved in the
+            model's config and shown by ``seqae info``.
         unknown: for text input, a character outside the vocabulary learned in `fit`
             raises (``"error"``, default) or becomes ``<unk>`` (``"map"``).
+        missing: what a NaN inside a sequence's length is (continuous data): an error
+            naming the sequence, step and feature (``"error"``, default), or a missing
+            element (``"mask"``): the encoder sees it filled beside a per-feature observed
+            indicator, losses, scores and the scaler's statistics skip it, and training
+            hides a share of the observed elements (`seqae.tasks.HIDE_OBSERVED`) and
+            learns to predict them, so that `impute` fills gaps in. Lengths alone decide
+            what is padding. Token and text data refuse ``"mask"`` (docs: gaps).
         batching: ``"auto"``, ``"tokens"`` or ``"count"`` (see `seqae.batching`).
         accumulate: sum the gradients of this many batches before each optimizer step
             (default 1); the loss is normalised by the valid elements of all of them.
@@ -257,7 +274,9 @@ class SequenceAutoencoder(_Params):
         patience: int = 10,
         validation_fraction: float | str = "auto",
         contamination: float = 0.01,
+        threshold_rule: str = "quantile",
         unknown: str = "error",
+        missing: str = "error",
         batching: str = "auto",
         max_len: int | None = 10_000,
         max_len_policy: str = "refuse",
@@ -296,7 +315,9 @@ class SequenceAutoencoder(_Params):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.contamination = contamination
+        self.threshold_rule = threshold_rule
         self.unknown = unknown
+        self.missing = missing
         self.batching = batching
         self.max_len = max_len
         self.max_len_policy = max_len_policy
@@ -351,7 +372,7 @@ class SequenceAutoencoder(_Params):
             model_dir.check_target(checkpoint_dir)
         progress = Progress(self.verbose, self.max_epochs, self.max_time)
         source, task = from_input(X, validation, self.normalize, self.unknown,
-                                  LengthPolicy(self.max_len, self.max_len_policy))
+                                  LengthPolicy(self.max_len, self.max_len_policy), self.missing)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
             rng = np.random.default_rng(self.seed)
@@ -463,7 +484,7 @@ class SequenceAutoencoder(_Params):
             torch.as_tensor(np.concatenate(latents), device=device),
             torch.as_tensor(np.concatenate(lens), device=device))
         fitted.train_scores = train_scores = np.concatenate(scores)
-        fitted.threshold = _quantile(train_scores, self.contamination)
+        fitted.threshold = _threshold(train_scores, self.threshold_rule, self.contamination)
 
     def _commit(self, fitted: Fitted) -> None:
         """Every fitted attribute at once."""
@@ -575,16 +596,42 @@ class SequenceAutoencoder(_Params):
     def fit_transform(self, X: Sequences | list, y: Any = None, **fit_params) -> np.ndarray:
         return self.fit(X, **fit_params).encode(X)
 
-    def score(self, X: Any) -> np.ndarray:
-        """``(N,)`` anomaly scores, higher = more anomalous. Continuous data: mean squared
-        error of `reconstruct` over each sequence's valid steps and features, in the
-        input's units (when the scaler standardises each sequence, in each sequence's
-        standardised units: see `seqae.scaling.Scaler.score_scale`). Tokens: mean
-        cross-entropy per valid token (and the EOS)."""
+    @overload
+    def score(self, X: Any, per_step: Literal[False] = ...) -> np.ndarray: ...
+
+    @overload
+    def score(self, X: Any, per_step: Literal[True]) -> Sequences: ...
+
+    def score(self, X: Any, per_step: bool = False) -> np.ndarray | Sequences:
+        """Anomaly scores, higher = more anomalous.
+
+        Continuous data: mean squared error of `reconstruct` over each sequence's valid
+        steps and features (with ``missing="mask"``, over its observed elements only),
+        in the input's units (when the scaler standardises each sequence, in each
+        sequence's standardised units: see `seqae.scaling.Scaler.score_scale`). Tokens:
+        mean cross-entropy per valid token (and the EOS).
+
+        Args:
+            X: the sequences (or a `seqae.stream.ParquetSource`, without ``per_step``).
+            per_step: False (default): one score per sequence, ``(N,)`` float64. True:
+                each step's error, as ragged `Sequences` of one feature (``"score"``,
+                float32) at the input's lengths: the mean squared error over the step's
+                observed features (NaN at a step whose every feature is missing), or
+                its token's cross-entropy. A sequence's score is the mean of its steps'
+                errors weighted by their observed features.
+        """
         chunks = chunks_of(X)
         if chunks is not None:
+            if per_step:
+                raise ValueError("per_step scores are for data in memory; for a "
+                                 "ParquetSource score each window's sequences")
             return np.concatenate([self.score(seqs) for seqs in chunks])
         lim = self._limited(X)
+        if per_step:
+            steps = inference.step_scores(self._model(), lim.seqs)
+            into = lim.original if lim.owner is not None else lim.seqs
+            return Sequences(steps, into.offsets.copy(), ids=into.ids,
+                             feature_names=["score"], missing="mask")
         scores = inference.encode_score(self._model(), lim.seqs, scores=True)[1]
         assert scores is not None
         return lim.merge(scores)
@@ -595,6 +642,42 @@ class SequenceAutoencoder(_Params):
         lim = self._limited(X)
         rec = lim.stitch(inference.reconstruct(self._model(), lim.seqs))
         return self.task_.to_user(rec, X)
+
+    def impute(self, X: Any) -> Sequences:
+        """``X`` with each missing element (NaN) replaced by the model's value, in the
+        input's units; every observed element is returned as it is, bit for bit (as the
+        float32 `Sequences` holds it), and the lengths, ids and feature names (in the
+        model's order) are kept. The model's value is its reconstruction of the
+        sequence, which sees the observed elements and where the gaps are.
+
+        Needs a model fitted with ``missing="mask"`` (trained to predict hidden
+        elements); with ``max_len_policy="truncate"`` every sequence must fit in
+        ``max_len`` ("window" imputes long sequences window by window).
+
+        Example:
+            >>> import numpy as np, seqae
+            >>> rng = np.random.default_rng(0)
+            >>> seqs = [rng.normal(size=(n, 2)) for n in (6, 9, 7)]
+            >>> seqs[1][3, 0] = np.nan
+            >>> ae = seqae.SequenceAutoencoder(hidden_size=8, max_epochs=2, missing="mask",
+            ...                                verbose=0).fit(seqs)
+            >>> bool(np.isnan(ae.impute(seqs).values).any())
+            False
+        """
+        self._check_fitted()
+        if self.missing != "mask":
+            raise ValueError("impute needs a model fitted with missing='mask' (this one "
+                             "refuses missing values: missing='error')")
+        lim = self._limited(X)
+        if lim.seqs.n_steps != lim.original.n_steps:
+            raise ValueError("impute fills every step: with max_len_policy='truncate' a "
+                             f"sequence is longer than max_len={self.max_len}; use "
+                             "max_len_policy='window' or raise max_len")
+        rec = lim.stitch(inference.reconstruct(self._model(), lim.seqs))
+        seqs = lim.original
+        values = np.where(np.isnan(seqs.values), rec.values, seqs.values)
+        return Sequences(values, seqs.offsets.copy(), ids=seqs.ids,
+                         feature_names=seqs.feature_names)
 
     def decode(self, Z: Any, lengths: Any = None, max_length: int | None = None) -> Sequences:
         """Decode latent vectors into sequences.
@@ -692,6 +775,16 @@ class SequenceAutoencoder(_Params):
 
 _NO_SCORES = ("this model was written during fit (checkpoint_dir), before its training "
               "scores and threshold: load the folder once the fit has ended")
+
+
+def _threshold(scores: np.ndarray, rule: str, contamination: float) -> float:
+    """The anomaly threshold of the training ``scores`` under ``rule`` (see
+    `SequenceAutoencoder`'s ``threshold_rule``)."""
+    if rule == "mad":
+        median = float(np.median(scores))
+        mad = float(np.median(np.abs(scores - median)))
+        return median + MAD_K * 1.4826 * mad
+    return _quantile(scores, contamination)
 
 
 def _quantile(scores: np.ndarray, contamination: float) -> float:

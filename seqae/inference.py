@@ -18,13 +18,14 @@ from .batching import sorted_batches
 from .data import Sequences
 from .errors import SequenceDataError
 from .losses import masked_mse
-from .nn.model import AutoencoderNet
+from .nn.model import AutoencoderNet, observed
 from .params import check_limit
 from .sources import DeviceData
 from .tasks import Task
 from .train import cpu_threads
 
-__all__ = ["Model", "each_batch", "encode_score", "reconstruct", "decode", "scatter",
+__all__ = ["Model", "each_batch", "encode_score", "step_scores", "reconstruct", "decode",
+           "scatter",
            "to_device", "Gathered", "GPU_BATCH_STEPS"]
 
 
@@ -124,8 +125,8 @@ def encode_score(model: Model, seqs: Sequences, latents: bool = False,
     """``(Z or None, scores or None)`` in one pass: each batch is encoded once, and its
     latents are decoded for the scores. Scores: continuous data, the mean squared error
     over each sequence's valid steps and features in scored units (see
-    `seqae.scaling.Scaler.score_scale`); tokens, the mean cross-entropy per valid token
-    (and the EOS)."""
+    `seqae.scaling.Scaler.score_scale`; with missing values, over its observed elements);
+    tokens, the mean cross-entropy per valid token (and the EOS)."""
     net = model.net
     Z = np.empty((len(seqs), net.config.latent_dim), dtype=np.float32) if latents else None
     out = np.empty(len(seqs), dtype=np.float64) if scores else None
@@ -140,7 +141,8 @@ def encode_score(model: Model, seqs: Sequences, latents: bool = False,
             if scores:
                 assert scale is not None
                 rec = net.decode(z, lens, x.shape[1])
-                err = masked_mse(rec * scale, x * scale, lens, reduction="sequence")
+                err = masked_mse(rec * scale, x * scale, _scored(net, x, lens),
+                                 reduction="sequence")
         if Z is not None:
             zs.add(idx, z)
         if out is not None:
@@ -153,6 +155,44 @@ def encode_score(model: Model, seqs: Sequences, latents: bool = False,
     if out is not None:
         errs.rows(out)
     return Z, out
+
+
+def _scored(net: AutoencoderNet, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """What a score counts: the lengths, or with missing values the observed elements."""
+    return observed(x, lens) if net.config.missing else lens
+
+
+def step_scores(model: Model, seqs: Sequences) -> np.ndarray:
+    """``(n_steps,)`` each step's error, aligned with ``seqs.values``: continuous data,
+    the mean squared error over the step's observed features in scored units (as
+    `encode_score`; NaN for a step whose every feature is missing); tokens, the
+    cross-entropy of the step's token. A sequence's score is the mean of its steps'
+    errors weighted by their observed features."""
+    net = model.net
+    out = np.empty(seqs.n_steps, dtype=np.float64)
+    scale = model.task.score_scale(model.device)
+    ys = Gathered()
+
+    def fn(idx, x, lens):
+        if scale is None:  # tokens: each token's cross-entropy (the EOS left out)
+            elem, _, _ = net.loss(x, lens, None, reduction="none")
+            per_step = elem[:, : x.shape[1]].double()  # (B, T)
+        else:
+            rec = net.decode(net.encode(x, lens), lens, x.shape[1])
+            seen = _scored(net, x, lens)
+            if seen.dim() == 1:
+                seen = observed(torch.zeros_like(x), lens)  # (B, T, F): every element
+            elem = masked_mse(rec * scale, x * scale, seen, reduction="none").double()
+            count = seen.sum(-1)  # (B, T)
+            per_step = elem.sum(-1) / count.clamp(min=1)
+            per_step = torch.where(count > 0, per_step, torch.full((), float("nan"),
+                                                                   dtype=per_step.dtype,
+                                                                   device=per_step.device))
+        ys.add(idx, per_step, seqs.lengths[idx])
+
+    each_batch(model, seqs, fn)
+    ys.steps(out, seqs.offsets)
+    return out
 
 
 def reconstruct(model: Model, seqs: Sequences) -> Sequences:

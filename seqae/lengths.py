@@ -125,7 +125,7 @@ def limit_lengths(seqs: Sequences, max_len: int | None,
                                                                     strict=True)])
         offsets = np.concatenate([[0], np.cumsum(keep)])
         return Sequences(seqs.values[steps], offsets, ids=seqs.ids,
-                         feature_names=seqs.feature_names), None
+                         feature_names=seqs.feature_names, missing=seqs.missing), None
     parts = -(-lengths // max_len)  # pieces per sequence
     owner = np.repeat(np.arange(len(lengths)), parts)
     first = np.concatenate([[0], np.cumsum(parts)[:-1]])
@@ -133,4 +133,5 @@ def limit_lengths(seqs: Sequences, max_len: int | None,
     base, extra = lengths[owner] // parts[owner], lengths[owner] % parts[owner]
     sizes = base + (k < extra)  # near-equal sizes, the longer ones first
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    return Sequences(seqs.values, offsets, feature_names=seqs.feature_names), owner
+    return Sequences(seqs.values, offsets, feature_names=seqs.feature_names,
+                     missing=seqs.missing), owner

@@ -1,14 +1,16 @@
 """Masked losses: each a function and an `nn.Module`.
 
 Every loss takes ``lengths_or_mask``: ``(B,)`` integer lengths or a ``(B, T)`` boolean
-mask (True = valid step). Padded positions of both the prediction and the target are
+mask (True = valid step); the regression losses also take a mask of the prediction's own
+shape, ``(B, T, F)``, True = a valid element (missing values: `seqae.nn.model.observed`).
+Padded positions of both the prediction and the target are
 replaced by zeros before anything is computed, so whatever the padding holds (NaN
 included) neither the loss nor its gradient sees it, and padded predictions receive a
 gradient of exactly zero.
 
 Reductions:
     ``"mean"`` (default): sum over valid elements / number of valid elements (valid steps
-    x features); 0 when there is no valid step, never NaN.
+    x features, or the elements an element mask keeps); 0 when there is none, never NaN.
     ``"sum"``: sum over valid elements.
     ``"sequence"``: ``(B,)`` mean over each sequence's own valid elements (0 if empty).
     ``"none"``: the elementwise loss with exact zeros at padding.
@@ -68,12 +70,19 @@ def in_float32(fn: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-def _mask(lengths_or_mask: Any, shape: torch.Size, device: torch.device) -> torch.Tensor:
-    """``(B, T)`` bool mask from lengths, a mask, or None (all valid)."""
+def _mask(lengths_or_mask: Any, shape: torch.Size, device: torch.device,
+          elements: bool = False) -> torch.Tensor:
+    """``(B, T)`` bool mask from lengths, a mask, or None (all valid); with ``elements``,
+    a mask of the full ``shape`` is taken as it is (an element mask)."""
     b, t = shape[0], shape[1]
     if lengths_or_mask is None:
         return torch.ones(b, t, dtype=torch.bool, device=device)
     m = torch.as_tensor(lengths_or_mask, device=device)
+    if elements and m.dim() == len(shape) > 2:
+        if m.shape != shape:
+            raise ValueError(f"element mask has shape {tuple(m.shape)}, expected "
+                             f"{tuple(shape)}")
+        return m.to(torch.bool)
     if m.dim() == 1:
         if m.shape[0] != b:
             raise ValueError(f"lengths has {m.shape[0]} entries for a batch of {b}")
@@ -94,12 +103,13 @@ def _reduce(elem: torch.Tensor, mask: torch.Tensor, reduction: str) -> torch.Ten
         return elem
     if reduction == "sum":
         return elem.sum()
-    per_step = elem[0, 0].numel() if elem.dim() > 2 else 1  # elements per step
+    # elements per step (1 for an element mask, the size of elem itself)
+    per_step = elem[0, 0].numel() if elem.dim() > mask.dim() else 1
     if reduction == "mean":
         count = mask.sum() * per_step
         return elem.sum() / count.clamp(min=1).to(elem.dtype)
     if reduction == "sequence":
-        count = mask.sum(1) * per_step
+        count = mask.reshape(mask.shape[0], -1).sum(1) * per_step
         return elem.reshape(elem.shape[0], -1).sum(1) / count.clamp(min=1).to(elem.dtype)
     raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
@@ -111,7 +121,7 @@ def _regression(
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    mask = _mask(lengths_or_mask, pred.shape, pred.device)
+    mask = _mask(lengths_or_mask, pred.shape, pred.device, elements=True)
     m = _expand(mask, pred)
     zero = torch.zeros((), dtype=pred.dtype, device=pred.device)
     pred = torch.where(m, pred, zero)
@@ -128,7 +138,8 @@ def masked_mse(
     Args:
         pred: ``(B, T, ...)``.
         target: same shape as ``pred``.
-        lengths_or_mask: ``(B,)`` lengths or ``(B, T)`` bool mask; None = all valid.
+        lengths_or_mask: ``(B,)`` lengths, a ``(B, T)`` step mask or a mask of
+            ``pred``'s shape (elements); None = all valid.
         reduction: ``"mean"`` (default), ``"sum"``, ``"sequence"`` or ``"none"``.
 
     Example:

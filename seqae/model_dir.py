@@ -290,6 +290,8 @@ _MODEL: dict[str, tuple[Callable[[Any], bool], str]] = {
     "patch": _int_in(1, 4096),
     "copies": _num_in(0.0),
     "copies_kind": _one_of("random", "crops"),
+    "missing": _typed(bool, "true or false"),
+    "hide_observed": _num_in(0.0, 1.0),
 }
 assert set(_MODEL) == {f.name for f in fields(ModelConfig)}
 
@@ -537,6 +539,7 @@ def info(path: str | Path, kind: str = "SequenceAutoencoder") -> dict[str, Any]:
             "scored_sequences": 0 if fitted.train_scores is None else len(fitted.train_scores),
             "longest": fitted.max_length,
             "normalize": scaler.get("mode"),
+            "missing": config["params"].get("missing", "error"),
             "source": read_data_settings(path).get("source"),
         },
         "architecture": {k: v for k, v in config["model"].items() if k in _ARCHITECTURE},

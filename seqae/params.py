@@ -182,7 +182,17 @@ PARAMS: dict[str, Param] = {
     "contamination": _p(0.01, _number(0.0, 1.0), "contamination",
                         "expected share of anomalies in the training data (default 0.01)",
                         float),
+    "threshold_rule": _p("quantile", _choice("quantile", "mad"), "threshold-rule",
+                         "the anomaly threshold from the training scores: their "
+                         "1 - contamination quantile (quantile, the default), or median + "
+                         "3.5 robust standard deviations (mad: no share to guess)", str,
+                         ("quantile", "mad")),
     "unknown": _p("error", _choice("error", "map")),
+    "missing": _p("error", _choice("error", "mask"), "missing",
+                  "a NaN value (an empty CSV cell, a Parquet null) inside a sequence: an "
+                  "error naming where it is (error, the default), or a missing element the "
+                  "model skips in its loss and scores and learns to fill in (mask)", str,
+                  ("error", "mask")),
     "batching": _p("auto", _choice("auto", "tokens", "count")),
     "max_len": _p(10_000, _int(none=True), "max-len",
                   "longest sequence taken as it is (default 10000)", int),

@@ -48,6 +48,9 @@ class DeviceData:
         self.lengths = seqs.lengths
         self.device = device
         self._sampler: LengthBucketSampler | None = None
+        # with missing values, the loss counts each sequence's observed elements
+        self._observed = None if not seqs.has_missing() else np.add.reduceat(
+            seqs.observed().sum(axis=1), seqs.offsets[:-1])  # (N,)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -77,10 +80,13 @@ class DeviceData:
         return pos % world
 
     def elements(self, idx: Any) -> int:
-        """Valid elements of the batch ``idx`` in the loss: values of continuous data,
-        tokens plus each row's end of sequence for tokens."""
+        """Valid elements of the batch ``idx`` in the loss: values of continuous data
+        (the observed ones, with missing values), tokens plus each row's end of
+        sequence for tokens."""
         if idx is None:
             return 0
+        if self._observed is not None:
+            return int(self._observed[idx].sum())
         steps = int(self.lengths[idx].sum())
         if self.values.dim() == 1:
             return steps + len(idx)
@@ -341,9 +347,14 @@ def _plain(value: Any) -> Any:
 
 
 def from_input(X: Any, validation: Any, normalize: Any, unknown: str,
-               policy: LengthPolicy) -> tuple[MemorySource | FolderSource, Task]:
+               policy: LengthPolicy, missing: str = "error"
+               ) -> tuple[MemorySource | FolderSource, Task]:
     """The source and the task for what the user passed to `fit` (and its validation
-    data), under the length ``policy``."""
+    data), under the length ``policy``; ``missing``: what a NaN is (`seqae.tasks`)."""
+    if isinstance(X, ParquetSource) and missing != "error":
+        raise ValueError("missing='mask' applies to data in memory; a ParquetSource is "
+                         "streamed with missing='error' (to fit with missing values, read the "
+                         "data into memory)")
     if isinstance(X, ParquetSource):
         folder = FolderSource(X, validation)
         folder.check_lengths(policy)
@@ -351,7 +362,7 @@ def from_input(X: Any, validation: Any, normalize: Any, unknown: str,
     if isinstance(validation, ParquetSource):
         raise TypeError("validation is a ParquetSource and the training data are in memory: "
                         "give both in memory, or both as folders")
-    task, seqs = for_data(X, normalize, unknown)
+    task, seqs = for_data(X, normalize, unknown, missing)
     val = None if validation is None else policy.apply(task.sequences(validation, unknown)).seqs
     return MemorySource(policy.apply(seqs).seqs, val), task
 

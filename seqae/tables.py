@@ -55,6 +55,9 @@ class DataSpec:
             (a label column remembered from training).
         exclude: columns that are never features.
         window, workers: for a folder of Parquet files (see `seqae.stream.ParquetSource`).
+        missing: a missing feature value (an empty CSV cell, a Parquet null, a NaN) is an
+            error naming the file, column and row (``"error"``, default), or a missing
+            element (``"mask"``: read as NaN, see `seqae.data.Sequences`).
     """
 
     id_col: str = "id"
@@ -66,6 +69,7 @@ class DataSpec:
     exclude: Sequence[str] = ()
     window: int | None = None
     workers: int | None = None
+    missing: str = "error"
 
     def is_text(self, path: str | os.PathLike) -> bool:
         """Whether ``path`` is read as texts: a ``.txt`` file, or any with ``text_col``."""
@@ -128,6 +132,7 @@ def read_sequences(
     time_col: str | None = None,
     features: list[str] | None = None,
     exclude: list[str] | None = None,
+    missing: str = "error",
 ) -> Sequences:
     """Read sequences from a file.
 
@@ -139,8 +144,12 @@ def read_sequences(
     * NPZ: ``values`` plus ``offsets`` or ``lengths``; optional ``ids`` and
       ``feature_names``.
     * ``.ts`` (sktime/UEA format), see `seqae.io.read_ts`.
+
+    ``missing``: a missing feature value in a table (empty CSV cell, Parquet null, NaN)
+    is an error naming the file, column and row (``"error"``, default), or a missing
+    element (``"mask"``, for ``SequenceAutoencoder(missing="mask")``).
     """
-    spec = DataSpec(id_col=id_col, time_col=time_col, features=features,
+    spec = DataSpec(id_col=id_col, time_col=time_col, features=features, missing=missing,
                     exclude=tuple(exclude or ()))
     return read_file(path, spec)[0]
 
@@ -222,13 +231,16 @@ def convert(table: Any, spec: DataSpec, where: Any = "", times: bool = True
     row per sequence). ``times=False``: the time values are not kept."""
     if list_columns(table):
         assert spec.features is not None
-        seqs = from_list_columns(table, spec.id_col, list(spec.features), where)
+        seqs = from_list_columns(table, spec.id_col, list(spec.features), where, spec.missing)
         labels = None if spec.label_col is None else \
             table.column(spec.label_col).to_numpy(zero_copy_only=False)
         return seqs, None, labels
+    if spec.missing == "error":
+        _refuse_missing(table, spec, where)
     try:
         seqs, steps = Sequences.from_table(table, id=spec.id_col, time=spec.time_col,
-                                           features=spec.features, return_time=True)
+                                           features=spec.features, return_time=True,
+                                           missing=spec.missing)
     except SequenceDataError as e:
         if not where:
             raise
@@ -238,10 +250,34 @@ def convert(table: Any, spec: DataSpec, where: Any = "", times: bool = True
     return seqs, steps if times else None, labels
 
 
-def from_list_columns(table: Any, id_col: str, features: list[str], where: Any = ""
-                      ) -> Sequences:
+_MISSING_HINT = ("clean or impute it first, or read it as a missing element (missing='mask', "
+                 "--missing mask)")
+
+
+def _refuse_missing(table: Any, spec: DataSpec, where: Any) -> None:
+    """Raise `DataFileError` naming the file, column and row (and the row's id) of the
+    first missing value (null or NaN) of a long table's feature columns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for c in spec.features or ():
+        col = table.column(c)
+        gone = pc.is_null(col, nan_is_null=True) if pa.types.is_floating(col.type) else \
+            pc.is_null(col)
+        if not pc.any(gone).as_py():
+            continue
+        row = int(np.flatnonzero(gone.to_numpy(zero_copy_only=False))[0])
+        seq = table.column(spec.id_col)[row].as_py()
+        raise DataFileError(f"{where}: column {c!r}, row {row} (id {seq!r}): a missing value "
+                            f"(an empty cell, null or NaN); {_MISSING_HINT}")
+
+
+def from_list_columns(table: Any, id_col: str, features: list[str], where: Any = "",
+                      missing: str = "error") -> Sequences:
     """Sequences from a table with one row per sequence: each feature column holds one
-    list per row (all of a row's lists have the same length)."""
+    list per row (all of a row's lists have the same length); a null or NaN inside a
+    list is refused naming the column, row and step, or with ``missing="mask"`` read as
+    a missing element."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -274,7 +310,14 @@ def from_list_columns(table: Any, id_col: str, features: list[str], where: Any =
     assert lengths is not None  # features is never empty here
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    return Sequences(np.stack(cols, 1), offsets, ids=ids, feature_names=features)
+    values = np.stack(cols, 1)
+    if missing == "error" and np.isnan(values).any():
+        flat, j = (int(k) for k in np.argwhere(np.isnan(values))[0])
+        i = int(np.searchsorted(offsets, flat, side="right") - 1)
+        raise DataFileError(f"{where}: list column {features[j]!r}, row {i}, step "
+                            f"{flat - int(offsets[i])} ({describe(i, ids)}): a missing value "
+                            f"(null or NaN); {_MISSING_HINT}")
+    return Sequences(values, offsets, ids=ids, feature_names=features, missing=missing)
 
 
 def first_row_values(table: Any, id_col: str, column: str) -> np.ndarray:

@@ -30,6 +30,10 @@ __all__ = ["ContinuousTask", "TokenTask", "TextTask", "Task", "for_data", "from_
 # copies="auto" for token data: weight of the random-string reconstruction term (the
 # model must learn to spell any string, not to recall the training words)
 TOKEN_COPIES = 0.5
+# missing="mask": share of the observed elements hidden from the encoder in each training
+# batch, which the model must predict (masked imputation, as SAITS trains; SAITS hides
+# 20 %, TSI-Bench's protocol holds out 10 %: between them)
+HIDE_OBSERVED = 0.15
 
 
 def is_texts(X: Any) -> bool:
@@ -37,12 +41,13 @@ def is_texts(X: Any) -> bool:
     return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(t, str) for t in X)
 
 
-def as_sequences(X: Any) -> Sequences:
-    """``X`` as `Sequences` (a list of arrays is converted; anything else is refused)."""
+def as_sequences(X: Any, missing: str = "error") -> Sequences:
+    """``X`` as `Sequences` (a list of arrays is converted, a NaN in it read by
+    ``missing``; anything else is refused)."""
     if isinstance(X, Sequences):
         return X
     if isinstance(X, (list, tuple)):
-        return Sequences.from_list(X)
+        return Sequences.from_list(X, missing=missing)
     raise TypeError(
         f"expected seqae.Sequences or a list of arrays, got {type(X).__name__}; for a padded "
         "array use seqae.Sequences.from_padded(x, lengths=...)"
@@ -108,19 +113,30 @@ class Task(ABC):
 
 class ContinuousTask(Task):
     """Continuous ``(T_i, F)`` values: standardised by a `Scaler`, a linear head out, a
-    masked regression loss; outputs in the input's units."""
+    masked regression loss; outputs in the input's units.
+
+    ``missing="mask"``: NaN inside a sequence is a missing element; the model sees it
+    flagged (`seqae.nn.ModelConfig.missing`), losses, scores and the scaler's statistics
+    skip it; ``"error"``: a NaN is refused, naming the sequence, step and feature."""
 
     kind = "continuous"
 
-    def __init__(self, scaler: Scaler, n_features: int, feature_names: list[str] | None):
+    def __init__(self, scaler: Scaler, n_features: int, feature_names: list[str] | None,
+                 missing: str = "error"):
         self.scaler: Scaler = scaler
         self.n_features, self.feature_names = n_features, feature_names
+        self.missing = missing
 
     def sequences(self, X: Any, unknown: str = "error") -> Sequences:
         """What the user passed, as `Sequences`, its features matched to the model's by
         name when both have names (put in the model's order; a different set of names
-        is an error naming both lists); without names, by position."""
-        seqs = super().sequences(X, unknown)
+        is an error naming both lists); without names, by position. Missing values are
+        refused unless the model takes them, and a sequence with no observed value is
+        refused either way."""
+        if is_texts(X):
+            raise SequenceDataError("this model was not fitted on texts; pass Sequences")
+        seqs = as_sequences(X, self.missing)
+        self.check_gaps(seqs)
         have, want = seqs.feature_names, self.feature_names
         if have is None or want is None or have == want or seqs.is_tokens:
             return seqs
@@ -128,7 +144,8 @@ class ContinuousTask(Task):
             raise SequenceDataError(f"the data's features {have} are not the model's {want}; "
                                     "features are matched by name")
         order = [have.index(name) for name in want]
-        return Sequences(seqs.values[:, order], seqs.offsets, ids=seqs.ids, feature_names=want)
+        return Sequences(seqs.values[:, order], seqs.offsets, ids=seqs.ids, feature_names=want,
+                         missing=seqs.missing)
 
     def check(self, seqs: Sequences) -> None:
         if seqs.is_tokens or seqs.n_features != self.n_features:
@@ -136,6 +153,16 @@ class ContinuousTask(Task):
             raise SequenceDataError(
                 f"the model was fitted on {self.n_features} features; the data have {got}"
             )
+        if self.missing == "error":
+            seqs.require_complete()
+
+    def check_gaps(self, seqs: Sequences) -> None:
+        """Refuse missing values for a model with ``missing="error"`` (naming the
+        sequence, step and feature), and a sequence with no observed value."""
+        if self.missing == "error":
+            seqs.require_complete()
+        else:
+            seqs.require_observed()
 
     # ---------------------------------------------------------------- statistics
     def fit(self, data_max: Callable[[], int],
@@ -164,7 +191,10 @@ class ContinuousTask(Task):
         return torch.as_tensor(self.scaler.score_scale, device=device)
 
     def head(self, copies: Any) -> dict[str, Any]:
-        """The model settings this task fixes."""
+        """The model settings this task fixes (with missing values: the observed
+        indicator and the share of observed elements hidden in training)."""
+        if self.missing == "mask":
+            return {"vocab_size": 0, "missing": True, "hide_observed": HIDE_OBSERVED}
         return {"vocab_size": 0}
 
     # ---------------------------------------------------------------- saved config
@@ -248,13 +278,19 @@ class TextTask(TokenTask):
         return self.vocab.decode(out) if is_texts(X) else out
 
 
-def for_data(X: Any, normalize: Any, unknown: str) -> tuple[Task, Sequences]:
+def for_data(X: Any, normalize: Any, unknown: str,
+             missing: str = "error") -> tuple[Task, Sequences]:
     """``(task, X as Sequences)`` for training input held in memory; texts learn their
-    vocabulary here, token ids learn their vocabulary size in `TokenTask.fit`."""
+    vocabulary here, token ids learn their vocabulary size in `TokenTask.fit`.
+    ``missing="mask"`` is for continuous data only (a `SequenceDataError` otherwise)."""
+    if missing == "mask" and (is_texts(X) or (isinstance(X, Sequences) and X.is_tokens)):
+        raise SequenceDataError(_NO_TOKEN_GAPS)
     if is_texts(X):
         text = TextTask(CharVocab.from_texts(X))
         return text, text.sequences(X, unknown)
-    seqs = as_sequences(X)
+    seqs = as_sequences(X, missing)
+    if seqs.is_tokens and missing == "mask":
+        raise SequenceDataError(_NO_TOKEN_GAPS)
     if seqs.is_tokens:
         top = limit("vocab_size")
         big = np.flatnonzero(seqs.values >= top)
@@ -266,7 +302,14 @@ def for_data(X: Any, normalize: Any, unknown: str) -> tuple[Task, Sequences]:
                 "(the vocabulary); set the environment variable SEQAE_LIMIT_VOCAB_SIZE to "
                 "raise it", index=i)
         return TokenTask(n_features=seqs.n_features), seqs
-    return ContinuousTask(Scaler(normalize), seqs.n_features, seqs.feature_names), seqs
+    task = ContinuousTask(Scaler(normalize), seqs.n_features, seqs.feature_names, missing)
+    task.check_gaps(seqs)
+    return task, seqs
+
+
+_NO_TOKEN_GAPS = ("missing='mask' is for continuous values: a token sequence (or a text) "
+                  "has no missing elements (map an unknown token to <unk> instead); fit "
+                  "with missing='error'")
 
 
 def from_config(config: dict[str, Any]) -> Task:
@@ -275,7 +318,8 @@ def from_config(config: dict[str, Any]) -> Task:
         return TextTask(CharVocab.from_dict(config["vocab"]))
     if config.get("vocab_size"):
         return TokenTask(config["vocab_size"], config["n_features"])
-    return ContinuousTask(_read_scaler(config), config["n_features"], config["feature_names"])
+    return ContinuousTask(_read_scaler(config), config["n_features"], config["feature_names"],
+                          config.get("params", {}).get("missing", "error"))
 
 
 def _read_scaler(config: dict[str, Any]) -> Scaler:

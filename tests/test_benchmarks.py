@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,3 +145,21 @@ def test_export_benchmark_runs_a_tiny_version_of_itself(tmp_path, capsys):
                 assert r["max_abs_diff"] < 1e-4, (case, way)
     assert 0 < result["load_and_first_run_s"]["onnxruntime"] < 60
     assert "| one sequence | onnxruntime |" in capsys.readouterr().out
+
+
+def test_imputation_baselines_against_hand_numbers():
+    spec = importlib.util.spec_from_file_location("impute", ROOT / "benchmarks" / "impute.py")
+    impute = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(impute)
+    nan = float("nan")
+    a = np.array([[nan, 1.0], [2.0, nan], [nan, nan], [6.0, 4.0], [nan, nan]])
+    mean = np.array([10.0, 20.0])
+    np.testing.assert_array_equal(impute.fill_mean(a, mean)[:, 0], [10, 2, 10, 6, 10])
+    np.testing.assert_array_equal(impute.fill_locf(a, mean),
+                                  [[2, 1], [2, 1], [2, 1], [6, 4], [6, 4]])
+    np.testing.assert_array_equal(impute.fill_linear(a, mean),
+                                  [[2, 1], [2, 2], [4, 3], [6, 4], [6, 4]])
+    assert impute.fill_linear(np.full((2, 1), nan), mean[:1]).tolist() == [[10], [10]]
+    rng = np.random.default_rng(0)
+    gappy = impute.with_gaps([np.ones((20, 3))], 0.5, rng, "block")[0]
+    assert np.isnan(gappy).sum() == 10 and np.isnan(gappy).any(0).sum() == 1

@@ -175,7 +175,7 @@ def test_a_folder_streams_the_same_tables_and_plots(model, files):
         (["train", "{d}/long.parquet", "--out", "{d}/m2", "--id-col", "nope"],
          "no id column 'nope'"),
         (["train", "{d}/nan.csv", "--out", "{d}/m3", "--epochs", "1"],
-         "(id 'b') has a NaN"),
+         "nan.csv: column 'x', row 2 (id 'b'): a missing value"),
         (["encode", "{model}", "{d}/two.csv", "--out", "{d}/x.parquet"],
          "no feature column 'rate'"),
         (["encode", "{d}", "{d}/long.parquet", "--out", "{d}/x.parquet"],

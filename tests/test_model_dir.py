@@ -112,7 +112,7 @@ def test_info_says_what_the_folder_holds(ae, data, tmp_path):
                            "vocabulary": None, "vocab_size": None, "training_sequences": 24,
                            "scored_sequences": 24,
                            "longest": int(data.lengths.max()), "normalize": "global",
-                           "source": None}
+                           "missing": "error", "source": None}
     arch = out["architecture"]
     assert (arch["encoder"], arch["hidden_size"], arch["latent_dim"]) == ("rnn", 8, 3)
     assert "depth" not in arch  # a recurrent encoder has no depth

@@ -1,5 +1,5 @@
-"""The ``seqae`` command: demo, train, encode, reconstruct, score, decode, info, plot,
-export.
+"""The ``seqae`` command: demo, train, encode, reconstruct, score, impute, decode, info,
+plot, export.
 
 A thin layer over library calls: the data are read by `seqae.tables.read_data`, the
 results shaped by `seqae.tables`, the training flags made from `seqae.params`. torch is
@@ -20,8 +20,8 @@ __all__ = ["main", "build_parser", "UsageError"]
 
 # command -> module of this package that runs it (imported when the command runs)
 _COMMANDS = {"demo": "figures", "train": "train", "encode": "apply", "reconstruct": "apply",
-             "score": "apply", "decode": "apply", "info": "info", "plot": "figures",
-             "export": "export"}
+             "score": "apply", "impute": "apply", "decode": "apply", "info": "info",
+             "plot": "figures", "export": "export"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from .common import (
     streamed,
 )
 
-__all__ = ["cmd_encode", "cmd_reconstruct", "cmd_score", "cmd_decode"]
+__all__ = ["cmd_encode", "cmd_reconstruct", "cmd_score", "cmd_impute", "cmd_decode"]
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -69,9 +69,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     if ae.threshold_ is None:
         raise UsageError(f"{args.model} was written during fit, before its threshold (no "
                          "training scores yet): score with a model folder whose fit ended")
-    data, _, labels, spec = data_for_model(args, ae, settings)
+    data, times, labels, spec = data_for_model(args, ae, settings)
     threshold = ae.threshold_ if args.contamination is None else ae.threshold_for(
         args.contamination)
+    if args.per_step:
+        return _step_scores(args, ae, data, times, spec)
     if streamed(data, args.out):
         import pyarrow.parquet as pq
 
@@ -84,6 +86,43 @@ def cmd_score(args: argparse.Namespace) -> int:
         flagged = int((scores > threshold).sum())
     log.info("scored %d sequences; %d above the threshold %.4g; written to %s", len(data),
              flagged, threshold, args.out)
+    return 0
+
+
+def _step_scores(args: argparse.Namespace, ae, data, times, spec) -> int:
+    """``score --per-step``: the long table of each step's error."""
+    from ..io import write_table
+    from ..tables import Texts, reconstructions_table
+
+    data, _ = in_memory(data)
+    if isinstance(data, Texts):
+        raise UsageError("--per-step scores sequences of values or tokens, not texts")
+    steps = located(lambda d: ae.score(d, per_step=True), data)
+    write_table(reconstructions_table(data, steps, times, spec.id_col, spec.time_col or "t"),
+                args.out)
+    log.info("scored %d steps of %d sequences; written to %s", steps.n_steps, len(data),
+             args.out)
+    return 0
+
+
+def cmd_impute(args: argparse.Namespace) -> int:
+    from ..io import write_table
+    from ..tables import Texts, reconstructions_table
+
+    ae, settings = load(args.model)
+    if ae.missing != "mask":
+        raise UsageError(f"{args.model} was trained with --missing error: it refuses missing "
+                         "values and cannot fill them in; train with --missing mask")
+    check_out(args.out, args.data, args.model, overwrite=args.overwrite)
+    data, times, _, spec = data_for_model(args, ae, settings)
+    data, _ = in_memory(data)
+    assert not isinstance(data, Texts)  # a text model has missing='error'
+    filled = int(data.n_steps * data.n_features - data.observed().sum())
+    out = located(ae.impute, data)
+    write_table(reconstructions_table(data, out, times, spec.id_col, spec.time_col or "t"),
+                args.out)
+    log.info("filled %d missing values in %d sequences; written to %s", filled, len(data),
+             args.out)
     return 0
 
 

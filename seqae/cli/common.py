@@ -65,7 +65,8 @@ def spec_of(settings: dict[str, Any]) -> DataSpec:
                     exclude=tuple(settings.get("exclude") or ()),
                     text_col=settings.get("text_col"),
                     label_optional=bool(settings.get("label_optional")),
-                    window=settings.get("window"), workers=settings.get("workers"))
+                    window=settings.get("window"), workers=settings.get("workers"),
+                    missing=settings.get("missing") or "error")
 
 
 def read(path: str, spec: DataSpec) -> tuple[Any, Any, Any]:
@@ -88,6 +89,7 @@ def data_for_model(args: argparse.Namespace, ae: Any, settings: dict[str, Any]):
             cfg[k] = getattr(args, k)
     if ae.feature_names_in_ is not None:
         cfg["features"] = list(ae.feature_names_in_)
+    cfg["missing"] = ae.missing  # a missing value: an error, or missing as in training
     spec = spec_of(cfg)
     from ..tables import check_names
 

@@ -14,7 +14,7 @@ from .common import UsageError
 __all__ = ["cmd_info"]
 
 _SHOWN_SETTINGS = ("max_epochs", "max_time", "batch_size", "lr", "patience", "seed",
-                   "validation_fraction", "contamination", "normalize")
+                   "validation_fraction", "contamination", "threshold_rule", "normalize")
 
 
 def cmd_info(args: argparse.Namespace) -> int:

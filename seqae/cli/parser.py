@@ -147,6 +147,8 @@ def _apply(sub: Any, common: argparse.ArgumentParser) -> None:
         ("encode", "write one embedding row per sequence (id, z0..zK)"),
         ("reconstruct", "write reconstructions as a long table (id, time, features)"),
         ("score", "write per-sequence anomaly scores and flags"),
+        ("impute", "write the data with each missing value filled in by the model (a long "
+                   "table: id, time, features; a model trained with --missing mask)"),
     ]:
         sp = sub.add_parser(name, parents=[common], help=helptext)
         sp.add_argument("model", help="model directory from `seqae train`")
@@ -159,6 +161,9 @@ def _apply(sub: Any, common: argparse.ArgumentParser) -> None:
         if name == "score":
             sp.add_argument("--contamination", type=float, default=None,
                             help="refit the threshold as this quantile of training scores")
+            sp.add_argument("--per-step", action="store_true",
+                            help="write each step's error instead (a long table: id, time, "
+                                 "score; NaN at a step whose every feature is missing)")
 
 
 def _overwrite(sp: argparse.ArgumentParser) -> None:

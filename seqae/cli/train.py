@@ -71,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..tables import Texts, check_names
 
     data_cfg, params = settings(args)
-    spec = spec_of(data_cfg)
+    spec = spec_of({**data_cfg, "missing": params.get("missing")})
     check_names(spec.id_col, spec.label_col, spec.time_col, error=UsageError)
     if Path(args.out).resolve() == Path(args.data).resolve():
         raise UsageError(f"{args.out}: the model folder would replace the data; give another "

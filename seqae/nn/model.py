@@ -14,7 +14,7 @@ from .decoders import AutoregressiveDecoder, LengthHead, RepeatDecoder
 from .encoders import ConvEncoder, RNNEncoder, SequenceEncoder, patchify, reverse_within_length
 
 __all__ = ["ModelConfig", "AutoencoderNet", "current_names", "DECODERS", "ENCODERS",
-           "CONTRASTS",
+           "CONTRASTS", "observed", "with_indicator",
            "random_crops", "overlapping_crops"]
 
 DECODERS = ("repeat", "autoregressive")
@@ -89,6 +89,15 @@ class ModelConfig:
             that the model learns to spell rather than to recall
             (default 0: none).
         copies_kind: ``"random"`` (default) or ``"crops"``.
+        missing: continuous data with missing values: NaN inside a sequence's length is
+            an element that was not observed. The encoder reads each value filled with 0
+            beside a per-feature observed indicator (``2 x n_features`` inputs, so a
+            real 0 and a filled one differ), and the loss counts observed elements only
+            (`observed`; default False).
+        hide_observed: with ``missing``: the share of observed elements hidden from the
+            encoder (flagged as missing) in training, which the loss asks the model to
+            predict: masked imputation, as SAITS trains (default 0). Uses torch's global
+            generator.
     """
 
     n_features: int
@@ -117,9 +126,27 @@ class ModelConfig:
     patch: int = 1
     copies: float = 0.0
     copies_kind: str = "random"
+    missing: bool = False
+    hide_observed: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def observed(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``(B, T, F)`` bool: True at each observed element of right-padded ``x`` ``(B, T,
+    F)``: inside its row's length and not NaN (padding is never observed, whatever it
+    holds)."""
+    valid = lengths_to_mask(lengths.to(x.device), x.shape[1])  # (B, T)
+    return valid[..., None] & ~torch.isnan(x)
+
+
+def with_indicator(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``(B, T, 2F)``: ``x`` with each unobserved element (missing or padding) set to 0,
+    then the observed indicator (1.0 observed, 0.0 not) of each feature."""
+    seen = observed(x, lengths)  # (B, T, F)
+    filled = torch.where(seen, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    return torch.cat([filled, seen.to(x.dtype)], dim=-1)  # (B, T, 2F)
 
 
 def _append_eos(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -211,12 +238,15 @@ def _check(config: ModelConfig) -> None:
                          f"x depth = {blocks}, got {config.latent_dim}")
     if config.patch > 1 and not conv:
         raise ValueError("patch needs encoder='conv'")
+    if config.missing and (config.vocab_size > 0 or config.decoder != "repeat"):
+        raise ValueError("missing values need continuous data and decoder='repeat' (an "
+                         "autoregressive decoder would be fed the missing values back)")
 
 
 def _encoder(config: ModelConfig) -> SequenceEncoder:
     """The token embedding (tokens), the body (recurrent or convolutional) and the map to
     the latent."""
-    embedding, in_size = None, config.n_features
+    embedding, in_size = None, config.n_features * (2 if config.missing else 1)
     if config.vocab_size > 0:
         embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=0)
         in_size = config.embedding_dim
@@ -276,6 +306,8 @@ class AutoencoderNet(nn.Module):
         return self.config.decoder == "autoregressive"
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.config.missing:  # NaN = missing: filled, beside the observed indicator
+            x = with_indicator(x, lengths)  # (B, T, 2F)
         return self.encoder(x, lengths=lengths)  # (B, Z)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -302,15 +334,20 @@ class AutoencoderNet(nn.Module):
         """``(loss, z, n_elements)``: the masked training loss of a batch; ``n_elements``
         is a tensor on the batch's device (reading it would wait for a GPU).
 
-        Continuous data use ``loss_fn`` (a masked regression loss) over valid elements;
-        tokens use cross-entropy over the valid tokens and each row's EOS. With
+        Continuous data use ``loss_fn`` (a masked regression loss) over valid elements
+        (with ``config.missing``: over observed elements; in training a share
+        ``config.hide_observed`` of them is hidden from the encoder first, drawn from
+        torch's global generator, and must be predicted); tokens use cross-entropy over
+        the valid tokens and each row's EOS. With
         ``config.contrastive > 0`` and a ``"mean"`` or ``"sum"`` reduction, the
         crop-agreement term is added (to a sum as ``n_elements`` times the term, so that
         sum / n_elements is the same objective); its crops come from torch's global
         generator.
         """
-        out, z = self(x, lengths)
-        if self.tokens:
+        if self.config.missing:
+            loss, z, n = self._observed_loss(x, lengths, loss_fn, reduction)
+        elif self.tokens:
+            out, z = self(x, lengths)
             target = _append_eos(x, lengths)
             loss = masked_cross_entropy(out, target, lengths + 1, reduction=reduction)
             n = lengths.sum() + len(lengths)
@@ -318,6 +355,7 @@ class AutoencoderNet(nn.Module):
                 term = self.config.copies * self._copies_term(x, lengths)
                 loss = loss + (term if reduction == "mean" else term * n)
         else:
+            out, z = self(x, lengths)
             loss = loss_fn(out, x, lengths, reduction=reduction)
             n = lengths.sum() * x.shape[-1]
         if self.config.contrastive > 0 and reduction in ("mean", "sum"):
@@ -329,6 +367,18 @@ class AutoencoderNet(nn.Module):
             term = self.config.contrastive * term
             loss = loss + (term if reduction == "mean" else term * n)
         return loss, z, n
+
+    def _observed_loss(self, x: torch.Tensor, lengths: torch.Tensor, loss_fn, reduction: str):
+        """``(loss, z, n)`` over the observed elements of ``x`` (NaN = missing), some of
+        them hidden from the encoder in training (`ModelConfig.hide_observed`)."""
+        seen = observed(x, lengths)  # (B, T, F)
+        shown = x
+        if self.training and self.config.hide_observed > 0:
+            hide = seen & (torch.rand(x.shape, device=x.device) < self.config.hide_observed)
+            shown = torch.where(hide, torch.full((), float("nan"), dtype=x.dtype,
+                                                 device=x.device), x)
+        out, z = self(shown, lengths)
+        return loss_fn(out, x, seen, reduction=reduction), z, seen.sum()
 
     def _copies_term(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of reconstructing strings that are not the batch's: random
@@ -348,6 +398,8 @@ class AutoencoderNet(nn.Module):
         """`hierarchical_contrastive` on two overlapping crops of each row: the conv
         encoder's per-step outputs, some input steps hidden (with patches, crops and
         hidden steps are whole patches)."""
+        if self.config.missing:
+            x = with_indicator(x, lengths)  # (B, T, 2F)
         x, lengths = patchify(x, lengths, self.config.patch)
         (v1, l1, o1), (v2, l2, o2), c = overlapping_crops(x, lengths)
         reps = []
