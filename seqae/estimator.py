@@ -142,6 +142,13 @@ class SequenceAutoencoder(_Params):
             rather than to recall the training words; ``"auto"`` (default): 0.5 for
             tokens, 0 for continuous data (see `seqae.nn.ModelConfig`).
         loss: ``"mse"``, ``"mae"`` or ``"huber"`` (default ``"mse"``).
+        loss_normalize: how the masked training loss of a step is normalised:
+            ``"element"`` (default) the mean over every valid element of the step, so
+            that a sequence weighs as much as it has elements; ``"sequence"`` the mean
+            over the step's sequences of each one's own mean over its valid elements,
+            so that every sequence weighs the same. ``sample_weight`` in `fit` weighs
+            each sequence's term; the validation loss uses the same normalisation,
+            unweighted (docs: defaults).
         normalize: ``"auto"`` (default), ``"global"`` (or True), ``"sequence"`` or
             ``"none"`` (or False); a `seqae.scaling.Scaler` is fitted as ``scaler_``.
             ``"global"`` standardises each feature with statistics over the training
@@ -262,6 +269,7 @@ class SequenceAutoencoder(_Params):
         token_dropout: float = 0.0,
         copies: float | str = "auto",
         loss: str = "mse",
+        loss_normalize: str = "element",
         normalize: bool | str = "auto",
         max_epochs: int = 100,
         max_time: float | None = None,
@@ -303,6 +311,7 @@ class SequenceAutoencoder(_Params):
         self.token_dropout = token_dropout
         self.copies = copies
         self.loss = loss
+        self.loss_normalize = loss_normalize
         self.normalize = normalize
         self.max_epochs = max_epochs
         self.max_time = max_time
@@ -337,6 +346,7 @@ class SequenceAutoencoder(_Params):
         checkpoint_dir: str | Path | None = None,
         resume: bool = False,
         checkpoint_every: int | None = None,
+        sample_weight: Any = None,
     ) -> SequenceAutoencoder:
         """Train on ``X``; returns ``self``.
 
@@ -357,6 +367,11 @@ class SequenceAutoencoder(_Params):
             checkpoint_every: with ``checkpoint_dir``, also checkpoint every this many
                 optimizer steps inside an epoch, so that a resume continues mid-epoch
                 (default: 0 for data in memory, 200 for a source).
+            sample_weight: one non-negative weight per sequence of ``X`` (data in
+                memory), checked before any training (an error names the first sequence
+                that is off): each sequence's term in the training loss is multiplied by
+                its weight (``loss_normalize``; a sequence cut into windows gives each its
+                weight). Only their ratios count; the validation loss is unweighted.
 
         A fit that raises (Ctrl-C included) leaves the estimator as it was: unfitted, or
         holding its earlier fit whole.
@@ -372,7 +387,8 @@ class SequenceAutoencoder(_Params):
             model_dir.check_target(checkpoint_dir)
         progress = Progress(self.verbose, self.max_epochs, self.max_time)
         source, task = from_input(X, validation, self.normalize, self.unknown,
-                                  LengthPolicy(self.max_len, self.max_len_policy), self.missing)
+                                  LengthPolicy(self.max_len, self.max_len_policy), self.missing,
+                                  sample_weight)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
             rng = np.random.default_rng(self.seed)
@@ -396,8 +412,9 @@ class SequenceAutoencoder(_Params):
             if self.precision == "auto":
                 plan.reasons["precision"] = why
             fitted.history = self._train(
-                fitted, plan.train, train_part.view(task, device),
-                None if val_part is None else val_part.view(task, device),
+                fitted, plan.train, train_part.view(task, device, self.loss_normalize),
+                None if val_part is None else val_part.view(task, device,
+                                                            self.loss_normalize),
                 {**source.fingerprint(), **self._settings()}, callbacks, checkpoint_dir, resume,
                 progress)
             scored = self._scored(train_part, fitted.history, clock)

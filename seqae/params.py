@@ -155,6 +155,11 @@ PARAMS: dict[str, Param] = {
     "token_dropout": _p(0.0, _number(0.0, 1.0)),
     "copies": _p("auto", _number(auto=True)),
     "loss": _p("mse", _choice("mse", "mae", "huber")),
+    "loss_normalize": _p("element", _choice("element", "sequence"), "loss-normalize",
+                         "the training loss: the mean over every valid element, so that "
+                         "long sequences weigh more (element, the default), or the mean "
+                         "over sequences of each one's own mean (sequence)", str,
+                         ("element", "sequence")),
     "normalize": _p("auto", (_normalize, "one of ('auto', 'global', 'sequence', 'none') "
                                          "(or True/False)"), "normalize",
                     "standardise each feature over the data (global), each sequence by its "

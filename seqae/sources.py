@@ -26,21 +26,62 @@ from .scaling import Scaler
 from .stream import ParquetSource, StreamData
 from .tasks import ContinuousTask, Task, for_data
 
-__all__ = ["DeviceData", "Part", "Source", "MemorySource", "FolderSource",
-           "from_input", "chunks_of", "STREAM_CHECKPOINT_EVERY"]
+__all__ = ["DeviceData", "check_weights", "coefficients", "Part", "Source", "MemorySource",
+           "FolderSource", "from_input", "chunks_of", "STREAM_CHECKPOINT_EVERY"]
 
 # fit on a folder: checkpoint every this many optimizer steps (with a checkpoint_dir)
 STREAM_CHECKPOINT_EVERY = 200
+
+
+LOSS_NORMALIZE = ("element", "sequence")
+
+
+def check_weights(sample_weight: Any, n: int) -> np.ndarray | None:
+    """``sample_weight`` as float64 ``(n,)``, checked: finite, non-negative, not all
+    zero, one per sequence; raises `ValueError` naming the first sequence that is off.
+    Only their ratios count (the loss divides by their sum): they are scaled to a mean
+    of 1, and weights all equal give None, so that they give the unweighted result
+    exactly."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim != 1 or len(w) != n:
+        raise ValueError(f"sample_weight must hold one weight per sequence ({n}), got "
+                         f"shape {w.shape}")
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"sample_weight of sequence {i} is {w[i]!r}: weights must be finite "
+                         "and >= 0")
+    if not (w > 0).any():
+        raise ValueError("sample_weight is zero for every sequence: nothing to train on")
+    return None if (w == w[0]).all() else w / w.mean()  # only their ratios count
+
+
+def coefficients(per_sequence: np.ndarray, weights: np.ndarray | None,
+                 normalize: str) -> np.ndarray | None:
+    """What each sequence's own mean loss is multiplied by in a step whose loss is then
+    divided by the sum of these (`seqae.nn.model.AutoencoderNet.loss` with weights):
+    its weight times its elements ``per_sequence`` under ``"element"``, its weight under
+    ``"sequence"``. None: ``"element"`` unweighted, the plain sum over elements."""
+    if normalize not in LOSS_NORMALIZE:
+        raise ValueError(f"loss_normalize must be one of {LOSS_NORMALIZE}, got {normalize!r}")
+    if normalize == "element" and weights is None:
+        return None
+    w = np.ones(len(per_sequence)) if weights is None else weights
+    return w * per_sequence if normalize == "element" else w.astype(np.float64)
 
 
 class DeviceData:
     """A `Sequences` held on a device as flat values (+ one zero row) and offsets
     (already standardised: see `seqae.scaling.Scaler`).
 
-    `seqae.train.train` reads it through `plan`, `eval_plan`, `owner`, `elements`, `steps`
-    and `iterate`; `seqae.stream.StreamData` offers the same for data read from files."""
+    `seqae.train.train` reads it through `plan`, `eval_plan`, `owner`, `elements`,
+    `weights`, `steps` and `iterate`; `seqae.stream.StreamData` offers the same for data
+    read from files. ``normalize`` and ``weights``: `coefficients`."""
 
-    def __init__(self, seqs: Sequences, device: torch.device):
+    def __init__(self, seqs: Sequences, device: torch.device, normalize: str = "element",
+                 weights: np.ndarray | None = None):
         values = torch.as_tensor(np.ascontiguousarray(seqs.values))
         pad = torch.zeros((1,) + tuple(values.shape[1:]), dtype=values.dtype)
         self.values = torch.cat([values, pad]).to(device)
@@ -51,6 +92,13 @@ class DeviceData:
         # with missing values, the loss counts each sequence's observed elements
         self._observed = None if not seqs.has_missing() else np.add.reduceat(
             seqs.observed().sum(axis=1), seqs.offsets[:-1])  # (N,)
+        if self._observed is not None:
+            per_sequence = self._observed
+        elif self.values.dim() == 1:
+            per_sequence = self.lengths + 1
+        else:
+            per_sequence = self.lengths * int(self.values.shape[-1])
+        self._coef = coefficients(per_sequence, weights, normalize)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -79,18 +127,25 @@ class DeviceData:
         """The rank that evaluates the batch at ``pos`` of `eval_plan`."""
         return pos % world
 
-    def elements(self, idx: Any) -> int:
+    def elements(self, idx: Any) -> float:
         """Valid elements of the batch ``idx`` in the loss: values of continuous data
         (the observed ones, with missing values), tokens plus each row's end of
         sequence for tokens."""
         if idx is None:
             return 0
+        if self._coef is not None:  # the normaliser: the sum of the coefficients
+            return float(self._coef[idx].sum())
         if self._observed is not None:
             return int(self._observed[idx].sum())
         steps = int(self.lengths[idx].sum())
         if self.values.dim() == 1:
             return steps + len(idx)
         return steps * int(self.values.shape[-1])
+
+    def weights(self, idx: Any) -> np.ndarray | None:
+        """The coefficients of the batch's sequences (`coefficients`; None: the plain
+        sum over elements)."""
+        return None if idx is None or self._coef is None else self._coef[idx]
 
     def steps(self, idx: Any) -> int:
         return 0 if idx is None else int(self.lengths[idx].sum())
@@ -125,8 +180,9 @@ class Part(Protocol):
         """``(mean, std, sequence_std)`` for `seqae.scaling.Scaler.fit_stats`."""
         ...
 
-    def view(self, task: Task, device: torch.device) -> Any:
-        """What `seqae.train.train` iterates, in model units on ``device``."""
+    def view(self, task: Task, device: torch.device, normalize: str = "element") -> Any:
+        """What `seqae.train.train` iterates, in model units on ``device``, its loss
+        normalised by ``normalize`` (`coefficients`)."""
         ...
 
     def chunks(self) -> Iterator[Sequences]:
@@ -173,15 +229,17 @@ class MemoryPart:
     """Sequences held in memory (``given``: the validation data passed to `fit`, which
     errors name as such)."""
 
-    def __init__(self, seqs: Sequences, given: bool = False):
+    def __init__(self, seqs: Sequences, given: bool = False,
+                 weights: np.ndarray | None = None):
         self.seqs, self.lengths, self.given = seqs, seqs.lengths, given
+        self.weights = weights
 
     def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         mean, std = self.seqs.feature_stats()
         return mean, std, self.seqs.sequence_stats()[1]
 
-    def view(self, task: Task, device: torch.device) -> DeviceData:
-        return DeviceData(task.to_model(self.seqs)[0], device)
+    def view(self, task: Task, device: torch.device, normalize: str = "element") -> DeviceData:
+        return DeviceData(task.to_model(self.seqs)[0], device, normalize, self.weights)
 
     def chunks(self) -> Iterator[Sequences]:
         yield self.seqs
@@ -205,8 +263,10 @@ class MemorySource:
 
     checkpoint_every = 0
 
-    def __init__(self, seqs: Sequences, validation: Sequences | None = None):
+    def __init__(self, seqs: Sequences, validation: Sequences | None = None,
+                 weights: np.ndarray | None = None):
         self.seqs = seqs
+        self.weights = weights  # one per sequence of seqs (None: unweighted)
         self.n_features = seqs.n_features
         self.validation = validation
         if validation is not None and (validation.is_tokens != seqs.is_tokens
@@ -227,11 +287,15 @@ class MemorySource:
     def split(self, n_val: int, rng: np.random.Generator) -> tuple[MemoryPart, MemoryPart | None]:
         """A validation set given to `fit`, else ``n_val`` sequences at random."""
         if self.validation is not None:
-            return MemoryPart(self.seqs), MemoryPart(self.validation, given=True)
+            return (MemoryPart(self.seqs, weights=self.weights),
+                    MemoryPart(self.validation, given=True))
         if not n_val:
-            return MemoryPart(self.seqs), None
+            return MemoryPart(self.seqs, weights=self.weights), None
         perm = rng.permutation(len(self.seqs))
-        return MemoryPart(self.seqs.take(perm[n_val:])), MemoryPart(self.seqs.take(perm[:n_val]))
+        kept = perm[n_val:]
+        return (MemoryPart(self.seqs.take(kept),
+                           weights=None if self.weights is None else self.weights[kept]),
+                MemoryPart(self.seqs.take(perm[:n_val])))
 
     def fingerprint(self) -> dict[str, Any]:
         digest = hashlib.sha256()
@@ -239,6 +303,8 @@ class MemorySource:
             if seqs is not None:
                 digest.update(np.ascontiguousarray(seqs.values).tobytes())
                 digest.update(np.ascontiguousarray(seqs.offsets).tobytes())
+        if self.weights is not None:
+            digest.update(np.ascontiguousarray(self.weights).tobytes())
         return {"data_sha256": digest.hexdigest(), "sequences": len(self.seqs),
                 "validation": None if self.validation is None else len(self.validation)}
 
@@ -254,8 +320,8 @@ class ChunkPart:
     def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.source.stats(self.ids)
 
-    def view(self, task: Task, device: torch.device) -> StreamData:
-        return StreamData(self.source, self.ids, task.scaler, device)
+    def view(self, task: Task, device: torch.device, normalize: str = "element") -> StreamData:
+        return StreamData(self.source, self.ids, task.scaler, device, normalize)
 
     def chunks(self) -> Iterator[Sequences]:
         return (seqs for seqs, _ in self.source.windows(self.ids))
@@ -347,15 +413,21 @@ def _plain(value: Any) -> Any:
 
 
 def from_input(X: Any, validation: Any, normalize: Any, unknown: str,
-               policy: LengthPolicy, missing: str = "error"
+               policy: LengthPolicy, missing: str = "error", sample_weight: Any = None,
                ) -> tuple[MemorySource | FolderSource, Task]:
     """The source and the task for what the user passed to `fit` (and its validation
-    data), under the length ``policy``; ``missing``: what a NaN is (`seqae.tasks`)."""
+    data), under the length ``policy``; ``missing``: what a NaN is (`seqae.tasks`);
+    ``sample_weight``: one weight per sequence of ``X``, checked (`check_weights`) before
+    the length policy (a sequence cut into windows gives each its weight)."""
     if isinstance(X, ParquetSource) and missing != "error":
         raise ValueError("missing='mask' applies to data in memory; a ParquetSource is "
                          "streamed with missing='error' (to fit with missing values, read the "
                          "data into memory)")
     if isinstance(X, ParquetSource):
+        if sample_weight is not None:
+            raise ValueError("sample_weight applies to data in memory; a ParquetSource is "
+                             "streamed unweighted (to weigh sequences, read the data into "
+                             "memory)")
         folder = FolderSource(X, validation)
         folder.check_lengths(policy)
         return folder, ContinuousTask(Scaler(normalize), X.n_features, list(X.features))
@@ -363,8 +435,12 @@ def from_input(X: Any, validation: Any, normalize: Any, unknown: str,
         raise TypeError("validation is a ParquetSource and the training data are in memory: "
                         "give both in memory, or both as folders")
     task, seqs = for_data(X, normalize, unknown, missing)
+    weights = check_weights(sample_weight, len(seqs))
     val = None if validation is None else policy.apply(task.sequences(validation, unknown)).seqs
-    return MemorySource(policy.apply(seqs).seqs, val), task
+    limited = policy.apply(seqs)
+    if weights is not None and limited.owner is not None:
+        weights = weights[limited.owner]
+    return MemorySource(limited.seqs, val, weights), task
 
 
 def chunks_of(X: Any) -> Iterator[Sequences] | None:

@@ -397,8 +397,13 @@ class StreamData:
     """The training-side view of some chunks of a `ParquetSource` (see the module
     docstring): the same methods `seqae.train.train` calls on `seqae.train.DeviceData`."""
 
-    def __init__(self, source: ParquetSource, chunk_ids: Sequence[int], scaler, device):
+    def __init__(self, source: ParquetSource, chunk_ids: Sequence[int], scaler, device,
+                 normalize: str = "element"):
         self.source, self.scaler, self.device = source, scaler, device
+        if normalize not in ("element", "sequence"):
+            raise ValueError(f"loss_normalize must be 'element' or 'sequence', got "
+                             f"{normalize!r}")
+        self.normalize = normalize  # streamed data are unweighted
         self.chunks = source.index()
         self.chunk_ids = list(chunk_ids)
         self.lengths = np.concatenate([self.chunks[c].lengths for c in self.chunk_ids])
@@ -458,10 +463,19 @@ class StreamData:
         assert slot is not None
         return slot[0] % world
 
-    def elements(self, slot: Slot) -> int:
+    def elements(self, slot: Slot) -> float:
         if slot is None:
             return 0
+        if self.normalize == "sequence":  # each sequence weighs 1
+            return float(len(slot[1]))
         return int(self.window_lengths[slot[0]][slot[1]].sum()) * self.n_features
+
+    def weights(self, slot: Slot) -> np.ndarray | None:
+        """Under ``"sequence"`` a weight of 1 per sequence (`seqae.sources.coefficients`);
+        None: the plain sum over elements."""
+        if slot is None or self.normalize == "element":
+            return None
+        return np.ones(len(slot[1]))
 
     def steps(self, slot: Slot) -> int:
         return 0 if slot is None else int(self.window_lengths[slot[0]][slot[1]].sum())

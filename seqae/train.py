@@ -202,8 +202,15 @@ class View(Protocol):
         """The rank that evaluates the batch at ``pos`` of `eval_plan`."""
         ...
 
-    def elements(self, batch: Any) -> int:
-        """Valid elements of a batch in the loss (0 for None, a lane that ran out)."""
+    def elements(self, batch: Any) -> float:
+        """What a batch's summed loss is divided by: its valid elements (0 for None, a
+        lane that ran out), or with `weights` the sum of its weights."""
+        ...
+
+    def weights(self, batch: Any) -> np.ndarray | None:
+        """Each sequence's weight on its own mean loss (``loss_normalize="sequence"``,
+        ``sample_weight``: `seqae.sources.coefficients`); None: the plain sum over the
+        valid elements."""
         ...
 
     def steps(self, batch: Any) -> int:
@@ -267,19 +274,26 @@ def evaluate(
     model.eval()
     # summed on the device, read once at the end (float64: the same sums as on the host)
     total = torch.zeros((), dtype=torch.float64, device=data.device)
-    count = 0
+    count: float = 0
     batches = data.eval_plan(batch_size, policy)
     mine = [pos for pos, b in enumerate(batches) if data.owner(b, pos, ctx.world) == ctx.rank]
     with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
         for pos, (x, lens) in zip(mine, data.iterate([batches[p] for p in mine]), strict=True):
             torch.manual_seed(pos)
             with autocast(data.device, precision):
-                loss, _, _ = model.loss(x, lens, loss_fn, reduction="sum")
+                loss, _, _ = model.loss(x, lens, loss_fn, reduction="sum",
+                                        weights=_weights(data, batches[pos], x.device))
             total += loss.detach().double()
             count += data.elements(batches[pos])  # from the lengths on the host
     sums = torch.tensor([float(total), count], dtype=torch.float64)
     ctx.sum_(sums)
-    return float(sums[0]) / max(float(sums[1]), 1.0)
+    return float(sums[0]) / (float(sums[1]) or 1.0)
+
+
+def _weights(data: View, batch: Any, device: torch.device) -> torch.Tensor | None:
+    """The batch's weights (`View.weights`) on ``device``, or None."""
+    w = data.weights(batch)
+    return None if w is None else torch.as_tensor(w, dtype=torch.float32).to(device)
 
 
 @dataclass
@@ -297,7 +311,7 @@ class LoopState:
         step: optimizer steps of the next epoch's plan done (0 between epochs; more
             after a checkpoint written in the middle of an epoch).
         total: the sum of the training losses of those steps.
-        count: the valid elements of those steps.
+        count: the valid elements of those steps (with weights: the sum of theirs).
         steps: the sequence steps of those steps.
         optimizer_steps: the updates made in those steps.
         time: seconds of training spent when last measured (at the end of the last
@@ -313,7 +327,7 @@ class LoopState:
     epoch: int = 0
     step: int = 0
     total: float = 0.0
-    count: int = 0
+    count: float = 0
     steps: int = 0
     optimizer_steps: int = 0
     time: float = 0.0
@@ -343,7 +357,7 @@ class LoopState:
         position = saved.get("position")  # written in the middle of epoch `epoch + 1`
         if position:
             state.step, state.total = int(position["step"]), float(position["total"])
-            state.count, state.steps = int(position["count"]), int(position["steps"])
+            state.count, state.steps = position["count"], int(position["steps"])
             state.optimizer_steps = int(position["optimizer_steps"])
             state.time = float(position["time"])
         elif history:
@@ -516,7 +530,7 @@ class _Loop:
         plan, passes = self.train_data.plan(epoch, config.batch_size, self.policy,
                                             config.seed, self.group)
         bad_step = self.run_steps(state, plan)
-        record: dict[str, Any] = {"epoch": epoch, "train_loss": state.total / max(state.count, 1),
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": state.total / (state.count or 1),
                                   "steps": state.steps, "passes": passes,
                                   "optimizer_steps": state.optimizer_steps}
         if self.val_data is not None:  # (after a non-finite step the epoch counts as failed)
@@ -564,14 +578,16 @@ class _Loop:
         process once the budget is spent."""
         config = self.config
         n_all = sum(self.train_data.elements(idx) for idx in batches)
+        # (0 when every sequence of the step weighs 0: their losses, 0 too, are kept)
+        n_div = n_all or 1
         self.opt.zero_grad(set_to_none=True)
-        local = self.backward(state.epoch + 1, step, batches, data, n_all)
+        local = self.backward(state.epoch + 1, step, batches, data, n_div)
         over = config.max_time is not None and (
             self.elapsed() + self.val_seconds >= config.max_time)
         if self.read_every == 1:  # read now, and never step on a non-finite loss
             shared = self.ctx.sum_(torch.tensor([float(local), float(over)],
                                                 dtype=torch.float64))
-            value = float(shared[0]) / n_all
+            value = float(shared[0]) / n_div
             if not math.isfinite(value):  # the weights stay finite
                 state.total, state.count, self.bad_step = value, 1, step
                 return "non-finite"
@@ -646,7 +662,7 @@ class _Loop:
 
     def backward(self, epoch: int, step: int, batches: list[Any],
                  data: Iterator[tuple[torch.Tensor, torch.Tensor]],
-                 n_all: int) -> torch.Tensor:
+                 n_all: float) -> torch.Tensor:
         """Forward and backward passes over this rank's batches of a step (rank r takes
         batches r, r + world, ...), each seeded from its place in the plan; the gradients
         add up scaled by the step's ``n_all`` valid elements (under ``"16"`` scaled by the
@@ -660,7 +676,9 @@ class _Loop:
             torch.manual_seed(batch_seed(self.config.seed, epoch, step * self.group + j))
             x, lens = next(data)  # (B, T, F) or (B, T) tokens, (B,)
             with autocast(x.device, self.config.precision):
-                loss, _, _ = self.model.loss(x, lens, self.loss_fn, reduction="sum")
+                loss, _, _ = self.model.loss(x, lens, self.loss_fn, reduction="sum",
+                                             weights=_weights(self.train_data, batches[j],
+                                                              x.device))
             local += loss.detach().double()
             scaled = loss / n_all
             (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()

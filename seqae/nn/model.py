@@ -330,7 +330,8 @@ class AutoencoderNet(nn.Module):
             y = reverse_within_length(y, lengths)
         return y
 
-    def loss(self, x: torch.Tensor, lengths: torch.Tensor, loss_fn, reduction: str = "mean"):
+    def loss(self, x: torch.Tensor, lengths: torch.Tensor, loss_fn, reduction: str = "mean",
+             weights: torch.Tensor | None = None):
         """``(loss, z, n_elements)``: the masked training loss of a batch; ``n_elements``
         is a tensor on the batch's device (reading it would wait for a GPU).
 
@@ -343,21 +344,33 @@ class AutoencoderNet(nn.Module):
         crop-agreement term is added (to a sum as ``n_elements`` times the term, so that
         sum / n_elements is the same objective); its crops come from torch's global
         generator.
+
+        ``weights`` (``(B,)``, with ``reduction="sum"``): the loss is instead the sum over
+        the rows of each row's own mean loss times its weight, and ``n_elements`` the sum
+        of the weights (the batch terms are added as that sum times the term), so that
+        loss / n_elements is the weighted mean of the rows' means (`seqae.train`:
+        ``loss_normalize``, ``sample_weight``).
         """
+        if weights is not None and reduction != "sum":
+            raise ValueError(f"weights need reduction='sum', got {reduction!r}")
+        inner = "sequence" if weights is not None else reduction
         if self.config.missing:
-            loss, z, n = self._observed_loss(x, lengths, loss_fn, reduction)
+            loss, z, n = self._observed_loss(x, lengths, loss_fn, inner)
         elif self.tokens:
             out, z = self(x, lengths)
             target = _append_eos(x, lengths)
-            loss = masked_cross_entropy(out, target, lengths + 1, reduction=reduction)
+            loss = masked_cross_entropy(out, target, lengths + 1, reduction=inner)
             n = lengths.sum() + len(lengths)
-            if self.config.copies > 0 and reduction in ("mean", "sum"):
-                term = self.config.copies * self._copies_term(x, lengths)
-                loss = loss + (term if reduction == "mean" else term * n)
         else:
             out, z = self(x, lengths)
-            loss = loss_fn(out, x, lengths, reduction=reduction)
+            loss = loss_fn(out, x, lengths, reduction=inner)
             n = lengths.sum() * x.shape[-1]
+        if weights is not None:
+            loss = (loss * weights.to(loss.dtype)).sum()
+            n = weights.sum()
+        if self.tokens and self.config.copies > 0 and reduction in ("mean", "sum"):
+            term = self.config.copies * self._copies_term(x, lengths)
+            loss = loss + (term if reduction == "mean" else term * n)
         if self.config.contrastive > 0 and reduction in ("mean", "sum"):
             if self.config.contrast == "hierarchical":
                 term = self._hierarchical_term(x, lengths)
