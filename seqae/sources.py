@@ -51,8 +51,8 @@ def check_weights(sample_weight: Any, n: int) -> np.ndarray | None:
     bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
     if len(bad):
         i = int(bad[0])
-        raise ValueError(f"sample_weight of sequence {i} is {w[i]!r}: weights must be finite "
-                         "and >= 0")
+        raise ValueError(f"sample_weight of sequence {i} is {float(w[i])}: weights must be "
+                         "finite and >= 0")
     if not (w > 0).any():
         raise ValueError("sample_weight is zero for every sequence: nothing to train on")
     return None if (w == w[0]).all() else w / w.mean()  # only their ratios count
