@@ -281,8 +281,8 @@ def evaluate(
         for pos, (x, lens) in zip(mine, data.iterate([batches[p] for p in mine]), strict=True):
             torch.manual_seed(pos)
             with autocast(data.device, precision):
-                loss, _, _ = model.loss(x, lens, loss_fn, reduction="sum",
-                                        weights=_weights(data, batches[pos], x.device))
+                loss = _batch_loss(model, x, lens, loss_fn,
+                                   _weights(data, batches[pos], x.device))
             total += loss.detach().double()
             count += data.elements(batches[pos])  # from the lengths on the host
     sums = torch.tensor([float(total), count], dtype=torch.float64)
@@ -291,9 +291,25 @@ def evaluate(
 
 
 def _weights(data: View, batch: Any, device: torch.device) -> torch.Tensor | None:
-    """The batch's weights (`View.weights`) on ``device``, or None."""
+    """The batch's weights (`View.weights`) on ``device`` (through pinned memory to a
+    GPU, without waiting for it), or None."""
     w = data.weights(batch)
-    return None if w is None else torch.as_tensor(w, dtype=torch.float32).to(device)
+    if w is None:
+        return None
+    t = torch.as_tensor(np.asarray(w, dtype=np.float32))
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
+def _batch_loss(model: AutoencoderNet, x: torch.Tensor, lens: torch.Tensor, loss_fn,
+                weights: torch.Tensor | None) -> torch.Tensor:
+    """The summed loss of a batch (`AutoencoderNet.loss`), given its weights only when
+    it has some: the call without weights is the one made before they existed (a
+    callback that wraps ``model.loss`` keeps working)."""
+    if weights is None:
+        return model.loss(x, lens, loss_fn, reduction="sum")[0]
+    return model.loss(x, lens, loss_fn, reduction="sum", weights=weights)[0]
 
 
 @dataclass
@@ -676,9 +692,8 @@ class _Loop:
             torch.manual_seed(batch_seed(self.config.seed, epoch, step * self.group + j))
             x, lens = next(data)  # (B, T, F) or (B, T) tokens, (B,)
             with autocast(x.device, self.config.precision):
-                loss, _, _ = self.model.loss(x, lens, self.loss_fn, reduction="sum",
-                                             weights=_weights(self.train_data, batches[j],
-                                                              x.device))
+                loss = _batch_loss(self.model, x, lens, self.loss_fn,
+                                   _weights(self.train_data, batches[j], x.device))
             local += loss.detach().double()
             scaled = loss / n_all
             (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
