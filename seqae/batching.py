@@ -155,6 +155,15 @@ class LengthBucketSampler:
         return len(self.batches())
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; to a GPU through pinned memory without waiting for the copy
+    (later work on the device's stream runs after it): a copy from pageable memory
+    would wait for the device each time."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def collate(
     values: torch.Tensor,
     offsets: torch.Tensor,

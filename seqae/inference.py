@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .batching import sorted_batches
+from .batching import to_device as batching_to_device
 from .data import Sequences
 from .errors import SequenceDataError
 from .losses import masked_mse
@@ -58,10 +59,7 @@ class Model:
 
 def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
     """``a`` on ``device`` without waiting for it (through pinned memory to a GPU)."""
-    t = torch.from_numpy(np.ascontiguousarray(a))
-    if device.type == "cuda":
-        t = t.pin_memory()
-    return t.to(device, non_blocking=True)
+    return batching_to_device(torch.from_numpy(np.ascontiguousarray(a)), device)
 
 
 class Gathered:

@@ -18,7 +18,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from .batching import MIN_EPOCH_STEPS, LengthBucketSampler, collate, epoch_steps, sorted_batches
+from .batching import (
+    MIN_EPOCH_STEPS,
+    LengthBucketSampler,
+    collate,
+    epoch_steps,
+    sorted_batches,
+    to_device,
+)
 from .data import Sequences
 from .errors import SequenceDataError
 from .lengths import LengthPolicy
@@ -157,10 +164,7 @@ class DeviceData:
         kept = [np.asarray(idx, dtype=np.int64) for idx in batches if idx is not None]
         if not kept:
             return
-        flat = torch.from_numpy(np.concatenate(kept))
-        if self.device.type == "cuda":
-            flat = flat.pin_memory()
-        flat = flat.to(self.device, non_blocking=True)
+        flat = to_device(torch.from_numpy(np.concatenate(kept)), self.device)
         start = 0
         for idx in kept:
             # the padded length from the lengths on the host: no read-back from a GPU

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .batching import MIN_EPOCH_STEPS, collate, sorted_batches
+from .batching import MIN_EPOCH_STEPS, collate, sorted_batches, to_device
 from .data import Sequences, as_float32_stats, list_columns
 from .errors import DataFileError, SequenceDataError, require_columns
 from .io import atomic_output
@@ -497,21 +497,13 @@ class StreamData:
             wid, idx = slot
             while wid not in held:
                 got, values, offsets = next(loads)
-                held[int(got)] = (_to(values, self.device), _to(offsets, self.device))
+                held[int(got)] = (to_device(values, self.device), to_device(offsets, self.device))
             values, offsets = held[wid]
             # the padded length from the lengths on the host: no read-back from a GPU
             yield collate(values, offsets, torch.as_tensor(idx, device=self.device),
                           int(self.window_lengths[wid][idx].max()))
             if last[wid] == i:
                 del held[wid]
-
-
-def _to(t: Any, device: Any) -> Any:
-    """``t`` on ``device``; to a GPU through pinned memory without waiting for the copy
-    (later work on the device's stream runs after it)."""
-    if device.type != "cuda":
-        return t.to(device)
-    return t.pin_memory().to(device, non_blocking=True)
 
 
 # ---------------------------------------------------------------------------- outputs

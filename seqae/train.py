@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .batching import to_device
 from .distributed import Context, batch_seed, context
 
 if TYPE_CHECKING:
@@ -296,10 +297,7 @@ def _weights(data: View, batch: Any, device: torch.device) -> torch.Tensor | Non
     w = data.weights(batch)
     if w is None:
         return None
-    t = torch.as_tensor(np.asarray(w, dtype=np.float32))
-    if device.type == "cuda":
-        t = t.pin_memory()
-    return t.to(device, non_blocking=True)
+    return to_device(torch.as_tensor(np.asarray(w, dtype=np.float32)), device)
 
 
 def _batch_loss(model: AutoencoderNet, x: torch.Tensor, lens: torch.Tensor, loss_fn,
