@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -359,8 +359,11 @@ class FolderSource:
         self.n_features = source.n_features
         self.held_out: list[int] = []
 
-    def check_lengths(self, policy: LengthPolicy) -> None:
-        for chunk in self.source.index():
+    def check_lengths(self, policy: LengthPolicy,
+                      report: Callable[[int, int], None] | None = None) -> None:
+        """Index the training folder (with its statistics; ``report``: the pass's
+        progress) and check its lengths against ``policy``."""
+        for chunk in self.source.index(stats=True, report=report):
             policy.check_lengths(chunk.lengths, lambda i, c=chunk: (
                 f"{self.source.where(c)}: sequence {_plain(c.ids[i])!r}", c.ids[i]))
 

@@ -6,6 +6,7 @@ makes one streaming pass (`ParquetSource.index`) that keeps, per *chunk* (the ro
 of one file that no sequence crosses), the sequences' ids and lengths, plus the
 normalisation statistics: every feature's mean and std over all valid steps (exact,
 combined chunk by chunk in float64) and every sequence's std (for ``normalize="auto"``).
+That pass is columnar and cached (`seqae.indexing`).
 
 Training on it (`StreamData`, used by `seqae.SequenceAutoencoder.fit`):
 
@@ -36,8 +37,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,29 +46,13 @@ import numpy as np
 from .batching import MIN_EPOCH_STEPS, collate, sorted_batches, to_device
 from .data import Sequences, as_float32_stats, list_columns
 from .errors import DataFileError, SequenceDataError, require_columns
+from .indexing import Chunk, build, read_rows
 from .io import atomic_output
 from .tables import DataSpec, convert, embeddings_table, resolve_columns, scores_table
 
 __all__ = ["ParquetSource", "StreamData", "DEFAULT_WINDOW", "write_outputs", "parquet_files"]
 
 DEFAULT_WINDOW = 1 << 24  # values per window: 64 MiB of float32
-
-
-@dataclass
-class Chunk:
-    """Rows ``start`` to ``stop - 1`` of file ``file``: the sequences that start in one
-    row group, with the rows of the last one that run into the next row groups."""
-
-    file: int
-    start: int
-    stop: int
-    row_groups: list[int]  # the row groups those rows lie in
-    # filled in by `ParquetSource.index`:
-    ids: np.ndarray = field(default_factory=lambda: np.zeros(0))  # in the order read
-    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    mean: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (F,) over valid steps
-    m2: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (F,) squared deviations
-    seq_std: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N, F) per sequence
 
 
 class ParquetSource:
@@ -131,6 +115,7 @@ class ParquetSource:
                     raise DataFileError(f"{f}: column {c!r} is {s.field(c).type}, but "
                                         f"{first.field(c).type} in {self.files[0].name}")
         self._chunks: list[Chunk] | None = None
+        self._stats = False  # whether the chunks hold the statistics
 
     @classmethod
     def from_spec(cls, path: str | os.PathLike, spec: DataSpec) -> ParquetSource:
@@ -177,89 +162,38 @@ class ParquetSource:
         """The sequences of ``chunk`` (and their labels, with a ``label_col``): the unit
         every reader here works with. Only the row groups it lies in are read, and they
         are converted as a file read whole is (`seqae.tables.convert`)."""
-        import pyarrow.parquet as pq
 
         where = self.where(chunk)
         try:
-            pf = pq.ParquetFile(self.files[chunk.file])
-            first = sum(pf.metadata.row_group(g).num_rows for g in range(chunk.row_groups[0]))
-            table = pf.read_row_groups(chunk.row_groups, columns=self.columns)
-            table = table.slice(chunk.start - first, chunk.stop - chunk.start)
+            table = read_rows(self.files[chunk.file], chunk, self.columns)
         except Exception as e:
             raise DataFileError(f"{where}: cannot read it: {e}") from None
         try:
             seqs, _, labels = convert(table, self.spec, where, times=False)
-        except SequenceDataError as e:
-            raise DataFileError(f"{where}: {e}") from None
+        except SequenceDataError as e:  # named once: convert may have named the place
+            text = str(e)
+            raise DataFileError(text if text.startswith(where) else f"{where}: {text}") \
+                from None
         return seqs, labels
 
-    def _plan_chunks(self) -> list[Chunk]:
-        """Chunks from the id column alone (the features are not read): a row group's
-        own sequences, plus the rows by which its last one runs into the next groups."""
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-
-        out: list[Chunk] = []
-        for fi, f in enumerate(self.files):
-            pf = pq.ParquetFile(f)
-            sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
-            starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-            if self.lists:  # a row is a sequence: a row group is a chunk
-                out += [Chunk(fi, int(starts[g]), int(starts[g + 1]), [g])
-                        for g in range(len(sizes)) if sizes[g]]
-                continue
-            # head[g]: leading rows of group g that continue the sequence before it
-            head = np.zeros(len(sizes), np.int64)
-            last = None
-            for g, n in enumerate(sizes):
-                if n == 0:
-                    continue
-                ids = pf.read_row_group(g, columns=[self.id_col]).column(0)
-                if last is not None:
-                    differs = pc.not_equal(ids, last).to_numpy(zero_copy_only=False)
-                    head[g] = int(np.argmax(differs)) if differs.any() else n
-                last = ids[-1]
-            cut = [int(starts[g] + head[g]) for g in range(len(sizes)) if head[g] < sizes[g]]
-            for a, b in zip(cut, cut[1:] + [int(starts[-1])], strict=True):
-                groups = [g for g in range(len(sizes)) if starts[g] < b and starts[g + 1] > a]
-                out.append(Chunk(fi, a, b, groups))
-        if not out:
-            raise DataFileError(f"{self.path}: no rows in {len(self.files)} file(s)")
-        return out
-
-    def index(self) -> list[Chunk]:
-        """The chunks (read once, then kept): one streaming pass over every file that
-        also computes the normalisation statistics."""
-        if self._chunks is not None:
-            return self._chunks
-        chunks: list[Chunk] = []
-        seen: dict[Any, int] = {}
-        for chunk in self._plan_chunks():
-            seqs, _ = self.read(chunk)
-            ids = seqs.ids if seqs.ids is not None else np.arange(len(seqs))
-            for sid in ids.tolist():
-                if sid in seen:
-                    raise DataFileError(
-                        f"{self.where(chunk)}: sequence {sid!r} appears again (first in "
-                        f"{self.where(chunks[seen[sid]])}); a sequence's rows must be "
-                        "consecutive rows of one file")
-                seen[sid] = len(chunks)
-            v = seqs.values.astype(np.float64)
-            chunk.mean = v.mean(axis=0)
-            chunk.m2 = ((v - chunk.mean) ** 2).sum(axis=0)
-            del v
-            chunk.ids, chunk.lengths = ids, seqs.lengths.copy()
-            chunk.seq_std = seqs.sequence_stats()[1]
-            chunks.append(chunk)
-        self._chunks = chunks
-        return chunks
+    def index(self, stats: bool = False,
+              report: Callable[[int, int], None] | None = None) -> list[Chunk]:
+        """The chunks, with each sequence's id and length and (``stats``) the
+        normalisation statistics: from the cache or one columnar pass over the files
+        (`seqae.indexing.build`), then kept. ``stats=False`` reads the id and time
+        columns only (enough for inference and a validation folder); ``report(done,
+        total)`` is told the rows indexed as the pass goes."""
+        if self._chunks is None or (stats and not self._stats):
+            self._chunks = build(self, stats, report)
+            self._stats = stats
+        return self._chunks
 
     def stats(self, chunk_ids: Sequence[int] | None = None):
         """``(mean, std, sequence_std)`` of the chunks ``chunk_ids`` (default all): each
         feature's mean and std over their valid steps, exact (chunk moments combined in
         float64, as `Sequences.feature_stats` computes them on the whole), and every
         sequence's per-feature std, ``(N, F)``."""
-        chunks = self.index()
+        chunks = self.index(stats=True)
         ids = range(len(chunks)) if chunk_ids is None else chunk_ids
         n, mean, m2 = 0, np.zeros(self.n_features), np.zeros(self.n_features)
         for c in ids:

@@ -104,7 +104,14 @@ def test_bad_folders_are_clear_errors_naming_the_place(tmp_path, folder):
                    nan / "x.parquet")
     with pytest.raises(seqae.DataFileError,
                        match=r"x.parquet, rows 0-2 \(row group 0\): .*'b'.*NaN"):
-        ParquetSource(nan).index()
+        ParquetSource(nan).index(stats=True)  # the pass that reads the features
+    # inference indexes the id column alone: the NaN is named when its window is read
+    ae = seqae.SequenceAutoencoder(hidden_size=4, latent_dim=2, max_epochs=1, verbose=0)
+    ae.fit(seqae.Sequences.from_list([np.ones((3, 1), np.float32)] * 4))
+    with pytest.raises(seqae.DataFileError,
+                       match=r"x.parquet, rows 0-2 \(row group 0\): .*'b'.*NaN"):
+        seqae.stream.write_outputs(ae, ParquetSource(nan), tmp_path / "e.parquet")
+    assert not (tmp_path / "e.parquet").exists()
     long = ParquetSource(folder, time_col="t")
     with pytest.raises(seqae.SequenceDataError, match=r"part-\d\d.parquet.*has 3\d steps, "
                                                       r"more than max_len=30"):
