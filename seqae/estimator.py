@@ -17,6 +17,7 @@ import copy
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -386,9 +387,10 @@ class SequenceAutoencoder(_Params):
         if checkpoint_dir is not None and context().main:
             model_dir.check_target(checkpoint_dir)
         progress = Progress(self.verbose, self.max_epochs, self.max_time)
+        main = context().main  # (rank 0 alone shows progress)
         source, task = from_input(X, validation, self.normalize, self.unknown,
                                   LengthPolicy(self.max_len, self.max_len_policy), self.missing,
-                                  sample_weight)
+                                  sample_weight, progress.reporter("indexing", main))
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
             rng = np.random.default_rng(self.seed)
@@ -419,7 +421,8 @@ class SequenceAutoencoder(_Params):
                 progress)
             scored = self._scored(train_part, fitted.history, clock)
         self._after_training(fitted, scored.chunks(),
-                             None if self.max_time is None else clock + self.max_time)
+                             None if self.max_time is None else clock + self.max_time,
+                             progress.reporter("scoring", main), len(scored.lengths))
         fitted.n_train = len(train_part.lengths)
         self._commit(fitted)
         return self
@@ -470,7 +473,9 @@ class SequenceAutoencoder(_Params):
                          [*(callbacks or []), *extra], checkpointer=checkpointer,
                          resume=resume)
 
-    def _after_training(self, fitted: Fitted, chunks, deadline: float | None = None) -> None:
+    def _after_training(self, fitted: Fitted, chunks, deadline: float | None = None,
+                        report: Callable[[int, int], None] | None = None,
+                        total: int = 0) -> None:
         """One pass over the training data (or the sample `_scored` drew): every
         training score (the threshold), and the latents of the first
         `LENGTH_HEAD_SAMPLE` sequences with their lengths (the length head: a
@@ -487,6 +492,8 @@ class SequenceAutoencoder(_Params):
             Z, sc = inference.encode_score(model, seqs, latents=keep, scores=True)
             assert sc is not None
             scores.append(sc)
+            if report is not None:
+                report(sum(len(s) for s in scores), total)
             if Z is not None:
                 latents.append(Z)
                 lens.append(seqs.lengths)

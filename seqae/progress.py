@@ -4,7 +4,9 @@
 `fit`: on a terminal or in a notebook a live bar (epoch, losses, elapsed time and the
 time left within ``max_time`` or, without a budget, the estimate at the current pace);
 when the output is a file or a pipe, one plain line per epoch. ``verbose=2`` prints the
-lines even on a terminal; ``verbose=0`` shows nothing. Output goes to standard error, so
+lines even on a terminal; ``verbose=0`` shows nothing. Long phases outside the epochs'
+steps (indexing a folder, validation, the scoring pass after training) say how far
+they are every `PHASE_EVERY` seconds (`Progress.on_phase`). Output goes to standard error, so
 standard output stays free for the user's own results. The ``seqae`` logger's records are
 independent of this and unchanged.
 """
@@ -13,13 +15,16 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from .train import Callback
 
-__all__ = ["Progress", "VERBOSITY"]
+__all__ = ["Progress", "VERBOSITY", "PHASE_EVERY"]
 
 VERBOSITY = (0, 1, 2)
+PHASE_EVERY = 10.0  # seconds between the lines of a long phase (`Progress.on_phase`)
+UNITS = {"indexing": "rows", "validation": "steps", "scoring": "sequences"}
 
 
 def _seconds(s: float) -> str:
@@ -53,6 +58,7 @@ class Progress(Callback):
         self.file = file
         self.live: Any = None
         self.lines: list[str] = []  # what was printed, one per epoch (for callers)
+        self.phases: dict[str, list[float]] = {}  # name -> [began, last line, done]
 
     # ------------------------------------------------------------------ helpers
     def _console(self):
@@ -117,6 +123,41 @@ class Progress(Callback):
         text = self.line(epoch, record)
         self.lines.append(text)
         print(text, file=self.file or sys.stderr, flush=True)
+
+    def on_phase(self, name: str, done: int, total: int) -> None:
+        """A long phase outside the optimizer steps (``"indexing"`` a folder, an epoch's
+        ``"validation"``, the ``"scoring"`` pass after training) has ``done`` of
+        ``total``: a line every `PHASE_EVERY` seconds while it lasts, and one when it
+        ends if it showed any (a quick phase shows nothing)."""
+        if self.verbose == 0:
+            return
+        now = time.perf_counter()
+        st = self.phases.get(name)
+        if st is None or done < st[2]:  # the phase begins (again)
+            st = self.phases[name] = [now, now, 0.0, 0.0]
+        st[2] = done
+        unit = UNITS.get(name, "")
+        if done >= total:
+            if st[3]:
+                self._say(f"{name}: done, {total:,} {unit} in {_seconds(now - st[0])}")
+            del self.phases[name]
+        elif now - st[1] >= PHASE_EVERY:
+            st[1], st[3] = now, 1.0
+            self._say(f"{name}: {done:,}/{total:,} {unit} ({100 * done / max(total, 1):.0f}%),"
+                      f" {_seconds(now - st[0])} elapsed")
+
+    def reporter(self, name: str, show: bool = True) -> Callable[[int, int], None] | None:
+        """``report(done, total)`` for the phase ``name`` (`on_phase`); None when
+        nothing is shown (``verbose=0``, or ``show`` False: a rank other than 0)."""
+        if self.verbose == 0 or not show:
+            return None
+        return lambda done, total: self.on_phase(name, done, total)
+
+    def _say(self, text: str) -> None:
+        if self.live is not None:
+            self.live.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=self.file or sys.stderr, flush=True)
 
     def on_train_end(self, history) -> None:
         if self.live is not None:

@@ -33,8 +33,8 @@ from .scaling import Scaler
 from .stream import ParquetSource, StreamData
 from .tasks import ContinuousTask, Task, for_data
 
-__all__ = ["DeviceData", "check_weights", "coefficients", "Part", "Source", "MemorySource",
-           "FolderSource", "from_input", "chunks_of", "STREAM_CHECKPOINT_EVERY"]
+__all__ = ["DeviceData", "EvalSample", "check_weights", "coefficients", "Part", "Source",
+           "MemorySource", "FolderSource", "from_input", "chunks_of", "STREAM_CHECKPOINT_EVERY"]
 
 # fit on a folder: checkpoint every this many optimizer steps (with a checkpoint_dir)
 STREAM_CHECKPOINT_EVERY = 200
@@ -157,6 +157,13 @@ class DeviceData:
     def steps(self, idx: Any) -> int:
         return 0 if idx is None else int(self.lengths[idx].sum())
 
+    def eval_sample(self, steps: int, rng: np.random.Generator) -> EvalSample:
+        """Sequences drawn at random until they hold ``steps`` valid steps (at least
+        one), evaluated in index order (`seqae.train.View.eval_sample`)."""
+        order = rng.permutation(len(self.lengths))
+        k = _enough(self.lengths[order], steps, 1)
+        return EvalSample(self, np.sort(order[:k]))
+
     def iterate(self, batches: list) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches in order (None: skipped). Their indices reach the device in one
         copy, through pinned memory on a GPU, without waiting: a copy per batch from
@@ -173,6 +180,33 @@ class DeviceData:
             start += len(idx)
 
 
+
+
+class EvalSample:
+    """Some sequences of a `DeviceData` (``idx``), for `seqae.train.evaluate`: its
+    batches are index arrays into the whole, so everything else is the whole's."""
+
+    def __init__(self, data: DeviceData, idx: np.ndarray):
+        self.data, self.idx = data, idx
+        self.lengths, self.device = data.lengths[idx], data.device
+
+    def eval_plan(self, batch_size: int, policy: str) -> list[Any]:
+        return [self.idx[b] for b in sorted_batches(self.lengths, batch_size, policy)]
+
+    def owner(self, batch: Any, pos: int, world: int) -> int:
+        return self.data.owner(batch, pos, world)
+
+    def elements(self, idx: Any) -> float:
+        return self.data.elements(idx)
+
+    def weights(self, idx: Any) -> np.ndarray | None:
+        return self.data.weights(idx)
+
+    def steps(self, idx: Any) -> int:
+        return self.data.steps(idx)
+
+    def iterate(self, batches: list) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.data.iterate(batches)
 
 
 class Part(Protocol):
@@ -421,11 +455,13 @@ def _plain(value: Any) -> Any:
 
 def from_input(X: Any, validation: Any, normalize: Any, unknown: str,
                policy: LengthPolicy, missing: str = "error", sample_weight: Any = None,
+               report: Callable[[int, int], None] | None = None,
                ) -> tuple[MemorySource | FolderSource, Task]:
     """The source and the task for what the user passed to `fit` (and its validation
     data), under the length ``policy``; ``missing``: what a NaN is (`seqae.tasks`);
     ``sample_weight``: one weight per sequence of ``X``, checked (`check_weights`) before
-    the length policy (a sequence cut into windows gives each its weight)."""
+    the length policy (a sequence cut into windows gives each its weight); ``report``:
+    the progress of indexing a folder."""
     if isinstance(X, ParquetSource) and missing != "error":
         raise ValueError("missing='mask' applies to data in memory; a ParquetSource is "
                          "streamed with missing='error' (to fit with missing values, read the "
@@ -436,7 +472,7 @@ def from_input(X: Any, validation: Any, normalize: Any, unknown: str,
                              "streamed unweighted (to weigh sequences, read the data into "
                              "memory)")
         folder = FolderSource(X, validation)
-        folder.check_lengths(policy)
+        folder.check_lengths(policy, report)
         return folder, ContinuousTask(Scaler(normalize), X.n_features, list(X.features))
     if isinstance(validation, ParquetSource):
         raise TypeError("validation is a ParquetSource and the training data are in memory: "

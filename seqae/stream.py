@@ -392,6 +392,15 @@ class StreamData:
                                                       policy)]
         return out
 
+    def eval_sample(self, steps: int, rng: np.random.Generator) -> StreamData:
+        """Whole chunks drawn at random until they hold ``steps`` valid steps (at least
+        one chunk), in index order (`seqae.train.View.eval_sample`)."""
+        order = [self.chunk_ids[i] for i in rng.permutation(len(self.chunk_ids))]
+        held = np.cumsum([int(self.chunks[c].lengths.sum()) for c in order])
+        k = int(np.searchsorted(held, steps)) + 1
+        return StreamData(self.source, sorted(order[:k]), self.scaler, self.device,
+                          self.normalize)
+
     def owner(self, slot: Slot, pos: int, world: int) -> int:
         """The rank that evaluates ``slot``: whole windows per rank."""
         assert slot is not None

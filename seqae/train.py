@@ -18,12 +18,14 @@ reads data through: `seqae.sources.DeviceData`, `seqae.stream.StreamData`), `eva
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
 import hashlib
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -114,6 +116,10 @@ class TrainConfig:
 # Optimizer steps between two reads from a GPU (`TrainConfig.read_every`); chosen by
 # measurement (benchmarks/gpu.py, RESULTS.md "GPU: host reads").
 READ_EVERY = 32
+# once max_time is spent, the epoch's validation looks at most at this share of the steps
+# it trained (forward passes at about 3x a training step's pace: ~3 % of its time)
+VAL_SHARE = 0.1
+HEAP_FREE_LIMIT = 64 << 20  # bytes of free C heap given back after a CPU step (`Heap`)
 
 
 class Callback:
@@ -130,6 +136,9 @@ class Callback:
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> bool | None: ...
 
     def on_train_end(self, history: list[dict[str, Any]]) -> None: ...
+
+    def on_phase(self, name: str, done: int, total: int) -> None:
+        """A long phase between the steps (``"validation"``) has ``done`` of ``total``."""
 
 
 PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
@@ -199,6 +208,11 @@ class View(Protocol):
         """Every sequence once, in batches."""
         ...
 
+    def eval_sample(self, steps: int, rng: np.random.Generator) -> View:
+        """The same data, evaluated on a random share of about ``steps`` valid steps (at
+        least one sequence; whole chunks for files): `evaluate` within the budget."""
+        ...
+
     def owner(self, batch: Any, pos: int, world: int) -> int:
         """The rank that evaluates the batch at ``pos`` of `eval_plan`."""
         ...
@@ -221,6 +235,41 @@ class View(Protocol):
     def iterate(self, batches: list) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(x, lengths)`` of each batch in turn (None skipped)."""
         ...
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+class Heap:
+    """Gives the C heap's free memory back to the system between training steps (glibc).
+
+    glibc serves the tensors of a CPU step below its mmap threshold, a threshold it
+    raises on its own after large blocks are freed, from its heap, and keeps what they
+    free there. On long sequences (500 steps x 32) the heap ends up holding as much
+    free memory as the step uses: 1.9 GB peak RSS where 1.2 GB are used at once
+    (benchmarks/RESULTS.md, "Scale II"). A fixed threshold would cure it at twice the
+    time (every large tensor a fresh mapping); ``malloc_trim`` after a step that left
+    more than `HEAP_FREE_LIMIT` free costs nothing measurable, and never happens on
+    short sequences. A no-op where there is no glibc."""
+
+    def __init__(self) -> None:
+        self.libc: Any = None
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            libc.mallinfo2.restype = _MallInfo2
+            libc.malloc_trim.argtypes = [ctypes.c_size_t]
+            self.libc = libc
+        except (OSError, AttributeError):  # not glibc (>= 2.33): nothing to do
+            pass
+        self.trims = 0
+
+    def release(self) -> None:
+        if self.libc is not None and self.libc.mallinfo2().fordblks > HEAP_FREE_LIMIT:
+            self.libc.malloc_trim(0)
+            self.trims += 1
 
 
 def _policy(batching: str) -> str:
@@ -263,6 +312,7 @@ def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
 def evaluate(
     model: AutoencoderNet, data: View, loss_fn, batch_size: int, policy: str,
     ctx: Context | None = None, precision: str = "32",
+    report: Callable[[int, int], None] | None = None,
 ) -> float:
     """Masked loss over every valid element of ``data`` (not a mean of batch means).
 
@@ -270,7 +320,7 @@ def evaluate(
     from the batch's position, so the same weights always get the same figure; under
     ``torchrun`` each rank evaluates its share of the batches and the sums are shared,
     so every rank gets the same figure. The forward passes run in ``precision``
-    (`autocast`)."""
+    (`autocast`). ``report(done, total)``: this rank's valid steps evaluated so far."""
     ctx = ctx or Context()
     model.eval()
     # summed on the device, read once at the end (float64: the same sums as on the host)
@@ -278,6 +328,7 @@ def evaluate(
     count: float = 0
     batches = data.eval_plan(batch_size, policy)
     mine = [pos for pos, b in enumerate(batches) if data.owner(b, pos, ctx.world) == ctx.rank]
+    done, todo = 0, sum(data.steps(batches[p]) for p in mine)
     with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
         for pos, (x, lens) in zip(mine, data.iterate([batches[p] for p in mine]), strict=True):
             torch.manual_seed(pos)
@@ -286,6 +337,9 @@ def evaluate(
                                    _weights(data, batches[pos], x.device))
             total += loss.detach().double()
             count += data.elements(batches[pos])  # from the lengths on the host
+            if report is not None:
+                done += data.steps(batches[pos])
+                report(done, todo)
     sums = torch.tensor([float(total), count], dtype=torch.float64)
     ctx.sum_(sums)
     return float(sums[0]) / (float(sums[1]) or 1.0)
@@ -472,6 +526,7 @@ class _Loop:
         # whether an epoch ended early on the budget (on every rank alike)
         self.val_seconds = 0.0
         self.out_of_time = False
+        self.heap = Heap() if train_data.device.type == "cpu" else None
         autocast(train_data.device, config.precision)  # checks the setting
         # float16 scales the loss so that small gradients do not underflow
         self.scaler = (torch.amp.GradScaler(train_data.device.type)
@@ -549,13 +604,36 @@ class _Loop:
                                   "optimizer_steps": state.optimizer_steps}
         if self.val_data is not None:  # (after a non-finite step the epoch counts as failed)
             began = time.perf_counter()
+            val = self.val_data
+            if self.out_of_time:  # the budget is spent: validate within it
+                val, record["val_sequences"] = self.within_budget(epoch, state.steps)
             record["val_loss"] = math.nan if bad_step else evaluate(
-                self.model, self.val_data, self.loss_fn, 4 * config.batch_size, self.policy,
-                self.ctx, config.precision)
+                self.model, val, self.loss_fn, 4 * config.batch_size, self.policy,
+                self.ctx, config.precision, self.report_validation)
             self.val_seconds = time.perf_counter() - began
         record["lr"] = self.opt.param_groups[0]["lr"]
         record["time"] = self.elapsed()
         return record, bad_step
+
+    def report_validation(self, done: int, total: int) -> None:
+        for cb in self.callbacks:
+            cb.on_phase("validation", done, total)
+
+    def within_budget(self, epoch: int, trained: int) -> tuple[View, int]:
+        """``(view, sequences)``: the validation data, or when they hold more than
+        `VAL_SHARE` of the ``trained`` steps of an epoch the budget ended, a random
+        share of that size (drawn from the seed and epoch, alike on every rank), so that
+        validating costs a few percent of the budget at any data size (forward passes
+        only: about a third of a training step's time each)."""
+        data = self.val_data
+        assert data is not None
+        want = max(1, int(VAL_SHARE * trained))
+        if int(data.lengths.sum()) <= want:
+            return data, len(data.lengths)
+        sample = data.eval_sample(want, np.random.default_rng([self.config.seed, epoch, 30]))
+        log.info("max_time: validation on a random %d of the %d validation sequences "
+                 "(the budget is spent)", len(sample.lengths), len(data.lengths))
+        return sample, len(sample.lengths)
 
     def run_steps(self, state: LoopState, plan: list[list[Any]]) -> int | None:
         """The optimizer steps of ``plan`` after the ``state.step`` already done, with
@@ -568,6 +646,8 @@ class _Loop:
         for step, batches in enumerate(plan[skip:], skip + 1):
             save = bool(self.every) and step % self.every == 0 and step < len(plan)
             outcome = self.optimizer_step(state, step, batches, data, len(plan), save)
+            if self.heap is not None:
+                self.heap.release()
             if outcome == "non-finite":
                 return self.bad_step
             if outcome == "over":

@@ -100,3 +100,46 @@ def test_post_training_work_is_one_inference_pass():
     for a, b in zip(head.state_dict().values(), ae.module_.length_head.state_dict().values(),
                     strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_long_phases_say_how_far_they_are_and_quick_ones_say_nothing(tmp_path, capsys,
+                                                                     monkeypatch):
+    """Issue 29 item 4: indexing a folder, validation and the scoring pass after training
+    report their progress (here every call: PHASE_EVERY = 0), each ending with a 'done'
+    line; at the default interval a quick fit prints its epoch lines alone."""
+    from helpers import write_parquet_folder
+
+    from seqae.stream import ParquetSource
+
+    folder = write_parquet_folder(tmp_path / "d", rows_per_group=40)
+    fast = dict(FAST, max_epochs=2, validation_fraction=0.3, batch_size=2)
+    ae = seqae.SequenceAutoencoder(verbose=2, **fast).fit(ParquetSource(folder, time_col="t"))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [ln.split()[1] for ln in lines] == ["1/2", "2/2"]  # epochs alone
+    monkeypatch.setattr(seqae.progress, "PHASE_EVERY", 0.0)
+    monkeypatch.setenv("SEQAE_CACHE_DIR", "off")  # index again (not from the cache)
+    ae = seqae.SequenceAutoencoder(verbose=2, **fast).fit(ParquetSource(folder, time_col="t",
+                                                                        window=200))
+    lines = capsys.readouterr().err.strip().splitlines()
+    rows = sum(pq_rows(f) for f in sorted(folder.glob("*.parquet")))
+    index = [ln for ln in lines if ln.startswith("indexing:")]
+    assert index[-1].startswith(f"indexing: done, {rows:,} rows in ")
+    counts = [int(ln.split()[1].split("/")[0].replace(",", "")) for ln in index[:-1]]
+    assert counts == sorted(counts) and 0 < counts[0] < rows and len(counts) >= 3
+    for name in ("validation", "scoring"):
+        said = [ln for ln in lines if ln.startswith(f"{name}:")]
+        assert said and said[-1].startswith(f"{name}: done, ")
+    n_train = ae.n_train_sequences_
+    assert f"scoring: done, {n_train:,} sequences" in "\n".join(lines)
+    # the order of a fit: the index, then each epoch's validation before its line
+    first = [ln.split(":")[0].split()[0] for ln in lines]
+    assert first.index("indexing") < first.index("validation") < first.index("epoch") \
+        < first.index("scoring")
+    seqae.SequenceAutoencoder(verbose=0, **fast).fit(ParquetSource(folder, time_col="t"))
+    assert capsys.readouterr().err == ""  # verbose=0: nothing, phases included
+
+
+def pq_rows(path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows

@@ -290,6 +290,32 @@ def test_max_time_bounds_the_whole_fit_on_many_sequences(tmp_path):
         n_train, len(ae.train_scores_))
     again = seqae.SequenceAutoencoder.load(tmp_path / "m")
     assert again.n_train_sequences_ == n_train and again.threshold_ == ae.threshold_
+    # the budget ended the epoch: it validated on a share of the 4,000 held out (whole
+    # chunks of 1,000), never more than a tenth of the steps it trained
+    last = ae.history_[-1]
+    assert np.isfinite(last["val_loss"]) and last["val_sequences"] < 4_000
+    assert (last["val_sequences"] - 1_000) * 50 < seqae.train.VAL_SHARE * last["steps"]
+
+
+def test_many_short_narrow_sequences_stay_in_bounded_memory(tmp_path):
+    """Issue 29 item 3: 150,000 sequences of 40 steps x 2 features (the common shape:
+    sensor sessions, transactions) in 6 files; `train --max-time`, `encode` and `score`
+    each stay under 1.5 GB of peak RSS and the call within its budget's tolerance."""
+    folder = _many_sequences(tmp_path / "many", 150_000, 40, files=6)
+    began = time.perf_counter()
+    peak, code, err = _peak_mb([sys.executable, "-m", "seqae", "train", folder, "--out",
+                                tmp_path / "m", "--time-col", "t", "--max-time", "8",
+                                "--hidden-size", "16", "--latent-dim", "4", "-q"])
+    took = time.perf_counter() - began
+    assert code == 0, err
+    assert peak < 1500, f"train: peak RSS {peak} MB"
+    assert took < 1.1 * 8 + 5 + 4, f"train took {took:.1f} s"  # (+4 s: starting python)
+    for cmd in ("encode", "score"):
+        peak_out, code, err = _peak_mb([sys.executable, "-m", "seqae", cmd, tmp_path / "m",
+                                        folder, "--out", tmp_path / f"{cmd}.parquet"])
+        assert code == 0, err
+        assert peak_out < 1500, f"{cmd}: peak RSS {peak_out} MB"
+    assert pq.ParquetFile(tmp_path / "score.parquet").metadata.num_rows == 150_000
 
 
 def test_a_folder_larger_than_the_memory_allowed(tmp_path):

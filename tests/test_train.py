@@ -502,3 +502,39 @@ def test_resume_between_reads_equals_an_uninterrupted_run(tmp_path):
     _, other = _fit(tmp_path, resume=True, read_every=1)
     for got, want in zip(other, history, strict=True):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)
+
+
+def test_a_validation_sample_is_evaluated_as_those_sequences_alone():
+    """Issue 29: once the budget is spent, an epoch validates on a random share
+    (`View.eval_sample`): its loss is that of a view holding those sequences alone."""
+    from seqae.train import evaluate
+
+    torch.manual_seed(0)
+    model = AutoencoderNet(ModelConfig(n_features=2, latent_dim=3, hidden_size=8,
+                                       longest_predicted=19)).eval()
+    seqs = _data(60)
+    data = DeviceData(seqs, torch.device("cpu"))
+    sample = data.eval_sample(100, np.random.default_rng(3))
+    held = int(sample.lengths.sum())
+    assert 100 <= held < int(seqs.lengths.sum()) and held - int(sample.lengths.max()) < 100
+    assert np.all(np.diff(sample.idx) > 0)  # in index order, no repeats
+    alone = DeviceData(seqs.take(sample.idx), torch.device("cpu"))
+    loss_fn = get_loss("mse")
+    np.testing.assert_allclose(evaluate(model, sample, loss_fn, 8, "count"),
+                               evaluate(model, alone, loss_fn, 8, "count"), rtol=1e-12)
+    # a budget smaller than any sequence: still one sequence
+    assert len(data.eval_sample(1, np.random.default_rng(0)).lengths) == 1
+
+
+def test_the_heap_is_given_back_only_when_it_holds_much_free(monkeypatch):
+    from seqae import train as train_mod
+
+    heap = train_mod.Heap()
+    if heap.libc is None:
+        pytest.skip("no glibc malloc_trim here")
+    monkeypatch.setattr(train_mod, "HEAP_FREE_LIMIT", 1 << 62)
+    heap.release()
+    assert heap.trims == 0
+    monkeypatch.setattr(train_mod, "HEAP_FREE_LIMIT", -1)
+    heap.release()
+    assert heap.trims == 1
