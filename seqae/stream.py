@@ -29,8 +29,8 @@ Training on it (`StreamData`, used by `seqae.SequenceAutoencoder.fit`):
 - a checkpoint written in the middle of an epoch records the step reached; ``resume``
   recomputes the epoch's plan and reads only the windows still needed.
 
-`write_outputs` streams `encode` or `score` results to a Parquet file, one row group per
-window.
+`write_outputs` streams `encode`, `score` or `reconstruct` results to a Parquet file, one
+row group per window.
 """
 
 from __future__ import annotations
@@ -48,7 +48,14 @@ from .data import Sequences, as_float32_stats, list_columns
 from .errors import DataFileError, SequenceDataError, require_columns
 from .indexing import Chunk, build, read_rows
 from .io import atomic_output
-from .tables import DataSpec, convert, embeddings_table, resolve_columns, scores_table
+from .tables import (
+    DataSpec,
+    convert,
+    embeddings_table,
+    reconstructions_table,
+    resolve_columns,
+    scores_table,
+)
 
 __all__ = ["ParquetSource", "StreamData", "DEFAULT_WINDOW", "write_outputs", "parquet_files"]
 
@@ -162,19 +169,25 @@ class ParquetSource:
         """The sequences of ``chunk`` (and their labels, with a ``label_col``): the unit
         every reader here works with. Only the row groups it lies in are read, and they
         are converted as a file read whole is (`seqae.tables.convert`)."""
+        seqs, labels, _ = self._read(chunk, times=False)
+        return seqs, labels
 
+    def _read(self, chunk: Chunk, times: bool
+              ) -> tuple[Sequences, np.ndarray | None, np.ndarray | None]:
+        """`read`, plus (``times``) each step's time value, aligned with the values
+        (None without a time column)."""
         where = self.where(chunk)
         try:
             table = read_rows(self.files[chunk.file], chunk, self.columns)
         except Exception as e:
             raise DataFileError(f"{where}: cannot read it: {e}") from None
         try:
-            seqs, _, labels = convert(table, self.spec, where, times=False)
+            seqs, steps, labels = convert(table, self.spec, where, times=times)
         except SequenceDataError as e:  # named once: convert may have named the place
             text = str(e)
             raise DataFileError(text if text.startswith(where) else f"{where}: {text}") \
                 from None
-        return seqs, labels
+        return seqs, labels, steps
 
     def index(self, stats: bool = False,
               report: Callable[[int, int], None] | None = None) -> list[Chunk]:
@@ -209,13 +222,28 @@ class ParquetSource:
                 ) -> Iterator[tuple[Sequences, np.ndarray | None]]:
         """``(sequences, labels or None)`` of each window of ``chunk_ids`` (default all)
         in index order: how inference walks a source."""
+        return ((seqs, labels) for seqs, labels, _ in self._windows(chunk_ids, times=False))
+
+    def timed_windows(self, chunk_ids: Sequence[int] | None = None
+                      ) -> Iterator[tuple[Sequences, np.ndarray | None, np.ndarray | None]]:
+        """`windows`, with each window's time values too: one per step, aligned with the
+        sequences' values (None without a time column), as `seqae.tables.read_data`
+        gives them for a file read whole; what reconstructions are written with."""
+        return self._windows(chunk_ids, times=True)
+
+    def _windows(self, chunk_ids: Sequence[int] | None, times: bool
+                 ) -> Iterator[tuple[Sequences, np.ndarray | None, np.ndarray | None]]:
         chunks = self.index()
         ids = list(range(len(chunks))) if chunk_ids is None else list(chunk_ids)
         for window in _pack(ids, self.sizes, self.window):
-            parts = [self.read(chunks[c]) for c in window]
-            seqs = Sequences.concat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+            parts = [self._read(chunks[c], times) for c in window]
+            if len(parts) == 1:
+                yield parts[0]
+                continue
+            seqs = Sequences.concat([p[0] for p in parts])
             labels = None if self.label_col is None else np.concatenate([p[1] for p in parts])
-            yield seqs, labels
+            steps = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
+            yield seqs, labels, steps
 
     @property
     def sizes(self) -> np.ndarray:
@@ -452,30 +480,37 @@ class StreamData:
 # ---------------------------------------------------------------------------- outputs
 def write_outputs(model, source: ParquetSource, path: str | os.PathLike, what: str = "encode",
                   threshold: float | None = None) -> Path:
-    """Stream ``model.encode`` (``what="encode"``: id, label, ``z0..zK``) or
-    ``model.score`` (``"score"``: id, length, score, anomaly, label) over ``source`` to
-    the Parquet file ``path``, one row group per window: memory stays that of a window.
-    The tables are those of a file read whole (`seqae.tables.embeddings_table`,
-    `seqae.tables.scores_table`). Written to a temporary file and renamed, like every
-    seqae output."""
+    """Stream ``model.encode`` (``what="encode"``: id, label, ``z0..zK``),
+    ``model.score`` (``"score"``: id, length, score, anomaly, label) or
+    ``model.reconstruct`` (``"reconstruct"``: the long table of the reconstructions, one
+    row per step with the input's time values) over ``source`` to the Parquet file
+    ``path``, one row group per window: memory stays that of a window. The tables are
+    those of a file read whole (`seqae.tables.embeddings_table`,
+    `seqae.tables.scores_table`, `seqae.tables.reconstructions_table`). Written to a
+    temporary file and renamed, like every seqae output: a failure leaves no file."""
     import pyarrow.parquet as pq
 
-    if what not in ("encode", "score"):
-        raise ValueError(f"what must be 'encode' or 'score', got {what!r}")
+    if what not in ("encode", "score", "reconstruct"):
+        raise ValueError(f"what must be 'encode', 'score' or 'reconstruct', got {what!r}")
     path = Path(path)
     if what == "score" and threshold is None:
         threshold = model.threshold_
+    windows = source.timed_windows() if what == "reconstruct" else (
+        (seqs, labels, None) for seqs, labels in source.windows())
     with atomic_output(path) as tmp:
         writer = None
         try:
-            for seqs, labels in source.windows():
+            for seqs, labels, times in windows:
                 if what == "encode":
                     table = embeddings_table(model.encode(seqs), seqs.ids, source.id_col,
                                              labels, source.label_col)
-                else:
+                elif what == "score":
                     assert threshold is not None
                     table = scores_table(model.score(seqs), threshold, seqs.ids, seqs.lengths,
                                          source.id_col, labels, source.label_col)
+                else:
+                    table = reconstructions_table(seqs, model.reconstruct(seqs), times,
+                                                  source.id_col, source.time_col or "t")
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table)

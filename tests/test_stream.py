@@ -171,6 +171,83 @@ def test_fit_on_a_folder_matches_its_parts_and_workers_change_nothing(folder, tm
     assert len(a.train_scores_) == 90
 
 
+@pytest.fixture(scope="module")
+def timed(folder, tmp_path_factory):
+    """The folder with time values that are not step numbers (``10 t + 7``), and a small
+    model fitted on it read whole."""
+    out = tmp_path_factory.mktemp("timed") / "data"
+    out.mkdir()
+    for f in sorted(folder.glob("*.parquet")):
+        table = pq.read_table(f)
+        t = pa.array(table.column("t").to_numpy() * 10 + 7)
+        pq.write_table(table.set_column(1, "t", t), out / f.name, row_group_size=97)
+    whole, _ = _whole_timed(out)
+    ae = seqae.SequenceAutoencoder(hidden_size=8, latent_dim=4, max_epochs=1, verbose=0,
+                                   validation_fraction=0).fit(whole)
+    return out, ae
+
+
+def _whole_timed(folder: Path):
+    from seqae.tables import DataSpec, read_file
+
+    parts = [read_file(f, DataSpec(time_col="t")) for f in sorted(folder.glob("*.parquet"))]
+    return (seqae.Sequences.concat([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]))
+
+
+def _same_reconstructions(got, want):
+    assert got.schema.equals(want.schema)  # columns, dtypes, seqae's mark
+    assert got.num_rows == want.num_rows
+    for c in ("id", "t"):
+        assert got.column(c).to_pylist() == want.column(c).to_pylist()
+    for c in ("f0", "f1"):
+        np.testing.assert_allclose(got.column(c).to_numpy(), want.column(c).to_numpy(),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_reconstruct_streams_the_table_of_the_folder_read_whole(timed, tmp_path):
+    """Issue 29: reconstructions are as large as the data; written a window at a time,
+    they are the table of the folder read whole, with its ids and time values; a
+    failure in a later window leaves no file."""
+    data, ae = timed
+    whole, times = _whole_timed(data)
+    want = seqae.tables.reconstructions_table(whole, ae.reconstruct(whole), times)
+    assert want.column("t").to_pylist()[:2] == [7, 17]  # times, not step numbers
+    out = write_outputs(ae, ParquetSource(data, time_col="t", window=300),
+                        tmp_path / "r.parquet", "reconstruct")
+    assert pq.ParquetFile(out).metadata.num_row_groups > 1  # one per window
+    _same_reconstructions(pq.read_table(out), want)
+    bad = shutil.copytree(data, tmp_path / "bad")
+    last = sorted(bad.glob("*.parquet"))[-1]
+    table = pq.read_table(last)
+    f0 = table.column("f0").to_numpy().copy()
+    f0[-1] = np.nan
+    pq.write_table(table.set_column(2, "f0", pa.array(f0)), last, row_group_size=97)
+    with pytest.raises(seqae.DataFileError, match=rf"{last.name}, rows .*NaN"):
+        write_outputs(ae, ParquetSource(bad, time_col="t", window=300),
+                      tmp_path / "b.parquet", "reconstruct")
+    assert not list(tmp_path.glob("*b.parquet*"))  # neither the file nor its temp file
+
+
+def test_cli_reconstruct_on_a_folder_streams_row_groups(timed, tmp_path):
+    data, ae = timed
+    ae.save(tmp_path / "m")
+    base = [sys.executable, "-m", "seqae", "reconstruct", tmp_path / "m", data,
+            "--time-col", "t", "--window", "300", "--out"]
+    r = subprocess.run([*map(str, base), str(tmp_path / "rec.parquet")], env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "wrote reconstructions of 90 sequences" in r.stderr
+    assert pq.ParquetFile(tmp_path / "rec.parquet").metadata.num_row_groups > 1
+    whole, times = _whole_timed(data)
+    want = seqae.tables.reconstructions_table(whole, ae.reconstruct(whole), times)
+    _same_reconstructions(pq.read_table(tmp_path / "rec.parquet"), want)
+    r = subprocess.run([*map(str, base), str(tmp_path / "rec.csv")], env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "stream to a .parquet file" in r.stderr, r.stderr
+    assert not (tmp_path / "rec.csv").exists()
+
+
 def _readme_stream_commands() -> list[list[str]]:
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = text[text.index("## Data larger than memory"):]

@@ -45,7 +45,13 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     ae, settings = load(args.model)
     check_out(args.out, args.data, args.model, overwrite=args.overwrite)
     data, times, _, spec = data_for_model(args, ae, settings)
-    data, _ = in_memory(data)
+    if streamed(data, args.out):  # a folder: as large as the data, a window at a time
+        from ..stream import write_outputs
+
+        write_outputs(ae, data, args.out, "reconstruct")
+        log.info("wrote reconstructions of %d sequences (%d steps) to %s", len(data),
+                 int(data.lengths.sum()), args.out)
+        return 0
     rec = located(ae.reconstruct, data)
     write_table(reconstructions_table(data, rec, times, spec.id_col, spec.time_col or "t"),
                 args.out)

@@ -84,7 +84,7 @@ def data_for_model(args: argparse.Namespace, ae: Any, settings: dict[str, Any]):
     """``(data, times, labels, spec)``: ``args.data`` read as the model was trained (its
     saved data settings, less what the command line says otherwise)."""
     cfg = dict(settings, label_optional=args.label_col is None)
-    for k in ("id_col", "time_col", "label_col", "text_col"):
+    for k in ("id_col", "time_col", "label_col", "text_col", "window", "workers"):
         if getattr(args, k, None) is not None:
             cfg[k] = getattr(args, k)
     if ae.feature_names_in_ is not None:
