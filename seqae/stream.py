@@ -164,7 +164,6 @@ class ParquetSource:
             f"row groups {groups[0]}-{groups[-1]}"
         return f"{self.files[chunk.file]}, rows {chunk.start}-{chunk.stop - 1} ({rg})"
 
-
     def read(self, chunk: Chunk) -> tuple[Sequences, np.ndarray | None]:
         """The sequences of ``chunk`` (and their labels, with a ``label_col``): the unit
         every reader here works with. Only the row groups it lies in are read, and they

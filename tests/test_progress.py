@@ -108,7 +108,6 @@ def test_long_phases_say_how_far_they_are_and_quick_ones_say_nothing(tmp_path, c
     report their progress (here every call: PHASE_EVERY = 0), each ending with a 'done'
     line; at the default interval a quick fit prints its epoch lines alone."""
     from helpers import write_parquet_folder
-
     from seqae.stream import ParquetSource
 
     folder = write_parquet_folder(tmp_path / "d", rows_per_group=40)
