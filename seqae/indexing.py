@@ -155,13 +155,13 @@ def _runs(table: Any, id_col: str, time_col: str | None) -> tuple[Any, np.ndarra
     return ids.to_numpy(zero_copy_only=False), starts
 
 
-def _moments(table: Any, features: list[str], starts: np.ndarray, lengths: np.ndarray,
-             pool: ThreadPoolExecutor | None = None
+def _moments(table: Any, features: list[str], starts: np.ndarray, lengths: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``(mean, m2, seq_std)`` of the feature columns (as `Sequences.feature_stats` and
     `Sequences.sequence_stats` count them, in float64), or None when a value is null,
-    NaN, infinite or beyond float32 (the general reader refuses it by name). The
-    columns are counted by ``pool``'s threads (numpy lets go of the GIL)."""
+    NaN, infinite or beyond float32 (the general reader refuses it by name). (Counting
+    the columns in threads was slower, on 6 columns as on 256: the reading thread is
+    the one to overlap with.)"""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -190,7 +190,7 @@ def _moments(table: Any, features: list[str], starts: np.ndarray, lengths: np.nd
         return mean, float(sm2.sum() + (lengths * (mu - mean) ** 2).sum()), mu, \
             np.sqrt(sm2 / lengths)
 
-    got = list(pool.map(column, features) if pool is not None else map(column, features))
+    got = [column(c) for c in features]
     if any(g is None for g in got):
         return None
     mean = np.array([g[0] for g in got])  # type: ignore[index]
@@ -200,8 +200,7 @@ def _moments(table: Any, features: list[str], starts: np.ndarray, lengths: np.nd
     return mean, m2, as_float32_stats(seq_mean, seq_std)[1]
 
 
-def _fill_fast(chunk: Chunk, table: Any, source: Any, stats: bool,
-               pool: ThreadPoolExecutor | None = None) -> bool:
+def _fill_fast(chunk: Chunk, table: Any, source: Any, stats: bool) -> bool:
     """Fill ``chunk`` from ``table`` counted column by column; False when the chunk is
     not plain (`_runs`, `_moments`)."""
     if source.lists:
@@ -212,7 +211,7 @@ def _fill_fast(chunk: Chunk, table: Any, source: Any, stats: bool,
     ids, starts = runs
     lengths = np.diff(np.append(starts, table.num_rows)).astype(np.int64)
     if stats:
-        got = _moments(table, source.features, starts, lengths, pool)
+        got = _moments(table, source.features, starts, lengths)
         if got is None:
             return False
         chunk.mean, chunk.m2, chunk.seq_std = got
@@ -264,20 +263,41 @@ def _scan(source: Any, stats: bool, report: Report | None) -> list[Chunk]:
                if c is not None]
     total, done = sum(c.rows for c in chunks), 0
 
+    # the file being read, open (its footer parsed once), and its row groups still
+    # needed: a chunk whose last sequence runs into the next group shares that group
+    # with the next chunk, and each group is decoded once
+    opened: dict[int, Any] = {}
+    held: dict[int, Any] = {}
+
     def load(c: Chunk) -> Any:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         try:
-            return read_rows(source.files[c.file], c, columns)
+            if c.file not in opened:
+                opened.clear()
+                held.clear()
+                opened[c.file] = pq.ParquetFile(source.files[c.file])
+            pf = opened[c.file]
+            for g in [g for g in held if g < c.row_groups[0]]:
+                del held[g]
+            for g in c.row_groups:
+                if g not in held:
+                    held[g] = pf.read_row_group(g, columns=columns)
+            first = sum(pf.metadata.row_group(g).num_rows for g in range(c.row_groups[0]))
+            table = held[c.row_groups[0]] if len(c.row_groups) == 1 else \
+                pa.concat_tables([held[g] for g in c.row_groups])
+            return table.slice(c.start - first, c.rows)
         except Exception as e:  # pyarrow raises several types for a bad file
             raise DataFileError(f"{source.where(c)}: cannot read it: {e}") from None
 
-    with ThreadPoolExecutor(max_workers=1) as pool, \
-            ThreadPoolExecutor(max_workers=2) as counting:  # the next chunk is read meanwhile
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the next chunk is read meanwhile
         ahead = pool.submit(load, chunks[0])
         for i, chunk in enumerate(chunks):
             table = ahead.result()
             if i + 1 < len(chunks):
                 ahead = pool.submit(load, chunks[i + 1])
-            if not _fill_fast(chunk, table, source, stats, counting):
+            if not _fill_fast(chunk, table, source, stats):
                 _fill_read(chunk, source, stats)
             del table
             done += chunk.rows

@@ -359,7 +359,7 @@ class StreamData:
     docstring): the same methods `seqae.train.train` calls on `seqae.train.DeviceData`."""
 
     def __init__(self, source: ParquetSource, chunk_ids: Sequence[int], scaler, device,
-                 normalize: str = "element"):
+                 normalize: str = "element", only: dict[int, np.ndarray] | None = None):
         self.source, self.scaler, self.device = source, scaler, device
         if normalize not in ("element", "sequence"):
             raise ValueError(f"loss_normalize must be 'element' or 'sequence', got "
@@ -367,7 +367,11 @@ class StreamData:
         self.normalize = normalize  # streamed data are unweighted
         self.chunks = source.index()
         self.chunk_ids = list(chunk_ids)
-        self.lengths = np.concatenate([self.chunks[c].lengths for c in self.chunk_ids])
+        # evaluation on some sequences of each chunk (`eval_sample`): their positions
+        self.only = only
+        self.lengths = np.concatenate([self.chunks[c].lengths if only is None else
+                                       self.chunks[c].lengths[only[c]]
+                                       for c in self.chunk_ids])
         self.sizes = source.sizes
         self.windows: dict[int, list[int]] = {}
         self.window_lengths: dict[int, np.ndarray] = {}
@@ -415,18 +419,30 @@ class StreamData:
         out: list[Slot] = []
         for chunk_ids in _pack(self.chunk_ids, self.sizes, self.source.window):
             wid = self._window(chunk_ids)
-            out += [(wid, b) for b in sorted_batches(self.window_lengths[wid], batch_size,
-                                                      policy)]
+            lens = self.window_lengths[wid]
+            if self.only is None:
+                pos = np.arange(len(lens))
+            else:  # the chosen sequences of each chunk, at their place in the window
+                at = np.cumsum([0] + [len(self.chunks[c].lengths) for c in chunk_ids])
+                pos = np.concatenate([at[i] + self.only[c] for i, c in enumerate(chunk_ids)])
+            out += [(wid, pos[b]) for b in sorted_batches(lens[pos], batch_size, policy)]
         return out
 
     def eval_sample(self, steps: int, rng: np.random.Generator) -> StreamData:
-        """Whole chunks drawn at random until they hold ``steps`` valid steps (at least
-        one chunk), in index order (`seqae.train.View.eval_sample`)."""
-        order = [self.chunk_ids[i] for i in rng.permutation(len(self.chunk_ids))]
-        held = np.cumsum([int(self.chunks[c].lengths.sum()) for c in order])
-        k = int(np.searchsorted(held, steps)) + 1
-        return StreamData(self.source, sorted(order[:k]), self.scaler, self.device,
-                          self.normalize)
+        """Sequences drawn at random until they hold ``steps`` valid steps (at least
+        one), in index order (`seqae.train.View.eval_sample`): only the chunks holding
+        them are read, and only they are evaluated."""
+        assert self.only is None
+        order = rng.permutation(len(self.lengths))
+        k = int(np.searchsorted(np.cumsum(self.lengths[order]), steps)) + 1
+        chosen = np.sort(order[:k])
+        counts = [len(self.chunks[c].lengths) for c in self.chunk_ids]
+        owner = np.searchsorted(np.cumsum(counts), chosen, side="right")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        only = {self.chunk_ids[int(i)]: chosen[owner == i] - starts[int(i)]
+                for i in np.unique(owner)}
+        return StreamData(self.source, sorted(only), self.scaler, self.device,
+                          self.normalize, only)
 
     def owner(self, slot: Slot, pos: int, world: int) -> int:
         """The rank that evaluates ``slot``: whole windows per rank."""

@@ -101,9 +101,17 @@ def test_an_id_in_two_runs_of_a_chunk_is_read_as_a_file_is(tmp_path):
 
 
 def _reads(monkeypatch) -> list:
+    """The chunks each pass over the files counted (none: the index came from the
+    cache)."""
     seen: list = []
-    real = indexing.read_rows
-    monkeypatch.setattr(indexing, "read_rows", lambda *a: seen.append(a[1]) or real(*a))
+    real = indexing._scan
+
+    def scan(*args):
+        chunks = real(*args)
+        seen.extend(chunks)
+        return chunks
+
+    monkeypatch.setattr(indexing, "_scan", scan)
     return seen
 
 
