@@ -41,6 +41,8 @@ __all__ = ["SequenceAutoencoder", "clone", "MAD_K"]
 
 log = logging.getLogger("seqae")
 
+PROBE = 32  # training sequences scored to time the pass after training (`max_time`)
+
 # threshold_rule="mad": the threshold is the training scores' median plus this many robust
 # standard deviations (1.4826 x MAD; Iglewicz & Hoaglin's modified z-score cut-off)
 MAD_K = 3.5
@@ -408,8 +410,9 @@ class SequenceAutoencoder(_Params):
             plan.train.checkpoint_every = every or 0
             # what reading the data took comes off the training budget, and a share is
             # kept for the pass after training (`seqae.recipe.train_budget`)
+            floor = 0.0 if self.max_time is None else self._scoring_floor(fitted, train_part)
             plan.train.max_time = recipe.train_budget(self.max_time,
-                                                      time.perf_counter() - clock)
+                                                      time.perf_counter() - clock, floor)
             plan.train.precision, why = recipe.precision(self.precision, device.type)
             if self.precision == "auto":
                 plan.reasons["precision"] = why
@@ -426,6 +429,28 @@ class SequenceAutoencoder(_Params):
         fitted.n_train = len(train_part.lengths)
         self._commit(fitted)
         return self
+
+    def _scoring_floor(self, fitted: Fitted, part) -> float:
+        """Seconds the pass after training takes at least (`seqae.recipe.MIN_SCORED`
+        training sequences, or all): scoring a few of them is timed twice, the faster
+        kept (the first pays for warming up). The pace is the model's, not its weights',
+        so the untrained network tells it; the random generators are left as they
+        were."""
+        sample = part.sample(int(PROBE * part.lengths.mean()) + 1, 1,
+                             np.random.default_rng([self.seed, 31]))
+        seqs = next(iter(sample.chunks()))
+        seqs = seqs.take(np.arange(min(PROBE, len(seqs))))
+        model = self._model(fitted)
+        took = []
+        with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda"
+                                   else []):
+            for _ in range(2):
+                began = time.perf_counter()
+                inference.encode_score(model, seqs, latents=True, scores=True)
+                took.append(time.perf_counter() - began)
+        fitted.net.train()
+        pace = int(seqs.lengths.sum()) / max(min(took), 1e-9)  # valid steps per second
+        return min(recipe.MIN_SCORED, len(part.lengths)) * float(part.lengths.mean()) / pace
 
     def _scored(self, part, history: list[dict[str, Any]], clock: float):
         """The training part, or with ``max_time`` a random sample of it when scoring

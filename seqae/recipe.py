@@ -79,14 +79,16 @@ def validation_size(fraction: Any, n: int) -> int:
     return max(1, int(round(float(fraction) * n)))
 
 
-def train_budget(max_time: float | None, spent: float) -> float | None:
+def train_budget(max_time: float | None, spent: float, floor: float = 0.0) -> float | None:
     """The training loop's time budget (`seqae.train.TrainConfig.max_time`) when the
     whole fit has ``max_time`` seconds and ``spent`` of them are gone (reading and
-    indexing the data, statistics): the rest, less `POST_SHARE` of ``max_time`` for the
-    pass after training. Never below 0 (the loop then makes one optimizer step)."""
+    indexing the data, statistics): the rest, less what is kept for the pass after
+    training: `POST_SHARE` of ``max_time``, or ``floor`` seconds when that pass needs
+    more (its `MIN_SCORED` sequences, timed: long sequences, a short budget). Never
+    below 0 (the loop then makes one optimizer step)."""
     if max_time is None:
         return None
-    return max(0.0, float(max_time) - spent - POST_SHARE * float(max_time))
+    return max(0.0, float(max_time) - spent - max(POST_SHARE * float(max_time), floor))
 
 
 def scored_steps(total: int, train_steps: int, train_seconds: float,
