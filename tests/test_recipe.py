@@ -93,6 +93,9 @@ def test_the_budget_of_the_whole_call_is_shared_out():
     # what reading took comes off, and POST_SHARE of the budget is kept for the scores
     assert train_budget(100.0, 5.0) == pytest.approx(100 - 5 - 100 * POST_SHARE)
     assert train_budget(10.0, 20.0) == 0.0
+    # a floor for the scoring pass longer than that share is kept instead (issue 29)
+    assert train_budget(100.0, 5.0, floor=30.0) == pytest.approx(65.0)
+    assert train_budget(100.0, 5.0, floor=1.0) == pytest.approx(100 - 5 - 100 * POST_SHARE)
     # every step scored when it fits at INFERENCE_SPEEDUP x the training pace (or no
     # budget), else the steps that fit: a small fit computes what it always did
     assert scored_steps(1000, 100, 1.0, None) is None

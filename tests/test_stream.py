@@ -461,3 +461,26 @@ def test_a_streamed_validation_sample_is_those_sequences_alone(folder):
         evaluate(model, sample, loss_fn, 4, "count"),
         evaluate(model, DeviceData(alone, torch.device("cpu")), loss_fn, 4, "count"),
         rtol=1e-6)
+
+
+def test_the_scoring_floor_is_timed_on_a_few_training_sequences(folder, monkeypatch):
+    """Issue 29: with max_time, fit keeps for the pass after training what scoring
+    MIN_SCORED training sequences takes (timed on PROBE of them), when more than
+    POST_SHARE of the budget."""
+    from seqae import estimator, inference
+
+    seen, real = [], inference.encode_score
+    monkeypatch.setattr(inference, "encode_score", lambda m, s, **k: seen.append(
+        len(s)) or real(m, s, **k))
+    budgets = []
+    real_budget = seqae.recipe.train_budget
+    monkeypatch.setattr(seqae.recipe, "train_budget", lambda *a: budgets.append(a) or
+                        real_budget(*a))
+    ae = seqae.SequenceAutoencoder(hidden_size=8, latent_dim=4, max_time=30, max_epochs=1,
+                                   verbose=0).fit(ParquetSource(folder, time_col="t"))
+    assert seen[:2] == [estimator.PROBE] * 2  # timed twice before training, 32 sequences
+    (max_time, spent, floor), = budgets
+    n_train = ae.n_train_sequences_
+    assert max_time == 30 and 0 < floor < 30 and spent > 0
+    # after training every training sequence is scored (the budget holds them all)
+    assert len(seen) == 2 + 1 and len(ae.train_scores_) == n_train
