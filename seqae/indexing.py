@@ -165,10 +165,9 @@ def _moments(table: Any, features: list[str], starts: np.ndarray, lengths: np.nd
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    n = int(lengths.sum())
-
-    def column(c: str) -> tuple[float, float, np.ndarray, np.ndarray] | None:
-        col = table.column(c)
+    n, k = int(lengths.sum()), len(lengths)
+    s1, sm2 = np.empty((len(features), k)), np.empty((len(features), k))
+    for j, col in enumerate(table.select(features).columns):
         if col.null_count:
             return None
         if not pa.types.is_floating(col.type):
@@ -178,26 +177,17 @@ def _moments(table: Any, features: list[str], starts: np.ndarray, lengths: np.nd
             if not np.isfinite(x).all() or float(np.abs(x).max()) > _F32_MAX:
                 return None
             x = x.astype(np.float32)
-        s1 = np.add.reduceat(x, starts, dtype=np.float64)
-        if not np.isfinite(s1).all():
-            return None
-        mu = s1 / lengths
-        dev = np.repeat(mu, lengths)
+        s1[j] = np.add.reduceat(x, starts, dtype=np.float64)
+        dev = np.repeat(s1[j] / lengths, lengths)
         np.subtract(x, dev, out=dev)
         np.square(dev, out=dev)
-        sm2 = np.add.reduceat(dev, starts)
-        mean = float(s1.sum()) / n
-        return mean, float(sm2.sum() + (lengths * (mu - mean) ** 2).sum()), mu, \
-            np.sqrt(sm2 / lengths)
-
-    got = [column(c) for c in features]
-    if any(g is None for g in got):
+        sm2[j] = np.add.reduceat(dev, starts)
+    if not np.isfinite(s1).all():  # a NaN or an infinity (float32 never overflows here)
         return None
-    mean = np.array([g[0] for g in got])  # type: ignore[index]
-    m2 = np.array([g[1] for g in got])  # type: ignore[index]
-    seq_mean = np.stack([g[2] for g in got], 1)  # type: ignore[index]
-    seq_std = np.stack([g[3] for g in got], 1)  # type: ignore[index]
-    return mean, m2, as_float32_stats(seq_mean, seq_std)[1]
+    seq_mean = s1 / lengths  # (F, N)
+    mean = s1.sum(axis=1) / n
+    m2 = sm2.sum(axis=1) + (lengths * (seq_mean - mean[:, None]) ** 2).sum(axis=1)
+    return mean, m2, as_float32_stats(seq_mean.T, np.sqrt(sm2 / lengths).T)[1]
 
 
 def _fill_fast(chunk: Chunk, table: Any, source: Any, stats: bool) -> bool:
