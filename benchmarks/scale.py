@@ -21,7 +21,7 @@ again only when absent). Then, for the shape:
           the same for `seqae encode|score|reconstruct M FOLDER --out X.parquet`
 
 ``--commands heap`` instead times `fit` on sequences in memory (500 and 40 steps) with
-and without giving the C heap back after steps (`seqae.train.Heap`), alternating.
+and without giving the C heap back after steps (`seqae.heap.Heap`), alternating.
 
 Each line of output is a JSON record (also appended to --json); RESULTS.md quotes them.
 
@@ -163,9 +163,9 @@ def phases(log: list[tuple[float, str]]) -> dict:
 HEAP = """
 import resource, sys, time
 import numpy as np
-import seqae, seqae.train
+import seqae, seqae.heap
 if sys.argv[1] == "off":
-    seqae.train.HEAP_FREE_LIMIT = 1 << 62  # never give the heap back
+    seqae.heap.HEAP_FREE_LIMIT = 1 << 62  # never give the heap back
 length, n = int(sys.argv[2]), int(sys.argv[3])
 X = list(np.random.default_rng(0).standard_normal((n, length, 6)).astype(np.float32))
 began = time.perf_counter()
@@ -176,7 +176,7 @@ print(time.perf_counter() - began, resource.getrusage(resource.RUSAGE_SELF).ru_m
 
 def heap(length: int, n: int, repeats: int) -> dict:
     """`fit` (1 epoch, the default recipe, ``n`` sequences of ``length`` x 6 in memory)
-    with the heap given back after steps (`seqae.train.Heap`) and without, alternating,
+    with the heap given back after steps (`seqae.heap.Heap`) and without, alternating,
     each in a fresh process: times and peak RSS."""
     out: dict = {"on": [], "off": []}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

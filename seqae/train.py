@@ -18,8 +18,6 @@ reads data through: `seqae.sources.DeviceData`, `seqae.stream.StreamData`), `eva
 from __future__ import annotations
 
 import copy
-import ctypes
-import ctypes.util
 import hashlib
 import logging
 import math
@@ -36,6 +34,7 @@ from torch import nn
 
 from .batching import to_device
 from .distributed import Context, batch_seed, context
+from .heap import Heap
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpointer
@@ -119,7 +118,6 @@ READ_EVERY = 32
 # once max_time is spent, the epoch's validation looks at most at this share of the steps
 # it trained (forward passes at about 3x a training step's pace: ~3 % of its time)
 VAL_SHARE = 0.1
-HEAP_FREE_LIMIT = 64 << 20  # bytes of free C heap given back after a CPU step (`Heap`)
 
 
 class Callback:
@@ -235,42 +233,6 @@ class View(Protocol):
     def iterate(self, batches: list) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(x, lengths)`` of each batch in turn (None skipped)."""
         ...
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-        "fordblks", "keepcost")]
-
-
-class Heap:
-    """Gives the C heap's free memory back to the system between training steps (glibc).
-
-    glibc serves the tensors of a CPU step below its mmap threshold, a threshold it
-    raises on its own after large blocks are freed, from its heap, and keeps what they
-    free there. On long sequences (500 steps x 32) the heap ends up holding as much
-    free memory as the step uses: 1.9 GB peak RSS where 1.2 GB are used at once
-    (benchmarks/RESULTS.md, "Scale II"). A fixed threshold would cure it at twice the
-    time (every large tensor a fresh mapping); ``malloc_trim`` after a step that left
-    more than `HEAP_FREE_LIMIT` free keeps the peak at 1.2 GB for about 10 % more time
-    on such sequences (the next step maps its memory afresh), and never happens on
-    short ones. A no-op where there is no glibc."""
-
-    def __init__(self) -> None:
-        self.libc: Any = None
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            libc.mallinfo2.restype = _MallInfo2
-            libc.malloc_trim.argtypes = [ctypes.c_size_t]
-            self.libc = libc
-        except (OSError, AttributeError):  # not glibc (>= 2.33): nothing to do
-            pass
-        self.trims = 0
-
-    def release(self) -> None:
-        if self.libc is not None and self.libc.mallinfo2().fordblks > HEAP_FREE_LIMIT:
-            self.libc.malloc_trim(0)
-            self.trims += 1
 
 
 def _policy(batching: str) -> str:

@@ -527,14 +527,14 @@ def test_a_validation_sample_is_evaluated_as_those_sequences_alone():
 
 
 def test_the_heap_is_given_back_only_when_it_holds_much_free(monkeypatch):
-    from seqae import train as train_mod
+    from seqae import heap as heap_mod
 
-    heap = train_mod.Heap()
+    heap = heap_mod.Heap()
     if heap.libc is None:
         pytest.skip("no glibc malloc_trim here")
-    monkeypatch.setattr(train_mod, "HEAP_FREE_LIMIT", 1 << 62)
+    monkeypatch.setattr(heap_mod, "HEAP_FREE_LIMIT", 1 << 62)
     heap.release()
     assert heap.trims == 0
-    monkeypatch.setattr(train_mod, "HEAP_FREE_LIMIT", -1)
+    monkeypatch.setattr(heap_mod, "HEAP_FREE_LIMIT", -1)
     heap.release()
     assert heap.trims == 1
