@@ -24,7 +24,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-__all__ = ["LengthBucketSampler", "collate", "sorted_batches", "epoch_steps", "MIN_EPOCH_STEPS"]
+__all__ = ["LengthBucketSampler", "collate", "sorted_batches", "epoch_steps", "enough",
+           "MIN_EPOCH_STEPS"]
 
 # An epoch (one history record, one early-stopping and learning-rate decision) is at
 # least this many optimizer steps: on 36 sequences a single pass is 2 steps, and patience
@@ -153,6 +154,13 @@ class LengthBucketSampler:
 
     def __len__(self) -> int:
         return len(self.batches())
+
+
+def enough(lengths: np.ndarray, steps: int, least: int) -> int:
+    """How many of the first ``lengths`` hold ``steps`` valid steps, at least ``least``
+    (at most all of them)."""
+    k = int(np.searchsorted(np.cumsum(lengths), steps)) + 1
+    return min(len(lengths), max(k, least))
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:

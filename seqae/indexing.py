@@ -111,9 +111,13 @@ def read_rows(path: Path, chunk: Chunk, columns: list[str]) -> Any:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
-    first = sum(pf.metadata.row_group(g).num_rows for g in range(chunk.row_groups[0]))
     table = pf.read_row_groups(chunk.row_groups, columns=columns)
-    return table.slice(chunk.start - first, chunk.rows)
+    return table.slice(chunk.start - _rows_before(pf, chunk.row_groups[0]), chunk.rows)
+
+
+def _rows_before(pf: Any, group: int) -> int:
+    """Rows of the file ``pf`` (an open ``ParquetFile``) before its row group ``group``."""
+    return sum(pf.metadata.row_group(g).num_rows for g in range(group))
 
 
 # ------------------------------------------------------------------------ counting
@@ -274,10 +278,9 @@ def _scan(source: Any, stats: bool, report: Report | None) -> list[Chunk]:
             for g in c.row_groups:
                 if g not in held:
                     held[g] = pf.read_row_group(g, columns=columns)
-            first = sum(pf.metadata.row_group(g).num_rows for g in range(c.row_groups[0]))
             table = held[c.row_groups[0]] if len(c.row_groups) == 1 else \
                 pa.concat_tables([held[g] for g in c.row_groups])
-            return table.slice(c.start - first, c.rows)
+            return table.slice(c.start - _rows_before(pf, c.row_groups[0]), c.rows)
         except Exception as e:  # pyarrow raises several types for a bad file
             raise DataFileError(f"{source.where(c)}: cannot read it: {e}") from None
 

@@ -22,6 +22,7 @@ from .batching import (
     MIN_EPOCH_STEPS,
     LengthBucketSampler,
     collate,
+    enough,
     epoch_steps,
     sorted_batches,
     to_device,
@@ -161,7 +162,7 @@ class DeviceData:
         """Sequences drawn at random until they hold ``steps`` valid steps (at least
         one), evaluated in index order (`seqae.train.View.eval_sample`)."""
         order = rng.permutation(len(self.lengths))
-        k = _enough(self.lengths[order], steps, 1)
+        k = enough(self.lengths[order], steps, 1)
         return EvalSample(self, np.sort(order[:k]))
 
     def iterate(self, batches: list) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -292,7 +293,7 @@ class MemoryPart:
 
     def sample(self, steps: int, least: int, rng: np.random.Generator) -> MemoryPart:
         order = rng.permutation(len(self.lengths))
-        k = _enough(self.lengths[order], steps, least)
+        k = enough(self.lengths[order], steps, least)
         return MemoryPart(self.seqs.take(np.sort(order[:k])), self.given)
 
 
@@ -372,7 +373,7 @@ class ChunkPart:
         order = [self.ids[i] for i in rng.permutation(len(self.ids))]
         # a chunk counts as its sequences' steps and, for `least`, as that many sequences
         per_seq = np.concatenate([chunks[c].lengths for c in order])
-        k = _enough(per_seq, steps, least)
+        k = enough(per_seq, steps, least)
         ends = np.cumsum([len(chunks[c].lengths) for c in order])
         n_chunks = int(np.searchsorted(ends, k)) + 1
         return ChunkPart(self.source, sorted(order[:n_chunks]))
@@ -439,13 +440,6 @@ class FolderSource:
         return {"data": self.source.signature(),
                 "validation": None if self.validation is None else self.validation.signature(),
                 "held_out_chunks": self.held_out}
-
-
-def _enough(lengths: np.ndarray, steps: int, least: int) -> int:
-    """How many of the first ``lengths`` hold ``steps`` valid steps, at least ``least``
-    (at most all of them)."""
-    k = int(np.searchsorted(np.cumsum(lengths), steps)) + 1
-    return min(len(lengths), max(k, least))
 
 
 def _plain(value: Any) -> Any:

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .batching import MIN_EPOCH_STEPS, collate, sorted_batches, to_device
+from .batching import MIN_EPOCH_STEPS, collate, enough, sorted_batches, to_device
 from .data import Sequences, as_float32_stats, list_columns
 from .errors import DataFileError, SequenceDataError, require_columns
 from .indexing import Chunk, build, read_rows
@@ -434,8 +434,7 @@ class StreamData:
         them are read, and only they are evaluated."""
         assert self.only is None
         order = rng.permutation(len(self.lengths))
-        k = int(np.searchsorted(np.cumsum(self.lengths[order]), steps)) + 1
-        chosen = np.sort(order[:k])
+        chosen = np.sort(order[:enough(self.lengths[order], steps, 1)])
         counts = [len(self.chunks[c].lengths) for c in self.chunk_ids]
         owner = np.searchsorted(np.cumsum(counts), chosen, side="right")
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

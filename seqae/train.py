@@ -208,7 +208,8 @@ class View(Protocol):
 
     def eval_sample(self, steps: int, rng: np.random.Generator) -> View:
         """The same data, evaluated on a random share of about ``steps`` valid steps (at
-        least one sequence; whole chunks for files): `evaluate` within the budget."""
+        least one sequence; for files, only the chunks holding them are read):
+        `evaluate` within the budget."""
         ...
 
     def owner(self, batch: Any, pos: int, world: int) -> int:
