@@ -696,8 +696,12 @@ class SequenceAutoencoder(_Params):
         """``X`` with each missing element (NaN) replaced by the model's value, in the
         input's units; every observed element is returned as it is, bit for bit (as the
         float32 `Sequences` holds it), and the lengths, ids and feature names (in the
-        model's order) are kept. The model's value is its reconstruction of the
-        sequence, which sees the observed elements and where the gaps are.
+        model's order) are kept. The model's value is the linear interpolation between
+        the feature's observed neighbours plus a correction that a per-step head on the
+        encoder's outputs predicts (it sees the observed elements of every feature
+        around the gap and where the gaps are), trained on observed elements hidden in
+        training (`seqae.nn.ModelConfig.imputer`). Models saved before seqae had that
+        head impute with their reconstruction.
 
         Needs a model fitted with ``missing="mask"`` (trained to predict hidden
         elements); with ``max_len_policy="truncate"`` every sequence must fit in
@@ -722,7 +726,7 @@ class SequenceAutoencoder(_Params):
             raise ValueError("impute fills every step: with max_len_policy='truncate' a "
                              f"sequence is longer than max_len={self.max_len}; use "
                              "max_len_policy='window' or raise max_len")
-        rec = lim.stitch(inference.reconstruct(self._model(), lim.seqs))
+        rec = lim.stitch(inference.impute(self._model(), lim.seqs))
         seqs = lim.original
         values = np.where(np.isnan(seqs.values), rec.values, seqs.values)
         return Sequences(values, seqs.offsets.copy(), ids=seqs.ids,

@@ -25,8 +25,8 @@ from .sources import DeviceData
 from .tasks import Task
 from .train import cpu_threads
 
-__all__ = ["Model", "each_batch", "encode_score", "step_scores", "reconstruct", "decode",
-           "scatter",
+__all__ = ["Model", "each_batch", "encode_score", "step_scores", "reconstruct", "impute",
+           "decode", "scatter",
            "to_device", "Gathered", "GPU_BATCH_STEPS"]
 
 
@@ -201,6 +201,20 @@ def reconstruct(model: Model, seqs: Sequences) -> Sequences:
 
     def fn(idx, x, lens):
         ys.add(idx, model.net.reconstruct(x, lens), seqs.lengths[idx])
+
+    stats = each_batch(model, seqs, fn)
+    ys.steps(values, seqs.offsets)
+    return model.task.from_model(seqs.with_values(values), stats)
+
+
+def impute(model: Model, seqs: Sequences) -> Sequences:
+    """The model's value of every element (`seqae.nn.AutoencoderNet.impute`), at each
+    sequence's own length, in the input's units."""
+    values = np.empty_like(seqs.values)
+    ys = Gathered()
+
+    def fn(idx, x, lens):
+        ys.add(idx, model.net.impute(x, lens), seqs.lengths[idx])
 
     stats = each_batch(model, seqs, fn)
     ys.steps(values, seqs.offsets)

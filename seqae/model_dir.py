@@ -292,6 +292,7 @@ _MODEL: dict[str, tuple[Callable[[Any], bool], str]] = {
     "copies_kind": _one_of("random", "crops"),
     "missing": _typed(bool, "true or false"),
     "hide_observed": _num_in(0.0, 1.0),
+    "imputer": _typed(bool, "true or false"),
 }
 assert set(_MODEL) == {f.name for f in fields(ModelConfig)}
 

@@ -194,7 +194,8 @@ class ContinuousTask(Task):
         """The model settings this task fixes (with missing values: the observed
         indicator and the share of observed elements hidden in training)."""
         if self.missing == "mask":
-            return {"vocab_size": 0, "missing": True, "hide_observed": HIDE_OBSERVED}
+            return {"vocab_size": 0, "missing": True, "hide_observed": HIDE_OBSERVED,
+                    "imputer": True}
         return {"vocab_size": 0}
 
     # ---------------------------------------------------------------- saved config

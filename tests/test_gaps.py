@@ -4,6 +4,7 @@ hostile cases; each number against a numpy reference."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -14,7 +15,14 @@ import seqae
 from seqae.cli import main
 from seqae.errors import DataFileError, ExportError, SequenceDataError
 from seqae.losses import masked_mae, masked_mse
-from seqae.nn.model import AutoencoderNet, ModelConfig, observed, with_indicator
+from seqae.nn.model import (
+    IMPUTE_WEIGHT,
+    AutoencoderNet,
+    ModelConfig,
+    interpolate,
+    observed,
+    with_indicator,
+)
 from seqae.sources import DeviceData
 from seqae.tasks import HIDE_OBSERVED
 from tests.helpers import check_padding_invariance
@@ -119,10 +127,90 @@ def test_masked_losses_take_an_element_mask():
 
 
 # ------------------------------------------------------------------------ the model
-def _net(hide: float = 0.0) -> AutoencoderNet:
+def _net(hide: float = 0.0, imputer: bool = False, **kw) -> AutoencoderNet:
     torch.manual_seed(0)
     return AutoencoderNet(ModelConfig(n_features=3, latent_dim=4, hidden_size=8,
-                                      missing=True, hide_observed=hide)).eval()
+                                      missing=True, hide_observed=hide, imputer=imputer,
+                                      **kw)).eval()
+
+
+def _np_interpolate(a: np.ndarray) -> np.ndarray:
+    """numpy reference: each feature's NaN filled by np.interp over its observed steps
+    (flat beyond the ends), 0 where the feature has none."""
+    out = a.astype(np.float64, copy=True)
+    steps = np.arange(len(a))
+    for j in range(a.shape[1]):
+        seen = ~np.isnan(a[:, j])
+        out[:, j] = np.interp(steps, steps[seen], a[seen, j]) if seen.any() else 0.0
+    return out
+
+
+def test_interpolate_against_numpy_with_any_padding():
+    seqs = _gappy(5, n=6, share=0.4)
+    seqs[2][:, 2] = np.nan  # a feature with no observation
+    seqs.append(np.array([[np.nan, 1.0, np.nan]], np.float32))  # length 1
+    for pad in (0.0, np.nan, 1e6):
+        t = max(len(a) for a in seqs) + 2
+        x = torch.full((len(seqs), t, 3), pad, dtype=torch.float32)
+        for b, a in enumerate(seqs):
+            x[b, :len(a)] = torch.from_numpy(a)
+        n = torch.tensor([len(a) for a in seqs])
+        got = interpolate(x, observed(x, n)).numpy()
+        for b, a in enumerate(seqs):
+            np.testing.assert_allclose(got[b, :len(a)], _np_interpolate(a), rtol=1e-6,
+                                       atol=1e-6)
+        filled = with_indicator(x, n, "linear").numpy()
+        for b, a in enumerate(seqs):
+            np.testing.assert_allclose(filled[b, :len(a), :3], got[b, :len(a)])
+            assert (filled[b, len(a):] == 0).all()  # padding stays 0, whatever it held
+
+
+def test_imputer_starts_at_the_interpolation_and_is_padding_invariant():
+    seqs = [a.astype(np.float32) for a in _gappy(3, n=5)]
+    for kw in ({}, {"encoder": "conv", "depth": 2, "patch": 2}):
+        net = _net(imputer=True, **kw)
+        for a in seqs:  # a fresh head adds nothing: the values are the interpolation
+            got = net.impute(torch.from_numpy(a[None]), torch.tensor([len(a)]))[0].numpy()
+            np.testing.assert_allclose(got, _np_interpolate(a), rtol=1e-6, atol=1e-6)
+        torch.nn.init.normal_(net.imputer.weight)
+        check_padding_invariance(net.impute, seqs)
+        check_padding_invariance(net.encode, seqs)
+        one = [np.array([[np.nan, 2.0, 0.5]], np.float32)]
+        check_padding_invariance(net.impute, one)
+
+
+def test_imputer_loss_adds_the_hidden_elements_error():
+    net = _net(hide=0.3, imputer=True)
+    torch.nn.init.normal_(net.imputer.weight, std=0.3)
+    x = torch.randn(2, 6, 3)
+    x[0, 1, 2] = x[1, 0, 0] = float("nan")
+    x[1, 4:] = float("nan")  # padding
+    n = torch.tensor([6, 4])
+    seen = observed(x, n)
+    net.train()
+    losses = {}
+    for red in ("sum", "mean", "sequence"):
+        torch.manual_seed(7)
+        losses[red] = net.loss(x, n, masked_mse, reduction=red)[0].detach()
+    torch.manual_seed(7)
+    hide = seen & (torch.rand(x.shape) < 0.3)
+    shown = torch.where(hide, float("nan"), x)
+    net.eval()
+    rec = net.decode(net.encode(shown, n), n, x.shape[1])
+    imp = net.impute(shown, n)
+    w = IMPUTE_WEIGHT / 0.3
+    rec_e = torch.where(seen, rec - x, 0.0).square()
+    imp_e = torch.where(hide, imp - x, 0.0).square()
+    ref = rec_e.sum() + w * imp_e.sum()
+    assert hide.any()
+    assert losses["sum"].item() == pytest.approx(ref.item(), rel=1e-5)
+    assert losses["mean"].item() == pytest.approx(ref.item() / seen.sum().item(), rel=1e-5)
+    rows = (rec_e.flatten(1).sum(1) + w * imp_e.flatten(1).sum(1)) / seen.flatten(1).sum(1)
+    np.testing.assert_allclose(losses["sequence"].numpy(), rows.numpy(), rtol=1e-5)
+    net.eval()  # nothing hidden out of training: the reconstruction alone
+    plain = net.loss(x, n, masked_mse, reduction="sum")[0]
+    assert plain.item() == pytest.approx(
+        torch.where(seen, net.reconstruct(x, n) - x, 0.0).square().sum().item(), rel=1e-5)
 
 
 def test_indicator_tells_a_real_zero_from_a_gap():
@@ -192,9 +280,15 @@ def test_impute_keeps_observed_values_bit_for_bit(ae, data):
     gap = np.isnan(s.values)
     assert not np.isnan(out.values).any()
     assert np.array_equal(out.values[~gap].view(np.uint32), s.values[~gap].view(np.uint32))
-    rec = ae.reconstruct(data)
-    assert np.array_equal(out.values[gap], rec.values[gap])  # the model's value, input units
     assert np.array_equal(out.offsets, s.offsets)
+    assert ae.model_config_.imputer
+    plain = copy.deepcopy(ae)  # the head zeroed: linear interpolation, in input units
+    torch.nn.init.zeros_(plain.module_.imputer.weight)
+    torch.nn.init.zeros_(plain.module_.imputer.bias)
+    ref = np.concatenate([_np_interpolate(a) for a in data])
+    ref[:len(data[0]), 1] = plain.mean_[1]  # never observed there: the mean (0 scaled)
+    np.testing.assert_allclose(plain.impute(data).values, ref, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(out.values[gap], ref[gap], atol=1e-3)  # the trained correction
 
 
 def test_scores_and_per_step_scores_against_numpy(ae, data):

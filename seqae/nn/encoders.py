@@ -126,6 +126,7 @@ class RNNEncoder(nn.Module):
         d = 2 if bidirectional else 1
         self.hidden_size = hidden_size
         self.out_features = d * hidden_size * len(self.pools)
+        self.step_features = d * hidden_size
         if bidirectional:
             # One module per layer and direction: each backward pass must be reversed
             # within each sequence's own length, which nn.LSTM(bidirectional=True) cannot
@@ -311,6 +312,7 @@ class ConvEncoder(nn.Module):
         self.hidden_size = hidden_size
         self.out_features = (output_size or hidden_size) * (
             depth if self.blockwise else len(self.pools))
+        self.step_features = output_size or hidden_size
         self.proj = nn.Linear(input_size, hidden_size)
         self.blocks = nn.ModuleList(_ConvBlock(hidden_size, kernel_size, 2**i)
                                     for i in range(depth))
@@ -387,6 +389,17 @@ class SequenceEncoder(nn.Module):
         lengths: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        return self.steps(x, lengths, mask)[1]
+
+    def steps(
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(outputs, latent)``: the body's per-step outputs ``(B, T', D)`` (zero at
+        padding; one per patch, ``T' = ceil(T / patch)``, ``D = body.step_features``) and
+        the latent ``(B, latent_dim)``."""
         if self.embedding is not None:  # the body gets the lengths or mask as given
             valid = resolve_mask(x, lengths, mask)
             x = self.embedding(torch.where(valid, x, torch.zeros_like(x)))  # (B, T, E)
@@ -394,5 +407,5 @@ class SequenceEncoder(nn.Module):
             lengths = resolve_mask(x, lengths, mask).sum(1)
             x, lengths = patchify(x, lengths, self.patch)  # (B, T / p, p F)
             mask = None
-        _, summary = self.body(x, lengths=lengths, mask=mask)  # (B, out_features)
-        return self.to_latent(summary)  # (B, latent_dim)
+        h, summary = self.body(x, lengths=lengths, mask=mask)  # (B, out_features)
+        return h, self.to_latent(summary)  # (B, T', D), (B, latent_dim)

@@ -14,7 +14,7 @@ from .decoders import AutoregressiveDecoder, LengthHead, RepeatDecoder
 from .encoders import ConvEncoder, RNNEncoder, SequenceEncoder, patchify, reverse_within_length
 
 __all__ = ["ModelConfig", "AutoencoderNet", "current_names", "DECODERS", "ENCODERS",
-           "CONTRASTS", "observed", "with_indicator",
+           "CONTRASTS", "observed", "with_indicator", "interpolate", "IMPUTE_WEIGHT",
            "random_crops", "overlapping_crops"]
 
 DECODERS = ("repeat", "autoregressive")
@@ -22,6 +22,9 @@ ENCODERS = ("rnn", "conv")
 CONTRASTS = ("instance", "hierarchical")
 # the crop-agreement term's shortest crop, as a share of the sequence's length
 CROP_MIN = 0.5
+# ModelConfig.imputer: weight of a hidden element's imputation error against an
+# observed element's reconstruction error in the training loss
+IMPUTE_WEIGHT = 1.0
 # weights saved under older names: the encoder's body was `encoder.rnn` (it also held the
 # convolutional encoder) before model folder format 2
 _RENAMED = {"encoder.rnn.": "encoder.body."}
@@ -98,6 +101,13 @@ class ModelConfig:
             encoder (flagged as missing) in training, which the loss asks the model to
             predict: masked imputation, as SAITS trains (default 0). Uses torch's global
             generator.
+        imputer: with ``missing``: each missing element is read filled by linear
+            interpolation between its feature's observed neighbours (not 0), and a
+            per-step linear head on the encoder's outputs predicts its correction to
+            that interpolation (`AutoencoderNet.impute`); trained on the hidden elements
+            (weight `IMPUTE_WEIGHT`). Starts at the interpolation itself: the head's
+            weights start at 0 (default False: missing values are filled with 0 and
+            imputed by the reconstruction, as models saved before it).
     """
 
     n_features: int
@@ -128,6 +138,7 @@ class ModelConfig:
     copies_kind: str = "random"
     missing: bool = False
     hide_observed: float = 0.0
+    imputer: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,11 +152,48 @@ def observed(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return valid[..., None] & ~torch.isnan(x)
 
 
-def with_indicator(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``(B, T, 2F)``: ``x`` with each unobserved element (missing or padding) set to 0,
-    then the observed indicator (1.0 observed, 0.0 not) of each feature."""
+def interpolate(x: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """``(B, T, F)``: ``x`` with each element where ``seen`` is False replaced by the
+    linear interpolation, in time, between its feature's nearest observed elements before
+    and after it; the nearest one where there is only one side, 0 where the feature has
+    no observed element in the row. Observed elements are kept as they are.
+
+    Example:
+        >>> x = torch.tensor([[[float("nan")], [1.0], [float("nan")], [4.0], [0.0]]])
+        >>> seen = ~torch.isnan(x)
+        >>> seen[0, 4] = False  # padding, say
+        >>> interpolate(x, seen)[0, :, 0].tolist()
+        [1.0, 1.0, 2.5, 4.0, 4.0]
+    """
+    t = x.shape[1]
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    x = torch.where(seen, x, zero)
+    steps = torch.arange(t, device=x.device).view(1, t, 1).expand_as(x)
+    before = torch.where(seen, steps, -1).cummax(1).values  # (B, T, F): -1 = none
+    after = torch.where(seen, steps, t).flip(1).cummin(1).values.flip(1)  # t = none
+    has_before, has_after = before >= 0, after < t
+    v0 = x.gather(1, before.clamp(min=0))
+    v1 = x.gather(1, after.clamp(max=t - 1))
+    span = (after - before).clamp(min=1).to(x.dtype)
+    w = (steps - before).to(x.dtype) / span
+    between = v0 + w * (v1 - v0)
+    one_side = torch.where(has_before, v0, torch.where(has_after, v1, zero))
+    return torch.where(seen, x, torch.where(has_before & has_after, between, one_side))
+
+
+def with_indicator(x: torch.Tensor, lengths: torch.Tensor,
+                   fill: str = "zero") -> torch.Tensor:
+    """``(B, T, 2F)``: ``x`` with each unobserved element (missing or padding) filled,
+    then the observed indicator (1.0 observed, 0.0 not) of each feature. ``fill``:
+    ``"zero"`` (0), or ``"linear"`` (`interpolate` between the feature's observed
+    neighbours within the row's length; padding is 0)."""
     seen = observed(x, lengths)  # (B, T, F)
-    filled = torch.where(seen, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    if fill == "linear":
+        valid = lengths_to_mask(lengths.to(x.device), x.shape[1])[..., None]  # (B, T, 1)
+        filled = torch.where(valid, interpolate(x, seen), zero)
+    else:
+        filled = torch.where(seen, x, zero)
     return torch.cat([filled, seen.to(x.dtype)], dim=-1)  # (B, T, 2F)
 
 
@@ -238,6 +286,8 @@ def _check(config: ModelConfig) -> None:
                          f"x depth = {blocks}, got {config.latent_dim}")
     if config.patch > 1 and not conv:
         raise ValueError("patch needs encoder='conv'")
+    if config.imputer and not config.missing:
+        raise ValueError("imputer needs missing")
     if config.missing and (config.vocab_size > 0 or config.decoder != "repeat"):
         raise ValueError("missing values need continuous data and decoder='repeat' (an "
                          "autoregressive decoder would be fed the missing values back)")
@@ -300,15 +350,48 @@ class AutoencoderNet(nn.Module):
         self.encoder = _encoder(config)
         self.decoder = _decoder(config)
         self.length_head = LengthHead(config.latent_dim, config.longest_predicted)
+        self.imputer = None
+        if config.imputer:
+            self.imputer = nn.Linear(self.encoder.body.step_features,
+                                     config.patch * config.n_features)
+            nn.init.zeros_(self.imputer.weight)
+            nn.init.zeros_(self.imputer.bias)
 
     @property
     def autoregressive(self) -> bool:
         return self.config.decoder == "autoregressive"
 
+    @property
+    def _fill(self) -> str:
+        return "linear" if self.config.imputer else "zero"
+
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.config.missing:  # NaN = missing: filled, beside the observed indicator
-            x = with_indicator(x, lengths)  # (B, T, 2F)
+            x = with_indicator(x, lengths, self._fill)  # (B, T, 2F)
         return self.encoder(x, lengths=lengths)  # (B, Z)
+
+    def _imputed(self, x: torch.Tensor, lengths: torch.Tensor):
+        """``(values, z)``: every element of ``x`` (NaN = missing) as the imputer sees it
+        (`ModelConfig.imputer`): the linear interpolation plus the head's correction,
+        ``(B, T, F)``, zero at padding; and the latent ``(B, Z)``."""
+        inputs = with_indicator(x, lengths, "linear")  # (B, T, 2F)
+        h, z = self.encoder.steps(inputs, lengths=lengths)  # (B, T', D)
+        b, t, f = x.shape
+        assert self.imputer is not None
+        delta = self.imputer(h).reshape(b, -1, f)[:, :t]  # (B, T, F): patches unrolled
+        valid = lengths_to_mask(lengths.to(x.device), t)[..., None]
+        values = torch.where(valid, inputs[..., :f] + delta,
+                             torch.zeros((), dtype=x.dtype, device=x.device))
+        return values, z
+
+    @torch.no_grad()
+    def impute(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``(B, T, F)``: the model's value of every element of ``x`` (NaN = missing), for
+        the missing ones: with an imputer (`ModelConfig.imputer`), the interpolation and
+        its learned correction; else the reconstruction."""
+        if self.imputer is None:
+            return self.reconstruct(x, lengths)
+        return self._imputed(x, lengths)[0]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encode(x, lengths)
@@ -385,13 +468,28 @@ class AutoencoderNet(nn.Module):
         """``(loss, z, n)`` over the observed elements of ``x`` (NaN = missing), some of
         them hidden from the encoder in training (`ModelConfig.hide_observed`)."""
         seen = observed(x, lengths)  # (B, T, F)
-        shown = x
+        shown, hide = x, None
         if self.training and self.config.hide_observed > 0:
             hide = seen & (torch.rand(x.shape, device=x.device) < self.config.hide_observed)
             shown = torch.where(hide, torch.full((), float("nan"), dtype=x.dtype,
                                                  device=x.device), x)
-        out, z = self(shown, lengths)
-        return loss_fn(out, x, seen, reduction=reduction), z, seen.sum()
+        if self.imputer is None or hide is None:
+            out, z = self(shown, lengths)
+            return loss_fn(out, x, seen, reduction=reduction), z, seen.sum()
+        values, z = self._imputed(shown, lengths)
+        out = self._repeat(z, lengths, x.shape[1])
+        loss = loss_fn(out, x, seen, reduction=reduction)
+        # each hidden element's imputation error, weighted as IMPUTE_WEIGHT / share
+        # hidden, over the same normaliser as the reconstruction (observed elements)
+        w = IMPUTE_WEIGHT / self.config.hide_observed
+        if reduction in ("sum", "mean"):
+            term = w * loss_fn(values, x, hide, reduction="sum")
+            loss = loss + (term if reduction == "sum" else
+                           term / seen.sum().clamp(min=1).to(term.dtype))
+        elif reduction == "sequence":
+            per_row = loss_fn(values, x, hide, reduction="sequence") * hide.flatten(1).sum(1)
+            loss = loss + w * per_row / seen.flatten(1).sum(1).clamp(min=1).to(loss.dtype)
+        return loss, z, seen.sum()
 
     def _copies_term(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of reconstructing strings that are not the batch's: random
@@ -412,7 +510,7 @@ class AutoencoderNet(nn.Module):
         encoder's per-step outputs, some input steps hidden (with patches, crops and
         hidden steps are whole patches)."""
         if self.config.missing:
-            x = with_indicator(x, lengths)  # (B, T, 2F)
+            x = with_indicator(x, lengths, self._fill)  # (B, T, 2F)
         x, lengths = patchify(x, lengths, self.config.patch)
         (v1, l1, o1), (v2, l2, o2), c = overlapping_crops(x, lengths)
         reps = []
