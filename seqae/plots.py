@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ from .data import Sequences
 __all__ = [
     "plot_history",
     "plot_reconstructions",
+    "reconstruction_picks",
+    "worst_steps",
+    "n_marked",
     "plot_embeddings",
     "plot_scores",
     "pca_2d",
@@ -67,36 +71,108 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike) -> Path
     return _save(fig, path)
 
 
+# The share of a sequence's steps marked as its worst in the reconstructions figure, and
+# the most marked in one sequence.
+MARKED_SHARE = 0.05
+MAX_MARKED = 10
+
+
+def n_marked(length: int) -> int:
+    """How many worst steps the reconstructions figure marks in a sequence of ``length``
+    steps: `MARKED_SHARE` of them rounded up, at least 1 and at most `MAX_MARKED`."""
+    return min(MAX_MARKED, max(1, math.ceil(MARKED_SHARE * length)))
+
+
+def worst_steps(per_step: np.ndarray, k: int) -> np.ndarray:
+    """The steps of the ``k`` highest per-step scores, highest first (a tie: the earlier
+    step first); NaN steps are never among them, so fewer than ``k`` come back when
+    fewer steps have a score.
+
+    Args:
+        per_step: ``(T,)`` one sequence's per-step scores (NaN where a step has none).
+        k: how many steps at most.
+
+    Returns:
+        ``(min(k, number of non-NaN steps),)`` int64 step indices (from 0).
+    """
+    s = np.asarray(per_step, dtype=np.float64).reshape(-1)
+    scored = np.flatnonzero(~np.isnan(s))
+    order = scored[np.argsort(-s[scored], kind="stable")]
+    return order[: max(k, 0)].astype(np.int64)
+
+
+def reconstruction_picks(scores: np.ndarray) -> list[tuple[str, int]]:
+    """``[("best", i), ("typical", i), ("worst", i)]``: the positions of the lowest, the
+    median and the highest of ``scores`` ``(N,)``, the sequences `plot_reconstructions`
+    draws (one position may come twice when ``N < 3``)."""
+    order = np.argsort(np.asarray(scores), kind="stable")
+    return [("best", int(order[0])), ("typical", int(order[len(order) // 2])),
+            ("worst", int(order[-1]))]
+
+
 def plot_reconstructions(
     seqs: Sequences,
     recon: Sequences,
     scores: np.ndarray,
     path: str | os.PathLike,
     max_features: int = 4,
+    per_step: Mapping[int, np.ndarray] | None = None,
 ) -> Path:
-    """Input vs reconstruction for the best, a typical (median) and the worst sequence."""
+    """Input vs reconstruction for the best, a typical (median) and the worst sequence
+    (`reconstruction_picks`), at most ``max_features`` features each.
+
+    Args:
+        seqs, recon: the sequences and their reconstructions (NaN inputs, missing
+            elements, are left out of the input's line).
+        scores: ``(N,)`` the sequences' scores.
+        path: the PNG to write.
+        max_features: how many features (columns of panels) at most.
+        per_step: ``{position: (T,) per-step scores}`` for at least the drawn sequences
+            (``score(..., per_step=True)`` of those); with it each drawn sequence's
+            `worst_steps` (`n_marked` of them) are shaded red in all its panels, the
+            worst one darker, and its worst step is named beside it.
+    """
     plt = _pyplot()
-    order = np.argsort(scores)
-    picks = [("best", order[0]), ("typical", order[len(order) // 2]), ("worst", order[-1])]
+    picks = reconstruction_picks(scores)
     nf = min(seqs.n_features, max_features)
     names = seqs.feature_names or [f"feature {j}" for j in range(seqs.n_features)]
     fig, axes = plt.subplots(3, nf, figsize=(3.4 * nf + 0.6, 7.5), squeeze=False)
     for row, (what, i) in enumerate(picks):
-        x, r = seqs[int(i)], recon[int(i)]
+        x, r = seqs[i], recon[i]
         sid = seqs.ids[i] if seqs.ids is not None else i
+        label = f"{what}\n{sid}\nerror {scores[i]:.3g}"
+        marked = np.zeros(0, dtype=np.int64)
+        if per_step is not None:
+            steps = np.asarray(per_step[i], dtype=np.float64).reshape(-1)
+            if len(steps) != len(x):
+                raise ValueError(f"per_step[{i}] has {len(steps)} steps; sequence {i} "
+                                 f"has {len(x)}")
+            marked = worst_steps(steps, n_marked(len(x)))
+            if len(marked):
+                label += f"\nworst step {marked[0]}"
         for j in range(nf):
             ax = axes[row, j]
-            ax.plot(x[:, j], color="tab:blue", lw=1.6, label="input")
-            ax.plot(r[:, j], color="tab:orange", lw=1.6, ls="--", label="reconstruction")
+            for rank, t in enumerate(marked):
+                ax.axvspan(t - 0.5, t + 0.5, color="tab:red", lw=0,
+                           alpha=0.55 if rank == 0 else 0.22,
+                           label="worst steps" if rank == 0 else None)
+            ax.plot(x[:, j], color="tab:blue", lw=1.6, label="input",
+                    marker="." if len(x) == 1 else None)
+            ax.plot(r[:, j], color="tab:orange", lw=1.6, ls="--", label="reconstruction",
+                    marker="." if len(x) == 1 else None)
             if row == 0:
                 ax.set_title(names[j])
             if j == 0:
-                ax.set_ylabel(f"{what}\n{sid}\nerror {scores[i]:.3g}", fontsize=9)
+                ax.set_ylabel(label, fontsize=9)
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8, loc="best")
     for ax in axes[-1]:
         ax.set_xlabel("step")
-    fig.suptitle("Reconstructions (each at its own length)")
+    title = "Reconstructions (each at its own length)"
+    if per_step is not None:
+        title += (f"\nshaded: each sequence's worst {MARKED_SHARE:.0%} of steps by per-step "
+                  f"error (at least 1, at most {MAX_MARKED}); the darkest: its worst step")
+    fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -3,7 +3,8 @@
 Everything is inside the file (the PNG figures as ``data:`` URIs, the styles inline), so
 the page can be mailed or opened offline. Sections, each an element with an id:
 ``summary`` (data and training facts), ``figures``, ``top`` (the highest-scoring
-sequences, with ids and scores) and ``files``.
+sequences, with ids, scores and, given their per-step scores, each one's worst step) and
+``files``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import base64
 import html
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["write_report"]
+from .plots import MARKED_SHARE, MAX_MARKED
+
+__all__ = ["write_report", "top_rows", "worst_step"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -35,7 +38,11 @@ tr.flag td { background: #fff1f0; }
 
 _CAPTIONS = {
     "loss": "Training and validation loss per epoch (the black dot marks the weights kept).",
-    "reconstructions": "Sequences and their reconstructions, at each sequence's own length.",
+    "reconstructions": "Sequences and their reconstructions, at each sequence's own length. "
+                       "Shaded red: each sequence's steps with the highest per-step error "
+                       f"(the worst {MARKED_SHARE:.0%} of its steps, at least 1, at most "
+                       f"{MAX_MARKED}); the darkest "
+                       "is its worst step, the one named beside it and in the table below.",
     "embeddings": "Embeddings projected on their first two principal components "
                   "(coloured by label when there is one).",
     "scores": "Anomaly scores; the line is the model's threshold.",
@@ -56,6 +63,19 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def top_rows(scores: ArrayLike, top: int) -> np.ndarray:
+    """The positions of the ``top`` highest of ``scores`` ``(N,)``, highest first (a tie:
+    the earlier position first): the rows of the page's table."""
+    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:top]
+
+
+def worst_step(per_step: ArrayLike) -> int | None:
+    """The step (from 0) of the highest of one sequence's per-step scores ``(T,)``, NaN
+    steps left out; None when every step is NaN."""
+    s = np.asarray(per_step, dtype=np.float64).reshape(-1)
+    return None if np.isnan(s).all() else int(np.nanargmax(s))
+
+
 def write_report(
     path: str | os.PathLike,
     title: str,
@@ -68,6 +88,7 @@ def write_report(
     lengths: ArrayLike | None = None,
     files: Sequence[str] = (),
     top: int = 20,
+    per_step: Mapping[int, ArrayLike] | None = None,
 ) -> Path:
     """Write the page (atomically) and return its path.
 
@@ -79,6 +100,10 @@ def write_report(
         ids, scores, threshold, labels, lengths: per-sequence data for the table of the
             ``top`` highest scores (rows above ``threshold`` are marked).
         files: names of the other outputs, listed at the end.
+        top: how many rows the table lists (`top_rows`).
+        per_step: ``{position: (T,) per-step scores}`` for at least the listed rows
+            (``score(..., per_step=True)`` of those sequences); with it the table has a
+            "worst step" column, each row's `worst_step`.
     """
     from .io import atomic_write_text
 
@@ -96,13 +121,15 @@ def write_report(
     parts.append("</div></section>")
     if scores is not None:
         scores = np.asarray(scores, dtype=np.float64)
-        order = np.argsort(-scores, kind="stable")[:top]
+        order = top_rows(scores, top)
         id_name = "id" if ids is not None else "position"
         id_arr = np.arange(len(scores)) if ids is None else np.asarray(ids)
         label_arr = None if labels is None else np.asarray(labels)
         length_arr = None if lengths is None else np.asarray(lengths)
         head = ["rank", id_name] + (["label"] if labels is not None else []) + (
-            ["length"] if lengths is not None else []) + ["score", "above threshold"]
+            ["length"] if lengths is not None else []) + ["score"] + (
+            ["worst step"] if per_step is not None else []) + ["above threshold"]
+        num = {0, len(head) - 2 - (per_step is not None), len(head) - 2}
         parts.append(f'<section id="top"><h2>Highest anomaly scores ({len(order)} of '
                      f"{len(scores)})</h2><table><tr>"
                      + "".join(f"<th>{h}</th>" for h in head) + "</tr>")
@@ -113,11 +140,20 @@ def write_report(
                 cells.append(html.escape(str(label_arr[i])))
             if length_arr is not None:
                 cells.append(str(int(length_arr[i])))
-            cells += [f"{scores[i]:.5g}", "yes" if flag else "no"]
+            cells.append(f"{scores[i]:.5g}")
+            if per_step is not None:
+                w = worst_step(per_step[int(i)])
+                cells.append("" if w is None else str(w))
+            cells.append("yes" if flag else "no")
             parts.append(f'<tr{" class=flag" if flag else ""}>' + "".join(
-                f'<td class="num">{c}</td>' if j in (0, len(cells) - 2) else f"<td>{c}</td>"
+                f'<td class="num">{c}</td>' if j in num else f"<td>{c}</td>"
                 for j, c in enumerate(cells)) + "</tr>")
         parts.append("</table>")
+        if per_step is not None:
+            parts.append("<p>Worst step: the step (from 0, as on the figures' step axis) "
+                         "with the highest per-step error, the mean squared error over "
+                         "that step's observed features; the reconstructions figure "
+                         "shades it darkest.</p>")
         if threshold is not None:
             parts.append(f"<p>Threshold {threshold:.5g}: {int((scores > threshold).sum())} of "
                          f"{len(scores)} sequences above it.</p>")

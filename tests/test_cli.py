@@ -139,6 +139,28 @@ def test_plot_writes_pngs(model, files):
     for name in ["loss.png", "reconstructions.png", "embeddings.png", "scores.png"]:
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(out / "reconstructions.png")
+    assert img.ndim == 3 and img.shape[0] > 400 and img.shape[1] > 500
+    # the table's worst step of each listed sequence: the argmax of its per-step
+    # scores, as `score --per-step` writes them
+    import re
+
+    page = (out / "report.html").read_text()
+    table = page[page.index('<section id="top">'):page.index("</table>", page.index(
+        '<section id="top">'))]
+    head = re.findall(r"<th>(.*?)</th>", table)
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr.*?</tr>", table)]
+    rows = [r for r in rows if r]
+    assert "worst step" in head and len(rows) == 20
+    run("score", model, files / "long.parquet", "--out", out / "steps.parquet", "--per-step")
+    steps = pq.read_table(out / "steps.parquet")
+    sid, s = steps.column("id").to_numpy(zero_copy_only=False), steps.column("score").to_numpy()
+    for r in rows:
+        want = np.nanargmax(s[sid.astype(str) == r[head.index("id")]])
+        assert int(r[head.index("worst step")]) == want
+    assert "Worst step: the step" in page and "Shaded red" in page
 
 
 def test_a_folder_streams_the_same_tables_and_plots(model, files):

@@ -104,3 +104,63 @@ def test_plot_report_in_a_browser(tmp_path):
     seen, _ = _browse(tmp_path / "figs2" / "report.html", tmp_path)
     assert [i["alt"] for i in seen["imgs"]] == ["loss", "scores"]
     assert all(i["ok"] for i in seen["imgs"])
+
+
+def _top_k(s, k):
+    s = np.asarray(s, dtype=np.float64)
+    keyed = np.where(np.isnan(s), -np.inf, s)
+    order = np.argsort(-keyed, kind="stable")
+    return order[~np.isnan(s[order])][:k]
+
+
+@pytest.mark.parametrize("s", [[0.5], [np.nan, 2.0], [1.0, np.nan, 3.0, 3.0, 0.0, np.nan],
+                               np.random.default_rng(0).random(57)])
+def test_worst_steps_are_the_top_k_per_step_scores(s):
+    from seqae.plots import worst_steps
+    from seqae.report import worst_step
+
+    for k in (1, 2, 3, 100):
+        np.testing.assert_array_equal(worst_steps(np.asarray(s), k), _top_k(s, k))
+    assert worst_step(s) == np.nanargmax(s) == worst_steps(np.asarray(s), 1)[0]
+    assert worst_step([np.nan, np.nan]) is None and len(worst_steps(np.full(2, np.nan), 3)) == 0
+
+
+def test_the_figure_marks_the_top_steps_of_the_drawn_sequences(tmp_path, monkeypatch):
+    """With NaN inputs and a one-step sequence: the shaded steps are `worst_steps` of
+    `n_marked` of each drawn sequence, and the PNG decodes."""
+    import matplotlib.image as mpimg
+    from matplotlib.axes import Axes
+
+    from seqae import plots
+    from seqae.data import Sequences
+
+    rng = np.random.default_rng(1)
+    arrays = [rng.normal(size=(n, 2)) for n in (1, 30, 230, 12)]
+    arrays[2][5:9, 1] = np.nan
+    arrays[2][40] = np.nan
+    seqs = Sequences.from_list(arrays, missing="mask")
+    recon = seqs.with_values(np.nan_to_num(seqs.values) + rng.normal(size=seqs.values.shape))
+    err = (seqs.values - recon.values) ** 2
+    err = np.where(np.isnan(err), 0, err).sum(1) / np.maximum((~np.isnan(err)).sum(1), 1)
+    err[np.isnan(seqs.values).all(1)] = np.nan
+    per_step = {i: err[seqs.offsets[i]:seqs.offsets[i + 1]] for i in (0, 1, 2)}
+    scores = np.array([0.0, 1.0, 9.0, 0.5])  # drawn: 0 (best), 1 (typical), 2 (worst)
+    spans = []
+    monkeypatch.setattr(Axes, "axvspan", lambda ax, a, b, **kw: spans.append((ax, a, b)))
+    plots.plot_reconstructions(seqs, recon, scores, tmp_path / "r.png", per_step=per_step)
+    fig_axes = []
+    for ax, _, _ in spans:
+        if ax not in fig_axes:
+            fig_axes.append(ax)
+    assert len(fig_axes) == 6  # 3 sequences x 2 features
+    for row, i in enumerate((0, 1, 2)):
+        want = _top_k(per_step[i], plots.n_marked(len(seqs[i])))
+        for ax in fig_axes[2 * row: 2 * row + 2]:
+            got = [(a + b) / 2 for x, a, b in spans if x is ax]
+            np.testing.assert_array_equal(got, want)
+    assert [plots.n_marked(n) for n in (1, 20, 21, 230, 10_000)] == [1, 1, 2, 10, 10]
+    monkeypatch.undo()
+    plots.plot_reconstructions(seqs, recon, scores, tmp_path / "r.png", per_step=per_step)
+    img = mpimg.imread(tmp_path / "r.png")
+    assert img.ndim == 3 and img.shape[0] > 400 and img.shape[1] > 500
+    assert img[..., :3].std() > 0.05

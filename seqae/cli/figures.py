@@ -24,8 +24,30 @@ from .common import (
 __all__ = ["cmd_plot", "cmd_demo"]
 
 
-def _write_plots(ae, out: Path, seqs=None, labels=None, Z=None, scores=None) -> list[Path]:
-    """The PNG figures; ``Z`` and ``scores`` of ``seqs`` when the caller has them."""
+# The rows of the report's table of highest scores.
+TOP = 20
+
+
+def _step_scores(ae, seqs, scores) -> dict[int, Any] | None:
+    """``{position: (T,) per-step scores}`` of the sequences the reconstructions figure
+    draws and the report's table lists, scored together (None for texts)."""
+    import numpy as np
+
+    from ..plots import reconstruction_picks
+    from ..report import top_rows
+
+    if isinstance(seqs, Texts):
+        return None
+    shown = np.unique(np.concatenate([top_rows(scores, TOP),
+                                      [i for _, i in reconstruction_picks(scores)]]))
+    steps = ae.score(seqs.take(shown), per_step=True)
+    return {int(i): steps[k][:, 0] for k, i in enumerate(shown)}
+
+
+def _write_plots(ae, out: Path, seqs=None, labels=None, Z=None, scores=None,
+                 per_step=None) -> list[Path]:
+    """The PNG figures; ``Z``, ``scores`` and ``per_step`` (`_step_scores`) of ``seqs``
+    when the caller has them."""
     from .. import plots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -35,8 +57,10 @@ def _write_plots(ae, out: Path, seqs=None, labels=None, Z=None, scores=None) -> 
     if seqs is not None:
         scores = located(ae.score, seqs) if scores is None else scores
         if not isinstance(seqs, Texts):  # texts: see `seqae reconstruct`
+            per_step = _step_scores(ae, seqs, scores) if per_step is None else per_step
             written.append(plots.plot_reconstructions(seqs, ae.reconstruct(seqs), scores,
-                                                      out / "reconstructions.png"))
+                                                      out / "reconstructions.png",
+                                                      per_step=per_step))
         Z = located(ae.encode, seqs) if Z is None else Z
         written.append(plots.plot_embeddings(Z, out / "embeddings.png", labels))
     else:
@@ -84,17 +108,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
         data, _, labels, _ = data_for_model(args, ae, settings)
         seqs, labels = in_memory(data, labels)  # a folder: read whole, as figures need
         scores = located(ae.score, seqs)  # once, for the figures and the report
+        per_step = _step_scores(ae, seqs, scores)
         ids, facts, lengths = ids_of(seqs), _data_facts(seqs), lengths_of(seqs)
     else:  # the training data's scores, saved with the model (no ids)
-        scores, ids, lengths = ae.train_scores_, None, None
+        scores, ids, lengths, per_step = ae.train_scores_, None, None, None
         facts = [("data", f"none given: scores of the {len(scores)} training sequences")]
-    pngs = _write_plots(ae, out, seqs, labels, scores=scores)
+    pngs = _write_plots(ae, out, seqs, labels, scores=scores, per_step=per_step)
     for p in pngs:
         log.info("wrote %s", p)
     page = write_report(out / "report.html", f"seqae model {args.model}",
                         facts + _training_facts(ae), pngs, ids=ids, scores=scores,
                         threshold=ae.threshold_, labels=labels, lengths=lengths,
-                        files=[p.name for p in pngs])
+                        files=[p.name for p in pngs], top=TOP, per_step=per_step)
     log.info("wrote %s", page)
     return 0
 
@@ -142,7 +167,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     write_table(scores_table(scores, ae.threshold_, seqs.ids, seqs.lengths, "id", labels,
                              "label").append_column("planted_anomaly", [truth]),
                 out / "scores.parquet")
-    pngs = _write_plots(ae, out, seqs, labels, Z=Z, scores=scores)
+    per_step = _step_scores(ae, seqs, scores)
+    pngs = _write_plots(ae, out, seqs, labels, Z=Z, scores=scores, per_step=per_step)
     knn, k = _knn_accuracy(Z, labels), int(truth.sum())
     top = np.argsort(-scores)[:k]
     recall = float(truth[top].mean()) if k else float("nan")
@@ -172,7 +198,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     write_report(out / "report.html", "seqae demo report", facts, pngs, ids=seqs.ids,
                  scores=scores, threshold=ae.threshold_, labels=labels, lengths=seqs.lengths,
                  files=["model/", "embeddings.parquet", "scores.parquet", "report.md",
-                        *(p.name for p in pngs)])
+                        *(p.name for p in pngs)], top=TOP, per_step=per_step)
     if not args.quiet:
         _print_report(lines)
     return 0
