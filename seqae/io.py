@@ -183,9 +183,10 @@ def read_table(path: str | os.PathLike, text: tuple[str | None, ...] = ()):
     raise DataFileError(f"{path}: unknown file type {suffix!r}; use .parquet, .csv or .npz")
 
 
-def read_npz(path: str | os.PathLike) -> Sequences:
+def read_npz(path: str | os.PathLike, missing: str = "error") -> Sequences:
     """Sequences from an ``.npz``: ``values`` plus ``offsets`` or ``lengths``; optional
-    ``ids`` and ``feature_names``."""
+    ``ids`` and ``feature_names``. ``missing``: a NaN in ``values`` is an error naming the
+    sequence, step and feature (``"error"``, default) or a missing element (``"mask"``)."""
     path = Path(path)
     if not path.exists():
         raise DataFileError(f"{path}: no such file")
@@ -207,18 +208,21 @@ def read_npz(path: str | os.PathLike) -> Sequences:
         ids = z["ids"] if "ids" in z else None
         names = [str(s) for s in z["feature_names"]] if "feature_names" in z else None
     try:
-        return Sequences(values, offsets, ids=ids, feature_names=names)
+        return Sequences(values, offsets, ids=ids, feature_names=names, missing=missing)
     except SequenceDataError as e:
         raise SequenceDataError(f"{path}: {e}", e.index, e.seq_id) from None
 
 
-def read_ts(path: str | os.PathLike) -> tuple[Sequences, np.ndarray | None]:
+def read_ts(path: str | os.PathLike, missing: str = "error"
+            ) -> tuple[Sequences, np.ndarray | None]:
     """Read a sktime/UEA ``.ts`` file: ``(sequences, labels or None)``.
 
     Supports equal and unequal lengths, univariate and multivariate series (each
     ``@data`` line holds one case: its dimensions separated by ``:``, values by ``,``,
     then the class label when ``@classLabel true``). All dimensions of a case must have
-    the same length; a missing value (``?``) is reported, not guessed.
+    the same length. A missing value (``?``, or ``NaN``) is an error naming the line,
+    case, dimension and position (``missing="error"``, default), or a missing element
+    (``"mask"``).
     """
     path = Path(path)
     if not path.exists():
@@ -243,17 +247,26 @@ def read_ts(path: str | os.PathLike) -> tuple[Sequences, np.ndarray | None]:
             if labelled:
                 labels.append(parts.pop().strip())
             try:
-                dims = [np.array([float(v) for v in p.split(",")], dtype=np.float32)
-                        for p in parts]
+                dims = [np.array([float("nan") if v.strip() == "?" else float(v)
+                                  for v in p.split(",")], dtype=np.float32) for p in parts]
             except ValueError as e:
                 raise DataFileError(f"{path}:{lineno}: case {len(arrays)}: {e}") from None
+            if missing == "error":
+                for j, d in enumerate(dims):
+                    gaps = np.flatnonzero(np.isnan(d))
+                    if len(gaps):
+                        raise DataFileError(
+                            f"{path}:{lineno}: case {len(arrays)}, dimension {j}, position "
+                            f"{gaps[0]}: a missing value. Read it as a missing element "
+                            f"(missing='mask', --missing mask) or fill it first")
             if len({len(d) for d in dims}) != 1:
                 raise DataFileError(f"{path}:{lineno}: case {len(arrays)}: its dimensions "
                                     f"have different lengths {[len(d) for d in dims]}")
             arrays.append(np.stack(dims, axis=1))
     if not arrays:
         raise DataFileError(f"{path}: no @data cases")
-    return Sequences.from_list(arrays), (np.array(labels) if labelled else None)
+    return (Sequences.from_list(arrays, missing=missing),
+            (np.array(labels) if labelled else None))
 
 
 # ---------------------------------------------------------------------------- writing

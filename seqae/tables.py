@@ -118,9 +118,9 @@ def read_file(path: str | os.PathLike, spec: DataSpec | None = None
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix == ".npz":
-        return read_npz(p), None, None
+        return read_npz(p, spec.missing), None, None
     if suffix == ".ts":
-        seqs, labels = read_ts(p)
+        seqs, labels = read_ts(p, spec.missing)
         return seqs, None, labels
     table = read_table(p, text=(spec.id_col,))
     return convert(table, resolve_columns(table, spec, p), p)

@@ -466,3 +466,33 @@ def test_sequence_scaling_and_what_is_not_supported_yet(data, tmp_path):
     with pytest.raises(ValueError, match="missing='mask' applies to data in memory"):
         seqae.SequenceAutoencoder(missing="mask", verbose=0).fit(
             ParquetSource(folder, time_col="t"))
+
+
+def test_npz_and_ts_files_read_gaps_under_mask_only(tmp_path, capsys):
+    data = _gappy(7, n=6, f=2)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, values=np.concatenate(data), lengths=[len(a) for a in data])
+    with pytest.raises(SequenceDataError, match=r"d.npz: sequence 0 has a NaN"):
+        seqae.read_sequences(npz)
+    got = seqae.read_sequences(npz, missing="mask")
+    assert np.array_equal(np.isnan(got.values), np.isnan(np.concatenate(data)))
+    ts = tmp_path / "d.ts"
+    cases = [":".join(",".join("?" if np.isnan(v) else repr(float(v)) for v in a[:, j])
+                      for j in range(2)) + ":yes" for a in data]
+    ts.write_text("@problemName d\n@univariate false\n@classLabel true yes no\n@data\n"
+                  + "\n".join(cases) + "\n")
+    first = next(i for i, a in enumerate(data) if np.isnan(a).any())
+    j = int(np.isnan(data[first]).any(0).argmax())
+    pos = int(np.flatnonzero(np.isnan(data[first][:, j]))[0])
+    with pytest.raises(DataFileError, match=rf"d.ts:{5 + first}: case {first}, dimension {j}, "
+                                            rf"position {pos}: a missing value"):
+        seqae.read_sequences(ts)
+    got = seqae.read_sequences(ts, missing="mask")
+    assert np.array_equal(np.isnan(got.values), np.isnan(np.concatenate(data)))
+    np.testing.assert_array_equal(np.nan_to_num(got.values),
+                                  np.nan_to_num(np.concatenate(data)))
+    model = tmp_path / "m"
+    assert main(["train", str(ts), "--out", str(model), "--epochs", "1", "--hidden-size", "8",
+                 "--latent-dim", "4", "--missing", "mask", "-q"]) == 0
+    assert main(["impute", str(model), str(ts), "--out", str(tmp_path / "f.parquet"),
+                 "-q"]) == 0
