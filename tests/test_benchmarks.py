@@ -147,10 +147,15 @@ def test_export_benchmark_runs_a_tiny_version_of_itself(tmp_path, capsys):
     assert "| one sequence | onnxruntime |" in capsys.readouterr().out
 
 
-def test_imputation_baselines_against_hand_numbers():
+@pytest.fixture(scope="module")
+def impute():
     spec = importlib.util.spec_from_file_location("impute", ROOT / "benchmarks" / "impute.py")
-    impute = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(impute)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_imputation_baselines_against_hand_numbers(impute):
     nan = float("nan")
     a = np.array([[nan, 1.0], [2.0, nan], [nan, nan], [6.0, 4.0], [nan, nan]])
     mean = np.array([10.0, 20.0])
@@ -163,3 +168,67 @@ def test_imputation_baselines_against_hand_numbers():
     rng = np.random.default_rng(0)
     gappy = impute.with_gaps([np.ones((20, 3))], 0.5, rng, "block")[0]
     assert np.isnan(gappy).sum() == 10 and np.isnan(gappy).any(0).sum() == 1
+
+
+def test_imputation_scores_only_the_hidden_elements_in_standardised_units(impute):
+    truth = [np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]]), np.array([[4.0, 40.0]])]
+    filled = [t.copy() for t in truth]
+    filled[0][1] = [4.0, 0.0]  # errors 2 and -20: one hidden, one not
+    filled[1][0, 1] = 35.0  # error -5, hidden
+    hidden = [np.array([[False, False], [True, False], [False, False]]),
+              np.array([[False, True]])]
+    std = np.array([2.0, 10.0])
+    mae, mse = impute.errors(filled, truth, hidden, std)
+    # standardised errors of the hidden elements: 2 / 2 = 1 and -5 / 10 = -0.5
+    assert mae == pytest.approx(0.75) and mse == pytest.approx(0.625)
+
+
+def test_padding_for_pypots_keeps_each_sequence_in_place(impute):
+    """PyPOTS needs one n_steps: the sequences start each row, NaN (missing) after their
+    length, their own gaps kept; unpad gives them back exactly."""
+    nan = float("nan")
+    seqs = [np.array([[1.0, nan], [2.0, 3.0]]), np.array([[4.0, 5.0]]),
+            np.arange(8.0).reshape(4, 2)]
+    X = impute.pad(seqs, 5)
+    assert X.shape == (3, 5, 2) and X.dtype == np.float32
+    np.testing.assert_array_equal(X[0, :2], seqs[0])  # NaN == NaN here
+    assert np.isnan(X[0, 2:]).all() and np.isnan(X[1, 1:]).all() and np.isnan(X[2, 4]).all()
+    back = impute.unpad(X, [len(s) for s in seqs])
+    for a, b in zip(back, seqs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_imputation_benchmark_runs_tiny_on_gunpoint(impute):
+    """A seed of the protocol on a few GunPoint sequences: every method scored on the
+    same hidden elements; on smooth gun-point curves interpolation beats the mean."""
+    import importlib.util as iu
+
+    if iu.find_spec("sktime") is None:
+        pytest.skip("the data sets are read from the sktime wheel: "
+                    "pip install --no-deps sktime==1.2.0")
+    rows = impute.run("gunpoint", ["random", "block"], 0.1, 1.0, seed=0,
+                      methods=("seqae", "mean", "linear"), limit=6, max_epochs=1)
+    assert [(r["gaps"], r["method"]) for r in rows] == [
+        (g, m) for g in ("random", "block") for m in ("seqae", "mean", "linear")]
+    assert all(np.isfinite(r["mae"]) and r["mse"] > 0 for r in rows)
+    by = {(r["gaps"], r["method"]): r for r in rows}
+    assert by["random", "linear"]["mae"] < by["random", "mean"]["mae"]
+    assert by["random", "seqae"]["epochs"] == 1
+    assert "| gunpoint | random | linear interpolation |" in impute.impute_table(rows)
+
+
+def test_pypots_methods_fit_to_a_time_budget(impute):
+    """SAITS and BRITS (optional: pypots is a benchmark-only dependency) train whole
+    epochs until the budget, and impute a padded array in place."""
+    pytest.importorskip("pypots", reason="the PyPOTS baselines need pypots "
+                        "(pip install 'seqae[bench]')")
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=(n, 2)).astype(np.float32) for n in (5, 8, 6, 8)]
+    X = impute.pad(seqs, 8)
+    for kind in ("saits", "brits"):
+        model, epochs, seconds = impute.fit_pypots(kind, X, 0.5, seed=0, max_epochs=3)
+        assert 1 <= epochs <= 3 and seconds > 0
+        out = model.impute({"X": X})
+        assert out.shape == X.shape and np.isfinite(out).all()
+        observed = ~np.isnan(X)
+        np.testing.assert_allclose(out[observed], X[observed], atol=1e-5)
