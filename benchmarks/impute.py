@@ -248,9 +248,10 @@ def run(name: str, patterns: list[str], share: float, max_time: float, seed: int
 
 def run_embed(name: str, max_time: float, seed: int, threads: int = 1,
               limit: int | None = None, shares: tuple[float, ...] = EMBED_SHARES,
-              max_epochs: int = 10_000) -> list[dict]:
+              max_epochs: int = 10_000, missing: str = "mask") -> list[dict]:
     """Embedding quality under gaps: seqae's test accuracy by the suite's protocol with
-    each ``share`` of the elements of both splits removed at random."""
+    each ``share`` of the elements of both splits removed at random. ``missing="error"``
+    fits the default model instead (complete data only: ``shares`` must be 0)."""
     import seqae
 
     train, ytr, test, yte = load(name, limit)
@@ -259,14 +260,14 @@ def run_embed(name: str, max_time: float, seed: int, threads: int = 1,
         rng = np.random.default_rng(seed)
         tr, te = with_gaps(train, share, rng), with_gaps(test, share, rng)
         t0 = time.perf_counter()
-        ae = seqae.SequenceAutoencoder(missing="mask", max_time=max_time,
+        ae = seqae.SequenceAutoencoder(missing=missing, max_time=max_time,
                                        max_epochs=max_epochs, threads=threads, seed=seed,
                                        verbose=0)
         ae.fit(tr)
         fit_s = time.perf_counter() - t0
         acc, c = svm_accuracy(ae.encode(tr), ytr, ae.encode(te), yte)
-        rows.append({"set": name, "missing": share, "seed": seed, "accuracy": acc, "C": c,
-                     "fit_s": fit_s, "epochs": len(ae.history_)})
+        rows.append({"set": name, "missing": share, "model": missing, "seed": seed,
+                     "accuracy": acc, "C": c, "fit_s": fit_s, "epochs": len(ae.history_)})
     return rows
 
 
@@ -295,11 +296,12 @@ def impute_table(rows: list[dict]) -> str:
 
 def embed_table(rows: list[dict]) -> str:
     """Markdown: seqae's test accuracy per (set, missing share), mean ± std over seeds."""
-    lines = ["| data set | elements removed | seqae + RBF SVM test accuracy | fit s | seeds |",
-             "|---|---|---|---|---|"]
-    for key in dict.fromkeys((r["set"], r["missing"]) for r in rows):
-        rs = [r for r in rows if (r["set"], r["missing"]) == key]
-        lines.append(f"| {key[0]} | {key[1]:.0%} | {_pm([r['accuracy'] for r in rs])} | "
+    lines = ["| data set | elements removed | model | seqae + RBF SVM test accuracy | fit s "
+             "| seeds |", "|---|---|---|---|---|---|"]
+    for key in dict.fromkeys((r["set"], r["missing"], r.get("model", "mask")) for r in rows):
+        rs = [r for r in rows if (r["set"], r["missing"], r.get("model", "mask")) == key]
+        lines.append(f"| {key[0]} | {key[1]:.0%} | missing={key[2]!r} | "
+                     f"{_pm([r['accuracy'] for r in rs])} | "
                      f"{np.mean([r['fit_s'] for r in rs]):.0f} | {len(rs)} |")
     return "\n".join(lines)
 
@@ -318,7 +320,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=None,
                     help="at most this many sequences per split (smoke runs)")
     ap.add_argument("--json", default=None, help="write the per-seed rows here")
+    ap.add_argument("--shares", default=",".join(f"{v:g}" for v in EMBED_SHARES),
+                    help="embed: shares of the elements removed")
+    ap.add_argument("--embed-model", default="mask", choices=("mask", "error"),
+                    help="embed: missing='mask' (default) or the default model "
+                         "(missing='error', --shares 0 only)")
     args = ap.parse_args(argv)
+    shares = tuple(float(v) for v in args.shares.split(","))
+    if args.embed_model == "error" and any(shares):
+        ap.error("--embed-model error takes complete data only: --shares 0")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -347,7 +357,8 @@ def main(argv: list[str] | None = None) -> None:
         print(impute_table(rows), flush=True)
     if "embed" in modes:
         rows = [r for name in args.datasets.split(",") for seed in seeds
-                for r in run_embed(name, args.max_time, seed, args.threads, args.limit)]
+                for r in run_embed(name, args.max_time, seed, args.threads, args.limit,
+                                   shares, missing=args.embed_model)]
         result["embed"] = rows
         print(embed_table(rows), flush=True)
     if args.json:
