@@ -196,25 +196,23 @@ def step_scores(model: Model, seqs: Sequences) -> np.ndarray:
 def reconstruct(model: Model, seqs: Sequences) -> Sequences:
     """Reconstructions at each sequence's own length, in the input's units
     (free-running for an autoregressive decoder)."""
-    values = np.empty_like(seqs.values)
-    ys = Gathered()
-
-    def fn(idx, x, lens):
-        ys.add(idx, model.net.reconstruct(x, lens), seqs.lengths[idx])
-
-    stats = each_batch(model, seqs, fn)
-    ys.steps(values, seqs.offsets)
-    return model.task.from_model(seqs.with_values(values), stats)
+    return _each_step(model, seqs, model.net.reconstruct)
 
 
 def impute(model: Model, seqs: Sequences) -> Sequences:
     """The model's value of every element (`seqae.nn.AutoencoderNet.impute`), at each
     sequence's own length, in the input's units."""
+    return _each_step(model, seqs, model.net.impute)
+
+
+def _each_step(model: Model, seqs: Sequences, net_fn) -> Sequences:
+    """``net_fn(x, lengths) -> (B, T, F)`` over every batch, at each sequence's own
+    length, in the input's units."""
     values = np.empty_like(seqs.values)
     ys = Gathered()
 
     def fn(idx, x, lens):
-        ys.add(idx, model.net.impute(x, lens), seqs.lengths[idx])
+        ys.add(idx, net_fn(x, lens), seqs.lengths[idx])
 
     stats = each_batch(model, seqs, fn)
     ys.steps(values, seqs.offsets)
