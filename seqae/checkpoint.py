@@ -204,7 +204,16 @@ class Checkpointer:
                      for k in differ]
             raise CheckpointError(f"cannot resume from {d}: it was written for other data "
                                   f"or settings ({'; '.join(parts)})")
-        model.load_state_dict(current_names(_read_tensors(d / "model.safetensors")))
+        weights = current_names(_read_tensors(d / "model.safetensors"))
+        ours = set(model.state_dict())
+        if set(weights) != ours:
+            missing, extra = sorted(ours - set(weights)), sorted(set(weights) - ours)
+            raise CheckpointError(
+                f"cannot resume from {d}: its model has other weights than this run's "
+                f"(missing: {missing or 'none'}; not in this model: {extra or 'none'}); it "
+                "was written by another seqae version or model settings: resume with those, "
+                "or train afresh with another checkpoint folder")
+        model.load_state_dict(weights)
         opt_tensors = _read_tensors(d / "optimizer.safetensors")
         entries: dict[int, dict[str, Any]] = {}
         for key, value in list(opt_tensors.items()) + list(state["optimizer"]["other"].items()):

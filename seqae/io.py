@@ -265,8 +265,11 @@ def read_ts(path: str | os.PathLike, missing: str = "error"
             arrays.append(np.stack(dims, axis=1))
     if not arrays:
         raise DataFileError(f"{path}: no @data cases")
-    return (Sequences.from_list(arrays, missing=missing),
-            (np.array(labels) if labelled else None))
+    try:
+        seqs = Sequences.from_list(arrays, missing=missing)
+    except SequenceDataError as e:
+        raise SequenceDataError(f"{path}: {e}", e.index, e.seq_id) from None
+    return seqs, (np.array(labels) if labelled else None)
 
 
 # ---------------------------------------------------------------------------- writing

@@ -330,3 +330,29 @@ def test_a_checkpoint_of_another_format_is_refused_saying_which_it_reads(tmp_pat
         seqae.SequenceAutoencoder(**{**FAST, "max_epochs": 2}).fit(
             s, checkpoint_dir=tmp_path, resume=True)
     assert (d / name).exists()  # refused, nothing cleared
+
+
+def test_a_checkpoint_with_other_weights_is_refused_naming_them(tmp_path):
+    """A checkpoint of a seqae before the imputer (no imputer.* weights) is refused with
+    the weights named, not a torch RuntimeError; nothing is cleared."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    rng = np.random.default_rng(0)
+    gappy = [rng.normal(size=(int(n), 2)).astype(np.float32) for n in rng.integers(4, 9, 12)]
+    gappy[0][1, 0] = np.nan
+    params = {**FAST, "max_epochs": 2, "missing": "mask"}
+    seqae.SequenceAutoencoder(**params).fit(gappy, checkpoint_dir=tmp_path)
+    d = tmp_path / "epoch-000002"
+    weights = {k: v for k, v in load_file(d / "model.safetensors").items()
+               if not k.startswith("imputer.")}
+    save_file(weights, d / "model.safetensors")
+    man = json.loads((d / "manifest.json").read_text())
+    man["sha256"]["model.safetensors"] = hashlib.sha256(
+        (d / "model.safetensors").read_bytes()).hexdigest()
+    (d / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(CheckpointError, match=r"other weights than this run's \(missing: "
+                                              r"\['imputer.bias', 'imputer.weight'\]"):
+        seqae.SequenceAutoencoder(**params).fit(gappy, checkpoint_dir=tmp_path, resume=True)
+    assert (d / "model.safetensors").exists()

@@ -168,7 +168,7 @@ def test_interpolate_against_numpy_with_any_padding():
 def test_imputer_starts_at_the_interpolation_and_is_padding_invariant():
     seqs = [a.astype(np.float32) for a in _gappy(3, n=5)]
     for kw in ({}, {"encoder": "conv", "depth": 2, "patch": 2}):
-        net = _net(imputer=True, **kw)
+        net = _net(hide=0.15, imputer=True, **kw)
         for a in seqs:  # a fresh head adds nothing: the values are the interpolation
             got = net.impute(torch.from_numpy(a[None]), torch.tensor([len(a)]))[0].numpy()
             np.testing.assert_allclose(got, _np_interpolate(a), rtol=1e-6, atol=1e-6)
@@ -496,3 +496,12 @@ def test_npz_and_ts_files_read_gaps_under_mask_only(tmp_path, capsys):
                  "--latent-dim", "4", "--missing", "mask", "-q"]) == 0
     assert main(["impute", str(model), str(ts), "--out", str(tmp_path / "f.parquet"),
                  "-q"]) == 0
+
+
+def test_imputer_config_and_ts_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="imputer needs missing and hide_observed > 0"):
+        AutoencoderNet(ModelConfig(n_features=2, missing=True, imputer=True))
+    ts = tmp_path / "inf.ts"
+    ts.write_text("@problemName d\n@univariate true\n@classLabel false\n@data\n1.0,inf,2.0\n")
+    with pytest.raises(SequenceDataError, match=r"inf.ts: sequence 0 has a NaN or infinite value at step 1"):
+        seqae.read_sequences(ts)

@@ -286,8 +286,9 @@ def _check(config: ModelConfig) -> None:
                          f"x depth = {blocks}, got {config.latent_dim}")
     if config.patch > 1 and not conv:
         raise ValueError("patch needs encoder='conv'")
-    if config.imputer and not config.missing:
-        raise ValueError("imputer needs missing")
+    if config.imputer and not (config.missing and config.hide_observed > 0):
+        raise ValueError("imputer needs missing and hide_observed > 0 (it learns from the "
+                         "hidden elements)")
     if config.missing and (config.vocab_size > 0 or config.decoder != "repeat"):
         raise ValueError("missing values need continuous data and decoder='repeat' (an "
                          "autoregressive decoder would be fed the missing values back)")
@@ -489,6 +490,8 @@ class AutoencoderNet(nn.Module):
         elif reduction == "sequence":
             per_row = loss_fn(values, x, hide, reduction="sequence") * hide.flatten(1).sum(1)
             loss = loss + w * per_row / seen.flatten(1).sum(1).clamp(min=1).to(loss.dtype)
+        else:  # "none": per element, the hidden ones' imputation error added
+            loss = loss + w * loss_fn(values, x, hide, reduction="none")
         return loss, z, seen.sum()
 
     def _copies_term(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
