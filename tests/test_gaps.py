@@ -503,5 +503,6 @@ def test_imputer_config_and_ts_errors_are_clear(tmp_path):
         AutoencoderNet(ModelConfig(n_features=2, missing=True, imputer=True))
     ts = tmp_path / "inf.ts"
     ts.write_text("@problemName d\n@univariate true\n@classLabel false\n@data\n1.0,inf,2.0\n")
-    with pytest.raises(SequenceDataError, match=r"inf.ts: sequence 0 has a NaN or infinite value at step 1"):
+    with pytest.raises(SequenceDataError,
+                       match=r"inf.ts: sequence 0 has a NaN or infinite value at step 1"):
         seqae.read_sequences(ts)
