@@ -27,7 +27,7 @@ import torch
 from . import inference, model_dir, recipe
 from .data import Sequences
 from .distributed import context
-from .lengths import LengthPolicy
+from .lengths import LengthPolicy, interpolate_gaps
 from .losses import get_loss
 from .model_dir import Fitted
 from .nn.model import AutoencoderNet
@@ -728,7 +728,13 @@ class SequenceAutoencoder(_Params):
                              "max_len_policy='window' or raise max_len")
         rec = lim.stitch(inference.impute(self._model(), lim.seqs))
         seqs = lim.original
-        values = np.where(np.isnan(seqs.values), rec.values, seqs.values)
+        filled = rec.values
+        if lim.owner is not None:  # pieces: the interpolation across the cuts, not to them
+            scaler = self.task_.scaler  # the input value a scaled 0 stands for: the fill
+            assert scaler is not None  # missing="mask": continuous data
+            filled = (filled + interpolate_gaps(seqs, scaler.transform(seqs)[1][0])
+                      - interpolate_gaps(lim.seqs, scaler.transform(lim.seqs)[1][0]))
+        values = np.where(np.isnan(seqs.values), filled, seqs.values).astype(np.float32)
         return Sequences(values, seqs.offsets.copy(), ids=seqs.ids,
                          feature_names=seqs.feature_names)
 

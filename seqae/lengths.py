@@ -23,7 +23,7 @@ import numpy as np
 from .data import Sequences
 from .errors import SequenceDataError, describe
 
-__all__ = ["POLICIES", "LengthPolicy", "Limited", "limit_lengths"]
+__all__ = ["POLICIES", "LengthPolicy", "Limited", "limit_lengths", "interpolate_gaps"]
 
 POLICIES = ("refuse", "truncate", "window")
 
@@ -63,6 +63,32 @@ class Limited:
         if self.owner is None:
             return steps
         return self.original.with_values(steps.values)
+
+
+def interpolate_gaps(seqs: Sequences, fill: np.ndarray) -> np.ndarray:
+    """``seqs.values`` with each NaN replaced by the linear interpolation, in time, between
+    its feature's nearest observed values before and after it in its own sequence (the
+    nearest one where there is only one side; ``fill[i, f]`` where sequence i has no
+    observed value of feature f). ``fill``: ``(N, F)``. Float64, ``values``'s shape; the
+    numpy twin of `seqae.nn.model.interpolate`, on ragged sequences."""
+    v = seqs.values.astype(np.float64)
+    seen = ~np.isnan(v)
+    n = len(v)
+    if n == 0 or seen.all():
+        return v
+    rows = seqs.step_index
+    idx = np.broadcast_to(np.arange(n)[:, None], v.shape)
+    start = seqs.offsets[:-1][rows][:, None]
+    end = seqs.offsets[1:][rows][:, None]
+    before = np.maximum.accumulate(np.where(seen, idx, -1), axis=0)
+    after = np.minimum.accumulate(np.where(seen, idx, n)[::-1], axis=0)[::-1]
+    has_before, has_after = before >= start, after < end
+    cols = np.arange(v.shape[1])[None, :]
+    v0 = v[before.clip(0), cols]
+    v1 = v[after.clip(0, n - 1), cols]
+    w = (idx - before) / np.maximum(after - before, 1)
+    one_side = np.where(has_before, v0, np.where(has_after, v1, np.asarray(fill)[rows]))
+    return np.where(seen, v, np.where(has_before & has_after, v0 + w * (v1 - v0), one_side))
 
 
 @dataclass(frozen=True)

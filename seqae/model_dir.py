@@ -377,22 +377,25 @@ def _check_scaler(cfg_file: Path, config: dict[str, Any], n: int) -> None:
     if scaler is None:
         return
     keys = {"mode", "mode_", "spread", "mean", "std"}
-    if set(scaler) != keys:
-        raise _bad(cfg_file, "scaler", sorted(scaler), f"an object with keys {sorted(keys)}")
+    fill = {"fill_mean", "fill_std"}  # sequence scaling, since issue 25: optional
+    if set(scaler) not in (keys, keys | fill):
+        raise _bad(cfg_file, "scaler", sorted(scaler), f"an object with keys {sorted(keys)} "
+                   f"(and, both or neither, {sorted(fill)})")
     if not PARAMS["normalize"].check(scaler["mode"]):
         raise _bad(cfg_file, "scaler.mode", scaler["mode"], PARAMS["normalize"].allowed)
     if scaler["mode_"] not in ("global", "sequence", "none"):
         raise _bad(cfg_file, "scaler.mode_", scaler["mode_"], "'global', 'sequence' or 'none'")
     if not _is_num(scaler["spread"]):
         raise _bad(cfg_file, "scaler.spread", scaler["spread"], "a finite number")
-    for key in ("mean", "std"):
+    for key in ("mean", "std", *sorted(fill & set(scaler))):
         v = scaler[key]
         if not (isinstance(v, list) and len(v) == n and all(_is_num(x) for x in v)):
             raise _bad(cfg_file, f"scaler.{key}", v, f"a list of {n} finite numbers")
-    zero = [i for i, x in enumerate(scaler["std"]) if not x > 0]
-    if zero:
-        raise _bad(cfg_file, f"scaler.std[{zero[0]}]", scaler["std"][zero[0]],
-                   "a number > 0 (a feature without spread is saved with std 1)")
+    for key in ("std", "fill_std"):
+        zero = [i for i, x in enumerate(scaler.get(key, [])) if not x > 0]
+        if zero:
+            raise _bad(cfg_file, f"scaler.{key}[{zero[0]}]", scaler[key][zero[0]],
+                       "a number > 0 (a feature without spread is saved with std 1)")
 
 
 def _config(path: Path, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -67,6 +67,8 @@ class Scaler:
         if mode not in MODES:
             raise ValueError(f"normalize must be one of {MODES} (or True/False), got {mode!r}")
         self.mode = mode
+        # "sequence": the training set's (mean, std), for a feature a sequence never shows
+        self.fill_: tuple[np.ndarray, np.ndarray] | None = None
 
     def fit(self, seqs: Sequences) -> Scaler:
         """Resolve the mode and learn the global statistics from ``seqs``."""
@@ -84,12 +86,15 @@ class Scaler:
         if mode == "auto":
             mode = "sequence" if self.spread_ > AUTO_SPREAD else "global"
         self.mode_ = mode
+        self.fill_ = None
         if mode == "global":
             self.mean_ = np.asarray(mean, np.float32)
             self.std_ = np.asarray(std, np.float32)
         else:
             self.mean_ = np.zeros(len(mean), np.float32)
             self.std_ = np.ones(len(mean), np.float32)
+        if mode == "sequence":
+            self.fill_ = (np.asarray(mean, np.float32), np.asarray(std, np.float32))
         return self
 
     def transform(self, seqs: Sequences) -> tuple[Sequences, tuple[np.ndarray, np.ndarray]]:
@@ -99,6 +104,13 @@ class Scaler:
         n = len(seqs)
         if self.mode_ == "sequence":
             mean, std = seqs.sequence_stats()
+            fill = self.fill_
+            if fill is not None and seqs.has_missing():
+                # a feature with no observed value in a sequence: the training set's
+                # statistics, so that what is imputed there is the feature's mean
+                none = np.add.reduceat(seqs.observed(), seqs.offsets[:-1], axis=0) == 0
+                mean = np.where(none, fill[0], mean).astype(np.float32)
+                std = np.where(none, fill[1], std).astype(np.float32)
         else:
             mean = np.broadcast_to(self.mean_, (n, seqs.n_features))
             std = np.broadcast_to(self.std_, (n, seqs.n_features))
@@ -121,8 +133,12 @@ class Scaler:
         return self.std_
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "mode_": self.mode_, "spread": self.spread_,
-                "mean": self.mean_.tolist(), "std": self.std_.tolist()}
+        d = {"mode": self.mode, "mode_": self.mode_, "spread": self.spread_,
+             "mean": self.mean_.tolist(), "std": self.std_.tolist()}
+        fill = self.fill_
+        if fill is not None:
+            d["fill_mean"], d["fill_std"] = fill[0].tolist(), fill[1].tolist()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scaler:
@@ -130,6 +146,10 @@ class Scaler:
         s.mode_, s.spread_ = d["mode_"], float(d["spread"])
         s.mean_ = np.asarray(d["mean"], np.float32)
         s.std_ = np.asarray(d["std"], np.float32)
+        s.fill_ = None  # models saved before it: a feature never observed stays unscaled
+        if "fill_mean" in d:
+            s.fill_ = (np.asarray(d["fill_mean"], np.float32),
+                       np.asarray(d["fill_std"], np.float32))
         return s
 
     def __repr__(self) -> str:

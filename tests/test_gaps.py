@@ -335,6 +335,30 @@ def test_window_policy_stitches_impute_and_per_step(data):
     trunc = seqae.clone(m).set_params(max_len_policy="truncate").fit(data)
     with pytest.raises(ValueError, match="impute fills every step"):
         trunc.impute(data)
+    plain = copy.deepcopy(m)  # the head zeroed: each sequence's own interpolation, across
+    torch.nn.init.zeros_(plain.module_.imputer.weight)  # the cuts between its pieces
+    torch.nn.init.zeros_(plain.module_.imputer.bias)
+    ref = np.concatenate([_np_interpolate(a) for a in data])
+    ref[:len(data[0]), 1] = m.mean_[1]  # never observed there: the mean
+    assert any(len(a) > 6 and np.isnan(a[5:7]).any() for a in data)  # gaps at the cuts
+    np.testing.assert_allclose(plain.impute(data).values, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_ragged_interpolation_against_numpy_per_sequence():
+    from seqae.lengths import interpolate_gaps
+
+    data = _gappy(4, n=9, share=0.4)
+    data[2][:, 0] = np.nan
+    data.append(np.array([[np.nan, 1.0, 2.0]], np.float32))
+    s = seqae.Sequences.from_list(data, missing="mask")
+    fill = np.arange(len(data) * 3, dtype=np.float64).reshape(-1, 3) + 100
+    got = interpolate_gaps(s, fill)
+    for i, a in enumerate(data):
+        ref = _np_interpolate(a)
+        for j in range(3):
+            if np.isnan(a[:, j]).all():
+                ref[:, j] = fill[i, j]
+        np.testing.assert_allclose(got[s.offsets[i]:s.offsets[i + 1]], ref, rtol=1e-12)
 
 
 def test_save_load_keeps_the_gaps(ae, data, tmp_path):
@@ -506,3 +530,19 @@ def test_imputer_config_and_ts_errors_are_clear(tmp_path):
     with pytest.raises(SequenceDataError,
                        match=r"inf.ts: sequence 0 has a NaN or infinite value at step 1"):
         seqae.read_sequences(ts)
+
+
+def test_sequence_scaling_imputes_a_never_seen_feature_at_its_training_mean(tmp_path):
+    data = _gappy(11, n=30)
+    data[3][:, 1] = np.nan  # never observed in sequence 3
+    ae = seqae.SequenceAutoencoder(hidden_size=8, latent_dim=4, max_epochs=2, missing="mask",
+                                   normalize="sequence", verbose=0).fit(data)
+    flat = np.concatenate(data)[:, 1]
+    mean = flat[~np.isnan(flat)].astype(np.float64).mean()
+    plain = copy.deepcopy(ae)  # the head zeroed: the fill alone
+    torch.nn.init.zeros_(plain.module_.imputer.weight)
+    torch.nn.init.zeros_(plain.module_.imputer.bias)
+    np.testing.assert_allclose(plain.impute(data)[3][:, 1], mean, rtol=1e-5)
+    ae.save(tmp_path / "m")
+    again = seqae.SequenceAutoencoder.load(tmp_path / "m")
+    assert np.array_equal(again.impute(data).values, ae.impute(data).values)
