@@ -621,7 +621,7 @@ def test_a_real_sigint_during_a_refit_keeps_the_earlier_fit(tmp_path):
     import textwrap
 
     script = textwrap.dedent("""
-        import os, signal
+        import signal
         import numpy as np
         import seqae
         rng = np.random.default_rng(0)
@@ -631,8 +631,8 @@ def test_a_real_sigint_during_a_refit_keeps_the_earlier_fit(tmp_path):
         threshold, Z = ae.threshold_, ae.encode(seqs)
 
         class Interrupt(seqae.train.Callback):
-            def on_epoch_end(self, epoch, record):
-                os.kill(os.getpid(), signal.SIGINT)
+            def on_epoch_end(self, epoch, record):  # handled before raise_signal returns
+                signal.raise_signal(signal.SIGINT)
 
         try:
             ae.set_params(max_epochs=50).fit(seqs[:10], callbacks=[Interrupt()])
