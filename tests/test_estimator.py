@@ -624,6 +624,9 @@ def test_a_real_sigint_during_a_refit_keeps_the_earlier_fit(tmp_path):
         import signal
         import numpy as np
         import seqae
+        # Python's own SIGINT handler, also where the parent ignores SIGINT (a background
+        # job of a non-interactive shell): Python then leaves it ignored at start-up
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         rng = np.random.default_rng(0)
         seqs = seqae.Sequences.from_list([rng.normal(size=(n, 2)) for n in range(2, 30)])
         ae = seqae.SequenceAutoencoder(hidden_size=8, latent_dim=3, max_epochs=2,
