@@ -2,7 +2,12 @@
 
 Word list: the EFF large list shipped inside the `diceware` wheel (7,776 English words,
 3-9 letters), or with --words mnemonic the BIP-39 list inside the `mnemonic` wheel
-(2,048 words). Nothing is downloaded at run time: `pip install diceware mnemonic`.
+(2,048 words), or with --words rare rarer and longer words (issue 28): from the English
+word-frequency file of the `pyspellchecker` wheel (JSON, read as a file), the words of
+10-16 letters a-z at the file's lowest count (30,405 words, e.g. leprosarium,
+venipuncture, amphictyonies); --rare-pool of them are drawn with the seed. Nothing is
+downloaded at run time: `pip install diceware mnemonic` and
+`pip install --no-deps pyspellchecker`.
 
 A fixed random split holds out --held-out words; the model trains on the rest for
 --max-time seconds. Reported, for training and held-out words:
@@ -29,8 +34,32 @@ from importlib import resources
 
 import numpy as np
 
+RARE_LENGTHS = (10, 16)
+
+
+def rare_words(counts: dict[str, int]) -> list[str]:
+    """The rarer and longer words of a word -> count table: 10-16 letters a-z, at the
+    table's lowest count; sorted."""
+    words = {w: c for w, c in counts.items()
+             if w.isascii() and w.isalpha() and w.islower()
+             and RARE_LENGTHS[0] <= len(w) <= RARE_LENGTHS[1]}
+    floor = min(counts.values())
+    return sorted(w for w, c in words.items() if c == floor)
+
 
 def load_words(name: str) -> list[str]:
+    if name == "rare":
+        import gzip
+        import importlib.util
+        from pathlib import Path
+
+        spec = importlib.util.find_spec("spellchecker")  # found, not imported
+        if spec is None or not spec.submodule_search_locations:
+            raise SystemExit("--words rare reads the pyspellchecker wheel: "
+                             "pip install --no-deps pyspellchecker")
+        path = Path(list(spec.submodule_search_locations)[0]) / "resources" / "en.json.gz"
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return rare_words(json.load(f))
     if name == "eff":
         text = resources.files("diceware").joinpath("wordlists/wordlist_en_eff.txt").read_text()
         return [line.split()[-1] for line in text.splitlines() if line.strip()]
@@ -71,7 +100,9 @@ def evaluate(ae, words: list[str]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--words", choices=["eff", "mnemonic"], default="eff")
+    ap.add_argument("--words", choices=["eff", "mnemonic", "rare"], default="eff")
+    ap.add_argument("--rare-pool", type=int, default=5000,
+                    help="--words rare: draw this many words (held out + train) first")
     ap.add_argument("--held-out", type=int, default=1000)
     ap.add_argument("--train", type=int, default=None,
                     help="train on this many of the other words (default: all; issue 11: 4000)")
@@ -93,6 +124,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     words = load_words(args.words)
+    if args.words == "rare":
+        pick = np.random.default_rng(args.seed).permutation(len(words))[: args.rare_pool]
+        words = [words[i] for i in sorted(pick)]
     perm = np.random.default_rng(args.seed).permutation(len(words))
     held = [words[i] for i in perm[: args.held_out]]
     train = [words[i] for i in perm[args.held_out :]][: args.train]

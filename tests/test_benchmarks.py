@@ -232,3 +232,134 @@ def test_pypots_methods_fit_to_a_time_budget(impute):
         assert out.shape == X.shape and np.isfinite(out).all()
         observed = ~np.isnan(X)
         np.testing.assert_allclose(out[observed], X[observed], atol=1e-5)
+
+
+def test_nearest_neighbour_protocol_against_a_loop(quality):
+    """1-NN on vectors: Euclidean after standardising by the training vectors (a constant
+    dimension only centred), checked against a per-query loop."""
+    rng = np.random.default_rng(0)
+    f_tr = rng.normal(size=(12, 4)) * [1.0, 10.0, 0.1, 0.0] + [0, 5, 0, 3]
+    f_te = rng.normal(size=(7, 4)) * [1.0, 10.0, 0.1, 1.0]
+    y_tr, y_te = rng.integers(0, 3, 12), rng.integers(0, 3, 7)
+    mean, std = f_tr.mean(0), f_tr.std(0)
+    std[3] = 1.0
+    want = np.array([[np.sqrt((((q - mean) / std - (r - mean) / std) ** 2).sum())
+                      for r in f_tr] for q in f_te])
+    np.testing.assert_allclose(quality.standardised_distances(f_te, f_tr), want, rtol=1e-9,
+                               atol=1e-9)
+    pred = [y_tr[int(np.argmin(row))] for row in want]
+    assert quality.nn1_accuracy(f_tr, y_tr, f_te, y_te) == np.mean(np.array(pred) == y_te)
+    assert quality.nn1_accuracy(f_tr, y_tr, f_tr, y_tr) == 1.0
+
+
+def test_minirocket_input_is_zero_padded_channels_first(quality):
+    from seqae import Sequences
+
+    seqs = Sequences.from_list([np.arange(6.0).reshape(3, 2), np.array([[7.0, 8.0]])])
+    x = quality.rocket_input(seqs, 4)
+    assert x.shape == (2, 2, 4) and x.dtype == np.float32 and x.flags.c_contiguous
+    np.testing.assert_array_equal(x[0], [[0, 2, 4, 0], [1, 3, 5, 0]])
+    np.testing.assert_array_equal(x[1], [[7, 0, 0, 0], [8, 0, 0, 0]])
+
+
+def test_resume_reads_minirocket_and_one_nn_figures(quality, tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("\n".join([
+        fit_line("eyes", "default", 0, "0.6190", 300, 20, "0.900",
+                 "conv/max/1/global") [:-2] + ", 1-NN 0.5714 |",
+        "| eyes | MiniRocket (seed 0, 9996 features) | 0.5714 | 2 | ridge 0.5714, RBF SVM "
+        "0.5000 (C=0.0001), 1-NN 0.5238, features in 1 s |",
+        "| eyes | MiniRocket (seed 3, 9996 features) | 0.9 | 2 | ridge 0.9, RBF SVM "
+        "0.5000 (C=1), 1-NN 0.9, features in 1 s |",
+    ]) + "\n")
+    rows, lines = quality.read_log(log, "seqae default + RBF SVM", [0, 1])
+    r = rows["eyes"]
+    assert r["seqae"] == [0.619] and r["nn"] == [0.5714] and r["recipe"] == "conv/max/1/global"
+    assert r["mr_seeds"] == [0] and r["minirocket"] == [0.5714] and r["mr_nn"] == [0.5238]
+    assert r["mr_svm"] == [0.5] and len(lines) == 2  # seed 3 was not asked for
+
+
+def test_suite_target_is_the_best_of_ts2vec_timesurl_and_minirocket(quality):
+    import argparse
+
+    args = argparse.Namespace(max_time=300, seeds="0,1", threads=1, resume=None,
+                              seeds_list=[0, 1])
+    rows = {"arrowhead": {"info": "x", "seqae": [0.85, 0.87], "nn": [0.80, 0.84],
+                          "minirocket": [0.90, 0.92], "mr_ridge": [0.9, 0.92],
+                          "mr_svm": [0.8, 0.8], "mr_nn": [0.81, 0.83], "dtw": 0.7},
+            "eyes": {"info": "y", "seqae": [0.6], "minirocket": [0.55], "nn": [0.6],
+                     "mr_nn": [0.5]}}
+    text = quality.suite_table(rows, args)
+    svm = next(x for x in text.splitlines() if x.startswith("| arrowhead ("))
+    # TimesURL's published 0.897 < MiniRocket's mean 0.910: the target is MiniRocket's
+    assert "| 0.860 |" in svm and "| 0.910 |" in svm and svm.endswith("| no (-0.050) |")
+    nn = next(x for x in text.splitlines() if x.startswith("| arrowhead |"))
+    assert nn.endswith("| 0.820 | 0.800, 0.840 | 0.820 | 0.700 | 0.703 | yes |")
+    eyes = next(x for x in text.splitlines() if x.startswith("| eyes ("))
+    assert eyes.endswith("| 0.550 | yes |")  # no published figure: MiniRocket's alone
+
+
+@pytest.fixture(scope="module")
+def anomaly():
+    spec = importlib.util.spec_from_file_location("anomaly", ROOT / "benchmarks" / "anomaly.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_auroc_is_the_share_of_anomaly_normal_pairs_ranked_right(anomaly):
+    labels = [0, 0, 1, 1, 1, 0]
+    scores = [0.1, 0.5, 0.4, 0.9, 0.5, 0.2]
+    pairs = [(a, n) for a, la in zip(scores, labels, strict=True) if la
+             for n, ln in zip(scores, labels, strict=True) if not ln]
+    want = np.mean([1.0 if a > n else 0.5 if a == n else 0.0 for a, n in pairs])
+    assert anomaly.auroc(labels, scores) == pytest.approx(want)  # 7.5 / 9
+
+
+def test_one_vs_rest_on_an_easy_set_and_its_table(anomaly):
+    """Normal: sines; anomalies: noise. Every method is fitted on the normal training
+    series only; seqae's trained score separates them, and the table averages over the
+    classes."""
+    import argparse
+
+    from seqae import Sequences
+
+    rng = np.random.default_rng(0)
+
+    def sines(n):
+        return [np.sin(np.linspace(0, 6, t) + rng.uniform(0, 1))[:, None]
+                for t in rng.integers(20, 40, n)]
+
+    normal = Sequences.from_list(sines(24))
+    test = Sequences.from_list(sines(10) + [rng.normal(size=(30, 1)) for _ in range(10)])
+    labels = np.r_[np.zeros(10, int), np.ones(10, int)]
+    args = argparse.Namespace(max_time=3.0)
+    res = anomaly.one_class("toy", 0, normal, test, labels, {"seqae", "iforest"}, [0], args,
+                            {"hidden_size": 16, "latent_dim": 4})
+    assert set(res) == {"IsolationForest", "seqae score", "seqae 1-NN", "untrained score",
+                        "untrained 1-NN", "epochs"}
+    assert res["seqae score"][0] > 0.9 and res["epochs"][0] >= 1
+    # "untrained" is the model at its initial weights: the same whatever the training
+    one, three = (anomaly.seqae_scores(normal, test, 0, 60.0,
+                                       {"hidden_size": 16, "latent_dim": 4, "max_epochs": n})
+                  for n in (1, 3))
+    assert one["epochs"][0] == 1 and three["epochs"][0] == 3
+    np.testing.assert_array_equal(one["untrained score"], three["untrained score"])
+    np.testing.assert_array_equal(one["untrained 1-NN"], three["untrained 1-NN"])
+    assert not np.allclose(one["seqae score"], three["seqae score"])
+    other = {k: [v[0] - 0.2] for k, v in res.items()}
+    text = anomaly.table({"toy": {0: res, 1: other}},
+                         argparse.Namespace(datasets="toy", max_time=3.0, seeds="0",
+                                            threads=None))
+    row = next(x for x in text.splitlines() if x.startswith("| toy |"))
+    assert f"{res['seqae score'][0] - 0.1:.3f}" in row and row.endswith("| - |")
+
+
+def test_rare_words_are_the_long_lowercase_ones_at_the_lowest_count():
+    spec = importlib.util.spec_from_file_location("words", ROOT / "benchmarks" / "words.py")
+    words = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(words)
+    counts = {"leprosarium": 50, "venipuncture": 50, "information": 9000, "cat": 50,
+              "Massachusetts": 50, "naïvetéssss": 50, "self-evident": 50,
+              "abcdefghijklmnopq": 50, "amphictyonies": 50}
+    assert words.rare_words(counts) == ["amphictyonies", "leprosarium", "venipuncture"]
