@@ -361,6 +361,35 @@ def pooled_summary(ae, seqs) -> np.ndarray:
     return out
 
 
+POOL_VIEWS = ("max", "mean", "ppv", "max+ppv", "max+mean")
+
+
+def pooled_views(ae, seqs) -> dict[str, np.ndarray]:
+    """Probe (issue 28's PPV lever): the fitted encoder's per-step outputs pooled other
+    ways over each sequence's valid steps (per patch): ``max``, ``mean``, ``ppv`` (the
+    share of steps where a channel is positive, MiniRocket's pooling) and joins of them;
+    each ``(N, k * D)``."""
+    import torch
+
+    enc = ae.module_.encoder
+    parts: dict[str, np.ndarray] = {}
+
+    def fn(idx, x, lens):
+        with torch.no_grad():
+            h, _ = enc.steps(x, lengths=lens)  # (B, T', D), zero at padding
+        n = -(-lens.to(h.device) // max(1, enc.patch))  # valid outputs per sequence
+        valid = (torch.arange(h.shape[1], device=h.device)[None, :] < n[:, None])[..., None]
+        got = {"max": torch.where(valid, h, -torch.inf).amax(1),
+               "mean": (h * valid).sum(1) / n[:, None],
+               "ppv": ((h > 0) & valid).sum(1) / n[:, None]}
+        for key, value in got.items():
+            arr = parts.setdefault(key, np.empty((len(seqs), h.shape[2]), np.float32))
+            arr[idx] = value.float().cpu().numpy()
+
+    _each_batch(ae, seqs, fn)
+    return {v: np.hstack([parts[k] for k in v.split("+")]) for v in POOL_VIEWS}
+
+
 class _Curve:
     """Probe callback: the test accuracy of the weights as they stand, every ``every`` s."""
 
@@ -461,6 +490,13 @@ def run_seqae(name, row, tr, ytr, te, yte, seed, params, shown, args, scales) ->
         both = svm_accuracy(np.hstack([z_tr, p_tr]), ytr, np.hstack([z_te, p_te]), yte)
         print(f"| {name} | {label}, pooled summary ({p_tr.shape[1]} dims) | {acc_p:.4f} "
               f"| {fit_s:.0f} | C={c:g}; latent + summary {both[0]:.4f} |", flush=True)
+    if args.pools:
+        v_tr, v_te = pooled_views(ae, tr), pooled_views(ae, te)
+        for view in POOL_VIEWS:
+            a_svm, c = svm_accuracy(v_tr[view], ytr, v_te[view], yte)
+            a_nn = nn1_accuracy(v_tr[view], ytr, v_te[view], yte)
+            print(f"| {name} | {label}, steps pooled by {view} ({v_tr[view].shape[1]} dims) "
+                  f"| {a_svm:.4f} | {fit_s:.0f} | C={c:g}, 1-NN {a_nn:.4f} |", flush=True)
     if scales is not None:
         acc, c = svm_accuracy(np.hstack([z_tr, scales[0]]), ytr,
                               np.hstack([z_te, scales[1]]), yte)
@@ -570,6 +606,9 @@ def main() -> None:
     ap.add_argument("--pooled", action="store_true",
                     help="probe: also score the encoder's pooled summary (before the "
                          "linear map to the latent)")
+    ap.add_argument("--pools", action="store_true",
+                    help="probe: also score the encoder's per-step outputs pooled by max, "
+                         "mean, ppv (share of positive steps) and joins of them")
     ap.add_argument("--curve", type=float, default=0,
                     help="probe: every this many seconds of training, score the vectors of "
                          "the weights as they stand (test accuracy against time)")

@@ -363,3 +363,29 @@ def test_rare_words_are_the_long_lowercase_ones_at_the_lowest_count():
               "Massachusetts": 50, "naïvetéssss": 50, "self-evident": 50,
               "abcdefghijklmnopq": 50, "amphictyonies": 50}
     assert words.rare_words(counts) == ["amphictyonies", "leprosarium", "venipuncture"]
+
+
+def test_pooled_views_probe_pools_each_sequence_alone(quality):
+    """The probe's max / mean / share-of-positive pooling of the encoder's per-step
+    outputs (per patch), against each sequence run alone and pooled in numpy; the max
+    view is the conv encoder's own vector."""
+    import torch
+
+    from seqae import SequenceAutoencoder, Sequences
+
+    rng = np.random.default_rng(0)
+    seqs = Sequences.from_list([rng.normal(size=(t, 2)) for t in (1, 7, 12, 4, 9)])
+    ae = SequenceAutoencoder(encoder="conv", patch=2, hidden_size=8, max_epochs=1,
+                             seed=0).fit(seqs)
+    views = quality.pooled_views(ae, seqs)
+    np.testing.assert_allclose(views["max"], ae.encode(seqs), rtol=1e-5, atol=1e-6)
+    for i in range(len(seqs)):
+        alone = seqs[[i]]
+        x = torch.as_tensor(ae.task_.to_model(alone)[0].values[None], dtype=torch.float32)
+        with torch.no_grad():
+            h = ae.module_.encoder.steps(x, torch.tensor([len(alone.values)]))[0][0].numpy()
+        assert h.shape[0] == -(-len(alone.values) // 2)
+        np.testing.assert_allclose(views["mean"][i], h.mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(views["ppv"][i], (h > 0).mean(0), atol=1e-6)
+        np.testing.assert_allclose(views["max+ppv"][i], np.r_[h.max(0), (h > 0).mean(0)],
+                                   rtol=1e-4, atol=1e-5)
