@@ -483,7 +483,7 @@ def test_sequence_scaling_and_what_is_not_supported_yet(data, tmp_path):
 
     per_seq = seqae.SequenceAutoencoder(hidden_size=8, latent_dim=4, max_epochs=1,
                                         normalize="sequence", missing="mask", verbose=0)
-    per_seq.fit(data[:12])  # sequence 0 misses a whole feature: left unscaled there
+    per_seq.fit(data[:12])  # sequence 0 misses a whole feature: training stats there
     assert np.isfinite(per_seq.score(data[:12])).all()
     assert not np.isnan(per_seq.impute(data[:12]).values).any()
     folder = write_parquet_folder(tmp_path / "f", n_files=1, per_file=5)
