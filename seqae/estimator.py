@@ -191,7 +191,10 @@ class SequenceAutoencoder(_Params):
             ``"mad"``: no share to guess, a robust outlier rule: the median plus
             `MAD_K` (3.5) robust standard deviations (1.4826 x the median absolute
             deviation from the median; Iglewicz and Hoaglin's modified z-score above
-            3.5), which a few anomalies in the training data barely move. Saved in the
+            3.5), which a few anomalies in the training data barely move. When over
+            half the training scores are equal (the MAD is 0), 1.2533 x their mean
+            absolute deviation from the median stands in for the robust standard
+            deviation (so not every score above the tie is flagged). Saved in the
             model's config and shown by ``seqae info``.
         unknown: for text input, a character outside the vocabulary learned in `fit`
             raises (``"error"``, default) or becomes ``<unk>`` (``"map"``).
@@ -841,8 +844,11 @@ def _threshold(scores: np.ndarray, rule: str, contamination: float) -> float:
     `SequenceAutoencoder`'s ``threshold_rule``)."""
     if rule == "mad":
         median = float(np.median(scores))
-        mad = float(np.median(np.abs(scores - median)))
-        return median + MAD_K * 1.4826 * mad
+        spread = np.abs(scores - median)
+        sigma = 1.4826 * float(np.median(spread))
+        if sigma == 0.0:  # over half the scores tie: the mean absolute deviation instead
+            sigma = 1.2533 * float(spread.mean())  # (also a std for normal data)
+        return median + MAD_K * sigma
     return _quantile(scores, contamination)
 
 

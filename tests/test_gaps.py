@@ -546,3 +546,16 @@ def test_sequence_scaling_imputes_a_never_seen_feature_at_its_training_mean(tmp_
     ae.save(tmp_path / "m")
     again = seqae.SequenceAutoencoder.load(tmp_path / "m")
     assert np.array_equal(again.impute(data).values, ae.impute(data).values)
+
+
+def test_mad_threshold_when_over_half_the_scores_tie():
+    """MAD 0 (six of nine scores equal): 1.2533 x the mean absolute deviation from the
+    median stands in, so the scores just above the tie are not all flagged."""
+    from seqae.estimator import _threshold
+
+    scores = np.array([1.0] * 6 + [2.0, 3.0, 10.0])
+    # median 1, deviations 0 x 6, 1, 2, 9: mean 12 / 9
+    assert _threshold(scores, "mad", 0.01) == pytest.approx(1 + 3.5 * 1.2533 * 12 / 9)
+    assert _threshold(np.full(5, 2.0), "mad", 0.01) == 2.0  # all equal: the value itself
+    spread = np.array([1.0, 2.0, 3.0, 4.0, 100.0])  # MAD 1: the usual rule
+    assert _threshold(spread, "mad", 0.01) == pytest.approx(3 + 3.5 * 1.4826)
