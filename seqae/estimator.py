@@ -668,8 +668,9 @@ class SequenceAutoencoder(_Params):
             per_step: False (default): one score per sequence, ``(N,)`` float64. True:
                 each step's error, as ragged `Sequences` of one feature (``"score"``,
                 float32) at the input's lengths: the mean squared error over the step's
-                observed features (NaN at a step whose every feature is missing), or
-                its token's cross-entropy. A sequence's score is the mean of its steps'
+                observed features (NaN at a step whose every feature is missing, and
+                after ``max_len`` under ``max_len_policy="truncate"``), or its token's
+                cross-entropy. A sequence's score is the mean of its steps'
                 errors weighted by their observed features.
         """
         chunks = chunks_of(X)
@@ -681,7 +682,9 @@ class SequenceAutoencoder(_Params):
         lim = self._limited(X)
         if per_step:
             steps = inference.step_scores(self._model(), lim.seqs)
-            into = lim.original if lim.owner is not None else lim.seqs
+            if lim.owner is None and len(lim.seqs.values) != len(lim.original.values):
+                steps = _beyond_truncation(steps, lim.seqs.lengths, lim.original)
+            into = lim.original
             return Sequences(steps, into.offsets.copy(), ids=into.ids,
                              feature_names=["score"], missing="mask")
         scores = inference.encode_score(self._model(), lim.seqs, scores=True)[1]
@@ -837,6 +840,16 @@ class SequenceAutoencoder(_Params):
 
 _NO_SCORES = ("this model was written during fit (checkpoint_dir), before its training "
               "scores and threshold: load the folder once the fit has ended")
+
+
+def _beyond_truncation(steps: np.ndarray, kept: np.ndarray, original: Sequences) -> np.ndarray:
+    """Per-step scores of truncated sequences (``kept`` steps each) at the ``original``
+    lengths: NaN at the steps ``max_len_policy="truncate"`` left unscored."""
+    out = np.full(len(original.values), np.nan, dtype=steps.dtype)
+    rows = original.offsets[:-1, None] + np.arange(int(kept.max(initial=0)))[None, :]
+    take = np.arange(rows.shape[1])[None, :] < kept[:, None]
+    out[rows[take]] = steps
+    return out
 
 
 def _threshold(scores: np.ndarray, rule: str, contamination: float) -> float:

@@ -559,3 +559,22 @@ def test_mad_threshold_when_over_half_the_scores_tie():
     assert _threshold(np.full(5, 2.0), "mad", 0.01) == 2.0  # all equal: the value itself
     spread = np.array([1.0, 2.0, 3.0, 4.0, 100.0])  # MAD 1: the usual rule
     assert _threshold(spread, "mad", 0.01) == pytest.approx(3 + 3.5 * 1.4826)
+
+
+def test_per_step_scores_under_truncation_keep_the_input_lengths():
+    """max_len_policy="truncate" scores each sequence's first max_len steps: per step,
+    those steps' errors (as scoring the truncated input itself gives them), then NaN up
+    to the input's own length; the sequence's score is the mean of the scored steps."""
+    rng = np.random.default_rng(0)
+    raw = [rng.normal(size=(t, 2)) for t in (3, 8, 1, 12)]
+    ae = seqae.SequenceAutoencoder(hidden_size=8, latent_dim=4, max_epochs=1, max_len=5,
+                                   max_len_policy="truncate", verbose=0)
+    ae.fit(seqae.Sequences.from_list(raw))
+    steps = ae.score(seqae.Sequences.from_list(raw), per_step=True)
+    cut = ae.score(seqae.Sequences.from_list([x[:5] for x in raw]), per_step=True)
+    assert steps.lengths.tolist() == [3, 8, 1, 12]
+    for got, want, x in zip(steps, cut, raw, strict=True):
+        np.testing.assert_array_equal(got[:5, 0], want[:, 0])
+        assert np.isnan(got[5:]).all() and len(got) == len(x)
+    np.testing.assert_allclose([np.nanmean(s) for s in steps],
+                               ae.score(seqae.Sequences.from_list(raw)), rtol=1e-5)
