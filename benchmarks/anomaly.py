@@ -10,7 +10,10 @@ Methods, side by side in one run:
   seqae score     ``SequenceAutoencoder().fit(normal).score(test)``: the default model's
                   own anomaly score (its reconstruction error), ``--max-time`` s a fit
   seqae 1-NN      the distance of a test vector to the nearest training vector of the
-                  same fit (Euclidean on standardised vectors, as quality.py's 1-NN)
+                  same fit (Euclidean on standardised vectors, as quality.py's 1-NN);
+                  "raw": on the vectors as they are
+  seqae joined    probe: the score and the 1-NN distance, each standardised by its
+                  values on the training series (leave-one-out for the distance), summed
   untrained       the same two scores of the same model at its initial weights (what
                   training adds)
   MiniRocket 1-NN the distance to the nearest training series on MiniRocket features
@@ -89,16 +92,34 @@ class _Initial:
         pass
 
 
+def standardised(values, reference) -> np.ndarray:
+    """``values`` in units of ``reference``'s mean and std (std 0: only centred)."""
+    std = float(np.std(reference))
+    return (np.asarray(values, np.float64) - np.mean(reference)) / (std or 1.0)
+
+
 def seqae_scores(normal, test, seed: int, max_time: float, params: dict) -> dict[str, np.ndarray]:
-    """The trained and the untrained model's scores of ``test``, fitted on ``normal``."""
+    """The trained and the untrained model's scores of ``test``, fitted on ``normal``.
+
+    Probes beside the default score: the nearest-neighbour distance of the vectors,
+    standardised (as MiniRocket's) and raw; and both kinds of score joined, each in
+    units of its training values (the reconstruction scores of the training series,
+    and each training vector's distance to its nearest other one)."""
     import seqae
 
     ae = seqae.SequenceAutoencoder(**{"max_time": max_time, "max_epochs": 10_000,
                                       "seed": seed, **params})
     first = _Initial()
     ae.fit(normal, callbacks=[first])
-    out = {"seqae score": ae.score(test),
-           "seqae 1-NN": nearest(ae.encode(test), ae.encode(normal))}
+    z_n, z_te = ae.encode(normal), ae.encode(test)
+    score, s_n = ae.score(test), ae.score(normal)
+    nn = nearest(z_te, z_n)
+    d_n = standardised_distances(z_n, z_n)
+    np.fill_diagonal(d_n, np.inf)
+    nn_n = d_n.min(1) if len(z_n) > 1 else np.zeros(1)
+    raw = np.sqrt(((z_te[:, None, :].astype(np.float64) - z_n[None]) ** 2).sum(-1)).min(1)
+    out = {"seqae score": score, "seqae 1-NN": nn, "seqae 1-NN raw": raw,
+           "seqae joined": standardised(score, s_n) + standardised(nn, nn_n)}
     ae.module_.load_state_dict(first.state)
     out["untrained score"] = ae.score(test)
     out["untrained 1-NN"] = nearest(ae.encode(test), ae.encode(normal))
@@ -151,7 +172,8 @@ def table(results: dict[str, dict], args) -> str:
 
     import torch
 
-    order = ["seqae score", "seqae 1-NN", "untrained score", "untrained 1-NN",
+    order = ["seqae score", "seqae 1-NN", "seqae 1-NN raw", "seqae joined",
+             "untrained score", "untrained 1-NN",
              "MiniRocket 1-NN", "DTW 1-NN", "IsolationForest"]
     present = [m for m in order if any(m in r for per in results.values() for r in per.values())]
     lines = [

@@ -307,6 +307,11 @@ def anomaly():
     return module
 
 
+def test_standardised_scores_use_the_reference_values(anomaly):
+    np.testing.assert_allclose(anomaly.standardised([3.0, 5.0], [1.0, 3.0]), [1.0, 3.0])
+    assert anomaly.standardised([4.0], [2.0, 2.0]).tolist() == [2.0]  # std 0: centred
+
+
 def test_auroc_is_the_share_of_anomaly_normal_pairs_ranked_right(anomaly):
     labels = [0, 0, 1, 1, 1, 0]
     scores = [0.1, 0.5, 0.4, 0.9, 0.5, 0.2]
@@ -336,8 +341,8 @@ def test_one_vs_rest_on_an_easy_set_and_its_table(anomaly):
     args = argparse.Namespace(max_time=3.0)
     res = anomaly.one_class("toy", 0, normal, test, labels, {"seqae", "iforest"}, [0], args,
                             {"hidden_size": 16, "latent_dim": 4})
-    assert set(res) == {"IsolationForest", "seqae score", "seqae 1-NN", "untrained score",
-                        "untrained 1-NN", "epochs"}
+    assert set(res) == {"IsolationForest", "seqae score", "seqae 1-NN", "seqae 1-NN raw",
+                        "seqae joined", "untrained score", "untrained 1-NN", "epochs"}
     assert res["seqae score"][0] > 0.9 and res["epochs"][0] >= 1
     # "untrained" is the model at its initial weights: the same whatever the training
     one, three = (anomaly.seqae_scores(normal, test, 0, 60.0,
