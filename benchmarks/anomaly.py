@@ -65,10 +65,14 @@ MARK_BEGIN, MARK_END = "<!-- anomaly:begin -->", "<!-- anomaly:end -->"
 
 def auroc(labels, scores) -> float:
     """Area under the ROC curve of ``scores`` (higher: more anomalous) for ``labels``
-    (1: anomaly); ties count one half (the Mann-Whitney statistic)."""
+    (1: anomaly); ties count one half (the Mann-Whitney statistic). NaN when a score is
+    not finite (a diverged fit), so one bad fit does not end the run."""
     from sklearn.metrics import roc_auc_score
 
-    return float(roc_auc_score(np.asarray(labels), np.asarray(scores, np.float64)))
+    scores = np.asarray(scores, np.float64)
+    if not np.isfinite(scores).all():
+        return float("nan")
+    return float(roc_auc_score(np.asarray(labels), scores))
 
 
 def nearest(f_test, f_ref) -> np.ndarray:
@@ -104,7 +108,8 @@ def seqae_scores(normal, test, seed: int, max_time: float, params: dict) -> dict
     Probes beside the default score: the nearest-neighbour distance of the vectors,
     standardised (as MiniRocket's) and raw; and both kinds of score joined, each in
     units of its training values (the reconstruction scores of the training series,
-    and each training vector's distance to its nearest other one)."""
+    in-sample, so somewhat small; and each training vector's distance to its nearest
+    other one, leave-one-out)."""
     import seqae
 
     ae = seqae.SequenceAutoencoder(**{"max_time": max_time, "max_epochs": 10_000,
@@ -166,8 +171,8 @@ def one_class(name, c, normal, test, labels, methods, seeds, args, params) -> di
 
 
 def table(results: dict[str, dict], args) -> str:
-    """Markdown: per set, every method's AUROC averaged over classes (and seeds), the
-    spread over seeds of the class means, and the published figure."""
+    """Markdown: per set, every method's AUROC averaged over classes (and seeds), and
+    the published figure."""
     import platform
 
     import torch

@@ -39,11 +39,14 @@ RARE_LENGTHS = (10, 16)
 
 def rare_words(counts: dict[str, int]) -> list[str]:
     """The rarer and longer words of a word -> count table: 10-16 letters a-z, at the
-    table's lowest count; sorted."""
+    lowest count among them; sorted."""
     words = {w: c for w, c in counts.items()
              if w.isascii() and w.isalpha() and w.islower()
              and RARE_LENGTHS[0] <= len(w) <= RARE_LENGTHS[1]}
-    floor = min(counts.values())
+    if not words:
+        raise SystemExit(f"no word of {RARE_LENGTHS[0]}-{RARE_LENGTHS[1]} letters a-z in "
+                         "the frequency table")
+    floor = min(words.values())
     return sorted(w for w, c in words.items() if c == floor)
 
 

@@ -235,14 +235,14 @@ def test_pypots_methods_fit_to_a_time_budget(impute):
 
 
 def test_nearest_neighbour_protocol_against_a_loop(quality):
-    """1-NN on vectors: Euclidean after standardising by the training vectors (a constant
-    dimension only centred), checked against a per-query loop."""
+    """1-NN on vectors: Euclidean after standardising by the training vectors (a std
+    floored at 1 % of the mean std), checked against a per-query loop."""
     rng = np.random.default_rng(0)
     f_tr = rng.normal(size=(12, 4)) * [1.0, 10.0, 0.1, 0.0] + [0, 5, 0, 3]
     f_te = rng.normal(size=(7, 4)) * [1.0, 10.0, 0.1, 1.0]
     y_tr, y_te = rng.integers(0, 3, 12), rng.integers(0, 3, 7)
     mean, std = f_tr.mean(0), f_tr.std(0)
-    std[3] = 1.0
+    std = np.maximum(std, 0.01 * std.mean())
     want = np.array([[np.sqrt((((q - mean) / std - (r - mean) / std) ** 2).sum())
                       for r in f_tr] for q in f_te])
     np.testing.assert_allclose(quality.standardised_distances(f_te, f_tr), want, rtol=1e-9,
@@ -250,6 +250,15 @@ def test_nearest_neighbour_protocol_against_a_loop(quality):
     pred = [y_tr[int(np.argmin(row))] for row in want]
     assert quality.nn1_accuracy(f_tr, y_tr, f_te, y_te) == np.mean(np.array(pred) == y_te)
     assert quality.nn1_accuracy(f_tr, y_tr, f_tr, y_tr) == 1.0
+    # a dimension that varies once, by a hair, does not swamp the others
+    ref = rng.normal(size=(25, 3))
+    ref[:, 2] = 0.0
+    ref[0, 2] = 1 / 1152
+    query = np.array([[0.0, 0.0, 0.5]])
+    assert quality.standardised_distances(query, ref).min() < 200
+    # a constant reference: std 1, plain distances
+    np.testing.assert_allclose(quality.standardised_distances(np.zeros((1, 3)), np.ones((4, 3))),
+                               np.sqrt(3))
 
 
 def test_minirocket_input_is_zero_padded_channels_first(quality):
@@ -279,20 +288,50 @@ def test_resume_reads_minirocket_and_one_nn_figures(quality, tmp_path):
     assert r["mr_svm"] == [0.5] and len(lines) == 2  # seed 3 was not asked for
 
 
+def test_printed_minirocket_and_seqae_lines_read_back(quality, monkeypatch, capsys, tmp_path):
+    """What run_minirocket prints, --resume reads back (a C of 1e-4 included)."""
+    import argparse
+
+    from seqae import Sequences
+
+    monkeypatch.setattr(quality, "minirocket_features",
+                        lambda tr, others, seed: [np.zeros((4, 3)), np.zeros((2, 3))])
+    monkeypatch.setattr(quality, "ridge_accuracy", lambda *a: 0.75)
+    monkeypatch.setattr(quality, "svm_accuracy", lambda *a: (0.5, 1e-4))
+    monkeypatch.setattr(quality, "nn1_accuracy", lambda *a: 0.25)
+    row: dict = {}
+    quality.run_minirocket("toy", row, None, None, None, None, 2)
+    seqs = Sequences.from_list([np.zeros((3, 1)), np.ones((3, 1))] * 2)
+    args = argparse.Namespace(max_time=1.0, curve=0, pooled=False, pools=False,
+                              seeds_list=[2])
+    quality.run_seqae("toy", row, seqs, np.array([0, 1, 0, 1]), seqs,
+                      np.array([0, 1, 0, 1]), 2, {"max_epochs": 1, "hidden_size": 4}, {},
+                      args, None)
+    log = tmp_path / "run.log"
+    log.write_text(capsys.readouterr().out)
+    back, lines = quality.read_log(log, "seqae default + RBF SVM", [2])
+    assert len(lines) == 2
+    for key in ("mr_ridge", "mr_svm", "minirocket", "mr_nn", "seqae", "nn", "epochs"):
+        np.testing.assert_allclose(back["toy"][key], row[key], atol=5e-5, err_msg=key)
+    assert back["toy"]["recipe"] == row["recipe"]
+
+
 def test_suite_target_is_the_best_of_ts2vec_timesurl_and_minirocket(quality):
     import argparse
 
     args = argparse.Namespace(max_time=300, seeds="0,1", threads=1, resume=None,
                               seeds_list=[0, 1])
     rows = {"arrowhead": {"info": "x", "seqae": [0.85, 0.87], "nn": [0.80, 0.84],
-                          "minirocket": [0.90, 0.92], "mr_ridge": [0.9, 0.92],
-                          "mr_svm": [0.8, 0.8], "mr_nn": [0.81, 0.83], "dtw": 0.7},
-            "eyes": {"info": "y", "seqae": [0.6], "minirocket": [0.55], "nn": [0.6],
-                     "mr_nn": [0.5]}}
+                          "minirocket": [0.95, 0.95], "mr_ridge": [0.95, 0.85],
+                          "mr_svm": [0.85, 0.95], "mr_nn": [0.81, 0.83], "dtw": 0.7},
+            "eyes": {"info": "y", "seqae": [0.6], "minirocket": [0.55], "mr_ridge": [0.55],
+                     "mr_svm": [0.5], "nn": [0.6], "mr_nn": [0.5]}}
     text = quality.suite_table(rows, args)
     svm = next(x for x in text.splitlines() if x.startswith("| arrowhead ("))
-    # TimesURL's published 0.897 < MiniRocket's mean 0.910: the target is MiniRocket's
-    assert "| 0.860 |" in svm and "| 0.910 |" in svm and svm.endswith("| no (-0.050) |")
+    # MiniRocket's classifier is chosen once per set: the better mean, 0.900 (not the
+    # per-seed best, 0.950); above TimesURL's published 0.897, so the target
+    assert "| 0.860 |" in svm and "| 0.900 (0.900 / 0.900) |" in svm
+    assert svm.endswith("| 0.900 | no (-0.040) |")
     nn = next(x for x in text.splitlines() if x.startswith("| arrowhead |"))
     assert nn.endswith("| 0.820 | 0.800, 0.840 | 0.820 | 0.700 | 0.703 | yes |")
     eyes = next(x for x in text.splitlines() if x.startswith("| eyes ("))
@@ -344,6 +383,7 @@ def test_one_vs_rest_on_an_easy_set_and_its_table(anomaly):
     assert set(res) == {"IsolationForest", "seqae score", "seqae 1-NN", "seqae 1-NN raw",
                         "seqae joined", "untrained score", "untrained 1-NN", "epochs"}
     assert res["seqae score"][0] > 0.9 and res["epochs"][0] >= 1
+    assert res["IsolationForest"][0] > 0.8  # noise's summary statistics stand out
     # "untrained" is the model at its initial weights: the same whatever the training
     one, three = (anomaly.seqae_scores(normal, test, 0, 60.0,
                                        {"hidden_size": 16, "latent_dim": 4, "max_epochs": n})
