@@ -183,18 +183,17 @@ def dtw_1nn(train, y_train, test, y_test, window: int | None) -> float:
     return float((np.asarray(y_train)[d.argmin(1)] == np.asarray(y_test)).mean())
 
 
-STD_FLOOR = 0.01  # standardised_distances: the least std, as a share of the mean one
-
-
 def standardised_distances(f_test, f_ref) -> np.ndarray:
     """Euclidean distances ``(len(f_test), len(f_ref))`` after standardising every
-    dimension by ``f_ref``'s mean and std: how far each query lies from each indexed
-    vector. A dimension that (almost) never varies over ``f_ref`` (a sparse MiniRocket
-    feature over a few normal series) would swamp the others; its std is floored at
-    `STD_FLOOR` x the dimensions' mean std (a constant ``f_ref``: 1)."""
+    dimension by ``f_ref``'s mean and std (a dimension constant over ``f_ref`` is only
+    centred, as scikit-learn's StandardScaler does): how far each query lies from each
+    indexed vector. A dimension that barely varies over ``f_ref`` weighs heavily; a
+    floor on the std (1 % of the mean std) was measured and lowered MiniRocket's
+    one-class AUROC by 3 to 15 points (a sparse feature that fires is the signal),
+    leaving its classification figures unchanged, so there is none."""
     f_ref, f_test = np.asarray(f_ref, np.float64), np.asarray(f_test, np.float64)
     mean, std = f_ref.mean(0), f_ref.std(0)
-    std = np.maximum(std, STD_FLOOR * float(std.mean()) if std.any() else 1.0)
+    std[std == 0] = 1.0
     a, b = (f_test - mean) / std, (f_ref - mean) / std
     sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
     return np.sqrt(np.maximum(sq, 0.0))
