@@ -52,6 +52,7 @@ from quality import (  # noqa: E402  (a sibling script, not a package)
     minirocket_features,
     standardised_distances,
     summary_features,
+    write_results,
 )
 
 PUBLISHED = {  # Mauceri et al. 2020, one-class 1-NN: the best figure quoted in issue 28
@@ -213,20 +214,6 @@ def table(results: dict[str, dict], args) -> str:
     return "\n".join(lines)
 
 
-def write_results(path: Path, text: str) -> None:
-    """Put ``text`` between the anomaly markers of ``path`` (a new section if absent)."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{MARK_BEGIN}\n{text}\n{MARK_END}"
-    if MARK_BEGIN in old and MARK_END in old:
-        head, rest = old.split(MARK_BEGIN, 1)
-        new = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        new = (old.rstrip("\n") + "\n\n## Anomaly scores: one-vs-rest (issue 28)\n\n"
-               + block + "\n")
-    path.write_text(new)
-    print(f"written to {path}")
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
@@ -273,7 +260,8 @@ def main(argv=None) -> dict:
     text = table(results, args)
     print("\n" + text)
     if args.results:
-        write_results(Path(args.results), text)
+        write_results(Path(args.results), text, (MARK_BEGIN, MARK_END),
+                      "Anomaly scores: one-vs-rest (issue 28)")
     return results
 
 

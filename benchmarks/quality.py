@@ -774,15 +774,18 @@ def suite_table(rows: dict[str, dict], args) -> str:
     return "\n".join(lines + nn_lines)
 
 
-def write_results(path: Path, table: str) -> None:
-    """Put ``table`` between the suite markers of ``path`` (appended if absent)."""
+def write_results(path: Path, table: str, marks: tuple[str, str] = (MARK_BEGIN, MARK_END),
+                  heading: str = "Embedding quality suite (issue 11)") -> None:
+    """Put ``table`` between the ``marks`` of ``path`` (a new section ``heading`` at the
+    end if they are absent)."""
+    begin, end = marks
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{MARK_BEGIN}\n{table}\n{MARK_END}"
-    if MARK_BEGIN in text and MARK_END in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
+    block = f"{begin}\n{table}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
-        text = text.rstrip("\n") + "\n\n## Embedding quality suite (issue 11)\n\n" + block + "\n"
+        text = text.rstrip("\n") + f"\n\n## {heading}\n\n" + block + "\n"
     path.write_text(text)
     print(f"written to {path}")
 

@@ -9,12 +9,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def quality():
-    spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
+def load_script(name: str, as_name: str | None = None):
+    """A script of benchmarks/ as a module (they are not a package)."""
+    spec = importlib.util.spec_from_file_location(as_name or name,
+                                                  ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def quality():
+    return load_script("quality")
 
 
 def fit_line(name, settings, seed, acc, fit_s, epochs, rel, recipe=None):
@@ -149,10 +155,7 @@ def test_export_benchmark_runs_a_tiny_version_of_itself(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def impute():
-    spec = importlib.util.spec_from_file_location("impute", ROOT / "benchmarks" / "impute.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("impute")
 
 
 def test_imputation_baselines_against_hand_numbers(impute):
@@ -334,10 +337,7 @@ def test_suite_target_is_the_best_of_ts2vec_timesurl_and_minirocket(quality):
 
 @pytest.fixture(scope="module")
 def anomaly():
-    spec = importlib.util.spec_from_file_location("anomaly", ROOT / "benchmarks" / "anomaly.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("anomaly")
 
 
 def test_standardised_scores_use_the_reference_values(anomaly):
@@ -395,9 +395,7 @@ def test_one_vs_rest_on_an_easy_set_and_its_table(anomaly):
 
 
 def test_rare_words_are_the_long_lowercase_ones_at_the_lowest_count():
-    spec = importlib.util.spec_from_file_location("words", ROOT / "benchmarks" / "words.py")
-    words = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(words)
+    words = load_script("words")
     counts = {"leprosarium": 50, "venipuncture": 50, "information": 9000, "cat": 50,
               "Massachusetts": 50, "naïvetéssss": 50, "self-evident": 50,
               "abcdefghijklmnopq": 50, "amphictyonies": 50}
@@ -428,3 +426,16 @@ def test_pooled_views_probe_pools_each_sequence_alone(quality):
         np.testing.assert_allclose(views["ppv"][i], (h > 0).mean(0), atol=1e-6)
         np.testing.assert_allclose(views["max+ppv"][i], np.r_[h.max(0), (h > 0).mean(0)],
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_results_sections_are_replaced_between_their_marks(quality, anomaly, tmp_path):
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# R\n\nkept\n")
+    marks = (anomaly.MARK_BEGIN, anomaly.MARK_END)
+    quality.write_results(path, "one", marks, "Anomaly")
+    quality.write_results(path, "suite")
+    quality.write_results(path, "two", marks, "Anomaly")
+    text = path.read_text()
+    assert text.count("## Anomaly") == 1 and "one" not in text and "kept" in text
+    assert f"{marks[0]}\ntwo\n{marks[1]}" in text
+    assert f"{quality.MARK_BEGIN}\nsuite\n{quality.MARK_END}" in text
