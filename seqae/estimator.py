@@ -738,8 +738,8 @@ class SequenceAutoencoder(_Params):
         if lim.owner is not None:  # pieces: the interpolation across the cuts, not to them
             scaler = self.task_.scaler  # the input value a scaled 0 stands for: the fill
             assert scaler is not None  # missing="mask": continuous data
-            filled = (filled + interpolate_gaps(seqs, scaler.transform(seqs)[1][0])
-                      - interpolate_gaps(lim.seqs, scaler.transform(lim.seqs)[1][0]))
+            filled = (filled + interpolate_gaps(seqs, scaler.stats(seqs)[0])
+                      - interpolate_gaps(lim.seqs, scaler.stats(lim.seqs)[0]))
         values = np.where(np.isnan(seqs.values), filled, seqs.values).astype(np.float32)
         return Sequences(values, seqs.offsets.copy(), ids=seqs.ids,
                          feature_names=seqs.feature_names)
@@ -846,9 +846,9 @@ def _beyond_truncation(steps: np.ndarray, kept: np.ndarray, original: Sequences)
     """Per-step scores of truncated sequences (``kept`` steps each) at the ``original``
     lengths: NaN at the steps ``max_len_policy="truncate"`` left unscored."""
     out = np.full(len(original.values), np.nan, dtype=steps.dtype)
-    rows = original.offsets[:-1, None] + np.arange(int(kept.max(initial=0)))[None, :]
-    take = np.arange(rows.shape[1])[None, :] < kept[:, None]
-    out[rows[take]] = steps
+    rows = original.step_index
+    position = np.arange(len(rows)) - original.offsets[rows]  # of each step in its sequence
+    out[position < kept[rows]] = steps
     return out
 
 

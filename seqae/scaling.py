@@ -101,6 +101,14 @@ class Scaler:
         """``(standardised Sequences, (mean, std))``: the statistics each sequence was
         standardised with, two ``(N, F)`` arrays (the global ones repeated unless
         ``"sequence"``), which `inverse` takes back."""
+        mean, std = self.stats(seqs)
+        rows = seqs.step_index
+        values = ((seqs.values - mean[rows]) / std[rows]).astype(np.float32)
+        return seqs.with_values(values), (mean, std)
+
+    def stats(self, seqs: Sequences) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)``, two ``(N, F)`` arrays: the statistics `transform` standardises
+        each sequence of ``seqs`` with, without standardising it."""
         n = len(seqs)
         if self.mode_ == "sequence":
             mean, std = seqs.sequence_stats()
@@ -114,9 +122,7 @@ class Scaler:
         else:
             mean = np.broadcast_to(self.mean_, (n, seqs.n_features))
             std = np.broadcast_to(self.std_, (n, seqs.n_features))
-        rows = seqs.step_index
-        values = ((seqs.values - mean[rows]) / std[rows]).astype(np.float32)
-        return seqs.with_values(values), (mean, std)
+        return mean, std
 
     def inverse(self, seqs: Sequences, stats: tuple[np.ndarray, np.ndarray]) -> Sequences:
         """``seqs`` (standardised) back in the input's units, with the ``stats`` that
