@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import re
 import sys
 import time
 from pathlib import Path
@@ -61,6 +62,8 @@ PUBLISHED = {  # Mauceri et al. 2020, one-class 1-NN: the best figure quoted in 
     "italy": "Euclidean 0.887",
 }
 METHODS = ("seqae", "minirocket", "dtw", "iforest")
+SEQAE_METHODS = ("seqae score", "seqae 1-NN", "seqae 1-NN raw", "seqae joined",
+                 "untrained score", "untrained 1-NN", "seqae epochs")  # one fit gives them all
 MARK_BEGIN, MARK_END = "<!-- anomaly:begin -->", "<!-- anomaly:end -->"
 
 
@@ -133,41 +136,79 @@ def seqae_scores(normal, test, seed: int, max_time: float, params: dict) -> dict
     return out
 
 
-def one_class(name, c, normal, test, labels, methods, seeds, args, params) -> dict:
+_LINE = re.compile(r"^\| (?P<name>[^|]+?) \| (?P<c>[^|]+?) \| (?P<method>[^|]+?)"
+                   r"(?: \(seed (?P<seed>\d+)\))? \| (?P<auroc>[0-9.]+|nan) \| (?P<s>\d+) \|$")
+
+
+def read_log(path: Path, seeds: list[int]) -> dict[tuple, tuple[float, float]]:
+    """The figures a previous run printed (its stdout), keyed by (set, class as printed,
+    method, seed or None), for ``--resume``: those of other seeds are left out. The log
+    must come from a run with the same ``--max-time`` and ``--params`` (not checked: the
+    lines do not carry them)."""
+    done: dict[tuple, tuple[float, float]] = {}
+    for line in path.read_text().splitlines():
+        m = _LINE.match(line)
+        if m is None or m["method"] == "method":
+            continue
+        seed = None if m["seed"] is None else int(m["seed"])
+        if seed is not None and seed not in seeds:
+            continue
+        done[(m["name"], m["c"], m["method"], seed)] = (float(m["auroc"]), float(m["s"]))
+    return done
+
+
+def one_class(name, c, normal, test, labels, methods, seeds, args, params,
+              done: dict | None = None) -> dict:
     """AUROC of every method (a list over seeds where the method is random) with class
-    ``c`` as normal; each figure printed as it comes."""
+    ``c`` as normal; each figure printed as it comes. A figure found in ``done`` (from
+    `read_log`) is taken from there and printed again instead of computed; a seqae fit
+    is skipped when its default score is there."""
     from sklearn.ensemble import IsolationForest
 
     res: dict[str, list[float]] = {}
+    done = done or {}
 
-    def put(method, scores, seconds, seed=None):
-        value = auroc(labels, scores)
+    def show(method, value, seconds, seed):
         res.setdefault(method, []).append(value)
         tag = "" if seed is None else f" (seed {seed})"
         print(f"| {name} | {c} | {method}{tag} | {value:.4f} | {seconds:.0f} |", flush=True)
 
-    if "dtw" in methods:
+    def put(method, scores, seconds, seed=None):
+        show(method, auroc(labels, scores), seconds, seed)
+
+    def resumed(method_names, seed=None) -> bool:
+        """Whether the first of ``method_names`` is in ``done``; if so every one there
+        is shown (a log of a run before the probes were added lacks them)."""
+        if (name, str(c), method_names[0], seed) not in done:
+            return False
+        for m in method_names:
+            if (name, str(c), m, seed) in done:
+                show(m, *done[(name, str(c), m, seed)], seed)
+        return True
+
+    if "dtw" in methods and not resumed(["DTW 1-NN"]):
         start = time.perf_counter()
         mean, std = normal.feature_stats()
         put("DTW 1-NN", dtw_matrix(test, normal, mean, std, None).min(1),
             time.perf_counter() - start)
     for seed in seeds:
-        if "iforest" in methods:
+        if "iforest" in methods and not resumed(["IsolationForest"], seed):
             start = time.perf_counter()
             forest = IsolationForest(random_state=seed).fit(summary_features(normal))
             put("IsolationForest", -forest.score_samples(summary_features(test)),
                 time.perf_counter() - start, seed)
-        if "minirocket" in methods:
+        if "minirocket" in methods and not resumed(["MiniRocket 1-NN"], seed):
             start = time.perf_counter()
             f_n, f_te = minirocket_features(normal, [test], seed)
             put("MiniRocket 1-NN", nearest(f_te, f_n), time.perf_counter() - start, seed)
-        if "seqae" in methods:
+        if "seqae" in methods and not resumed(SEQAE_METHODS, seed):
             start = time.perf_counter()
             scores = seqae_scores(normal, test, seed, args.max_time, params)
             took = time.perf_counter() - start
-            res.setdefault("epochs", []).append(float(scores.pop("epochs")[0]))
+            epochs = float(scores.pop("epochs")[0])
             for method, s in scores.items():
                 put(method, s, took, seed)
+            show("seqae epochs", epochs, took, seed)  # a line of its own, for --resume
     return res
 
 
@@ -207,10 +248,16 @@ def table(results: dict[str, dict], args) -> str:
             cell = f"{means[m]:.3f}"
             cells.append(f"**{cell}**" if best is not None and means[m] >= best - 1e-12
                          else cell)
-        epochs = [e for r in per.values() for e in r.get("epochs", [])]
+        epochs = [e for r in per.values() for e in r.get("seqae epochs", [])]
         epoch_cell = f"{np.mean(epochs):.0f}" if epochs else "-"
         lines.append(f"| {name} | {len(per)} | " + " | ".join(cells)
                      + f" | {epoch_cell} | {PUBLISHED.get(name, '-')} |")
+    runs = {m: max(len(r.get(m, [])) for per in results.values() for r in per.values())
+            for m in present}
+    fewer = [f"{m} ({runs[m]} of {max(runs.values())})" for m in present
+             if m != "DTW 1-NN" and runs[m] < max(runs.values())]
+    if fewer:  # a resumed log from before a probe was added lacks its early seeds
+        lines += ["", "Over fewer seeds than the other methods: " + ", ".join(fewer) + "."]
     return "\n".join(lines)
 
 
@@ -228,6 +275,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
     ap.add_argument("--results", default=None,
                     help="write the table into this file (e.g. benchmarks/RESULTS.md)")
+    ap.add_argument("--resume", default=None, metavar="LOG",
+                    help="take the figures a run with the same --max-time and --params "
+                         "printed (its stdout) from LOG instead of computing them again")
     args = ap.parse_args(argv)
     import json
 
@@ -241,6 +291,7 @@ def main(argv=None) -> dict:
         if method in methods and importlib.util.find_spec(needed) is None:
             ap.error(f"--methods {method} needs {needed}: pip install {needed}")
     seeds = [int(v) for v in args.seeds.split(",")]
+    done = read_log(Path(args.resume), seeds) if args.resume else {}
     import torch
 
     if args.threads:
@@ -256,7 +307,7 @@ def main(argv=None) -> dict:
             labels = (yte != c).astype(int)
             results.setdefault(name, {})[c] = one_class(
                 name, c, tr[np.flatnonzero(ytr == c)], te, labels, methods, seeds, args,
-                params)
+                params, done)
     text = table(results, args)
     print("\n" + text)
     if args.results:

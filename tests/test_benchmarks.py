@@ -375,8 +375,8 @@ def test_one_vs_rest_on_an_easy_set_and_its_table(anomaly):
     res = anomaly.one_class("toy", 0, normal, test, labels, {"seqae", "iforest"}, [0], args,
                             {"hidden_size": 16, "latent_dim": 4})
     assert set(res) == {"IsolationForest", "seqae score", "seqae 1-NN", "seqae 1-NN raw",
-                        "seqae joined", "untrained score", "untrained 1-NN", "epochs"}
-    assert res["seqae score"][0] > 0.9 and res["epochs"][0] >= 1
+                        "seqae joined", "untrained score", "untrained 1-NN", "seqae epochs"}
+    assert res["seqae score"][0] > 0.9 and res["seqae epochs"][0] >= 1
     assert res["IsolationForest"][0] > 0.8  # noise's summary statistics stand out
     # "untrained" is the model at its initial weights: the same whatever the training
     one, three = (anomaly.seqae_scores(normal, test, 0, 60.0,
@@ -392,6 +392,35 @@ def test_one_vs_rest_on_an_easy_set_and_its_table(anomaly):
                                             threads=None))
     row = next(x for x in text.splitlines() if x.startswith("| toy |"))
     assert f"{res['seqae score'][0] - 0.1:.3f}" in row and row.endswith("| - |")
+
+
+def test_anomaly_resume_reads_the_printed_figures_back(anomaly, tmp_path, capsys):
+    """What one_class printed is what --resume takes back: the same figures (to the 4
+    printed digits), nothing refitted (a seqae fit is skipped when its default score is
+    in the log, even from a log written before the probes), other seeds left out."""
+    import argparse
+
+    from seqae import Sequences
+
+    rng = np.random.default_rng(1)
+    normal = Sequences.from_list([rng.normal(size=(int(t), 1)) for t in rng.integers(5, 9, 8)])
+    test = Sequences.from_list([rng.normal(size=(6, 1)) * s for s in (1, 1, 5, 5)])
+    labels = np.array([0, 0, 1, 1])
+    res = anomaly.one_class("toy", "a", normal, test, labels, {"iforest"}, [0, 1],
+                            argparse.Namespace(), {})
+    log = tmp_path / "run.log"
+    log.write_text(capsys.readouterr().out
+                   + "| toy | a | seqae score (seed 0) | 0.7500 | 28 |\n"
+                   + "| toy | a | seqae 1-NN (seed 0) | 0.2500 | 28 |\n"
+                   + "| toy | b | DTW 1-NN | nan | 0 |\n")
+    done = anomaly.read_log(log, [0])
+    assert ("toy", "a", "IsolationForest", 1) not in done  # seed 1 was not asked for
+    assert done[("toy", "b", "DTW 1-NN", None)][0] != done[("toy", "b", "DTW 1-NN", None)][0]
+    back = anomaly.one_class("toy", "a", normal, test, labels, {"iforest", "seqae"}, [0],
+                             argparse.Namespace(), {}, done)  # no max_time: a fit would fail
+    assert back == {"IsolationForest": [round(res["IsolationForest"][0], 4)],
+                    "seqae score": [0.75], "seqae 1-NN": [0.25]}
+    assert capsys.readouterr().out.count("(seed 0)") == 3
 
 
 def test_rare_words_are_the_long_lowercase_ones_at_the_lowest_count():
