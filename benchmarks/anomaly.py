@@ -10,7 +10,8 @@ Methods, side by side in one run:
   seqae score     ``SequenceAutoencoder().fit(normal).score(test)``: the default model's
                   own anomaly score (its reconstruction error), ``--max-time`` s a fit
   seqae 1-NN      the distance of a test vector to the nearest training vector of the
-                  same fit (Euclidean on standardised vectors, as quality.py's 1-NN);
+                  same fit (Euclidean on standardised vectors, as quality.py's 1-NN):
+                  ``anomaly_score="neighbours"``'s score, by seqae.neighbours;
                   "raw": on the vectors as they are
   seqae joined    probe: the score and the 1-NN distance, each standardised by its
                   values on the training series (leave-one-out for the distance), summed
@@ -115,6 +116,7 @@ def seqae_scores(normal, test, seed: int, max_time: float, params: dict) -> dict
     in-sample, so somewhat small; and each training vector's distance to its nearest
     other one, leave-one-out)."""
     import seqae
+    from seqae.neighbours import Neighbours
 
     ae = seqae.SequenceAutoencoder(**{"max_time": max_time, "max_epochs": 10_000,
                                       "seed": seed, **params})
@@ -122,7 +124,7 @@ def seqae_scores(normal, test, seed: int, max_time: float, params: dict) -> dict
     ae.fit(normal, callbacks=[first])
     z_n, z_te = ae.encode(normal), ae.encode(test)
     score, s_n = ae.score(test), ae.score(normal)
-    nn = nearest(z_te, z_n)
+    nn = Neighbours(z_n).distances(z_te)  # what anomaly_score="neighbours" scores
     d_n = standardised_distances(z_n, z_n)
     np.fill_diagonal(d_n, np.inf)
     nn_n = d_n.min(1) if len(z_n) > 1 else np.zeros(1)

@@ -168,6 +168,12 @@ def _not_exportable(fitted: Fitted, params: dict[str, Any], part: str) -> str | 
         # hook for the missing-values issue: the graph will take the observed mask too
         return ("a model fitted with missing='mask' takes the observed mask as an input; "
                 "this seqae cannot export it yet")
+    if part == "scorer" and fitted.neighbours is not None:
+        return ("this model scores by the distance of a sequence's embedding to the nearest "
+                "training one (anomaly_score='neighbours'), a search over its reference "
+                "embeddings rather than a graph: export the encoder and search its vectors "
+                "against the folder's neighbours.safetensors (standardised by its mean and "
+                "std), or fit with anomaly_score='reconstruction' to export a scorer")
     cfg = fitted.config
     free_running = cfg.decoder == "autoregressive" and (
         part == "decoder" or (part == "scorer" and cfg.vocab_size == 0))

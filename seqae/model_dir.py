@@ -2,8 +2,10 @@
 
 Files: ``weights.safetensors``, ``config.json`` (parameters, architecture, the task's
 statistics or vocabulary, feature names, versions, training scores, threshold and the
-weights' checksum), ``metrics.csv`` (the history, a row per epoch) and, when the
-command line trained it, ``run.json`` (how the data were read). Each file is written
+weights' checksum), ``metrics.csv`` (the history, a row per epoch), with
+``anomaly_score="neighbours"`` ``neighbours.safetensors`` (the reference embeddings,
+`seqae.neighbours`, its checksum in the config) and, when the command line trained it,
+``run.json`` (how the data were read). Each file is written
 atomically; ``config.json`` last, so a folder is complete once it holds a config naming
 its weights. Nothing is ever unpickled.
 
@@ -31,6 +33,7 @@ import torch
 from . import __version__
 from .errors import IncompatibleModelError
 from .io import atomic_write_bytes, atomic_write_text
+from .neighbours import REFERENCE, Neighbours
 from .nn.model import CONTRASTS, DECODERS, ENCODERS, AutoencoderNet, ModelConfig, current_names
 from .params import PARAMS, limit
 from .params import validate as validate_params
@@ -47,6 +50,7 @@ __all__ = ["FORMAT_VERSION", "RUN_FILE", "Fitted", "PartialWriter", "write", "re
 FORMAT_VERSION = 2
 READS = (1, 2)
 RUN_FILE = "run.json"
+NEIGHBOURS_FILE = "neighbours.safetensors"
 
 
 @dataclass
@@ -65,6 +69,7 @@ class Fitted:
     train_scores: np.ndarray | None = None
     threshold: float | None = None
     n_train: int | None = None
+    neighbours: Neighbours | None = None  # anomaly_score="neighbours": the reference
 
 
 def version() -> str:
@@ -122,6 +127,15 @@ def write(path: str | Path, fitted: Fitted, params: dict[str, Any], kind: str,
                     "training scores or threshold yet"},
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
     }
+    stale = path / NEIGHBOURS_FILE
+    if fitted.neighbours is not None and partial_epoch is None:
+        from safetensors.numpy import save as save_arrays
+
+        ref = save_arrays(fitted.neighbours.tensors())
+        atomic_write_bytes(stale, ref)
+        config["neighbours_sha256"] = hashlib.sha256(ref).hexdigest()
+    elif stale.is_file():  # an earlier model's, in a folder seqae wrote
+        stale.unlink()
     atomic_write_text(path / "config.json", json.dumps(config, indent=2))
     return path
 
@@ -258,6 +272,8 @@ _TOP: dict[str, tuple[tuple[Callable[[Any], bool], str], bool]] = {
     "partial": (_or_none(_typed(dict, "an object")), False),
     "weights_sha256": ((lambda v: isinstance(v, str) and bool(_HEX64.fullmatch(v)),
                         "64 hexadecimal digits"), True),
+    "neighbours_sha256": ((lambda v: isinstance(v, str) and bool(_HEX64.fullmatch(v)),
+                           "64 hexadecimal digits"), False),
     # folders written before the scaler had its own entry
     "mean": (_list_of(_is_num, "a list of finite numbers"), False),
     "std": (_list_of(_is_num, "a list of finite numbers"), False),
@@ -487,8 +503,55 @@ def _read(path: Path, kind: str, device: str) -> tuple[dict[str, Any], Fitted]:
     scored = config.get("scored") or {}
     fitted = Fitted(net, model_config, from_config(config),
                     config["max_length"], read_history(path / "metrics.csv"), scores,
-                    threshold, scored.get("of") if isinstance(scored.get("of"), int) else None)
+                    threshold, scored.get("of") if isinstance(scored.get("of"), int) else None,
+                    _neighbours(path, config, model_config.latent_dim, len(scores)))
     return config, fitted
+
+
+def _neighbours(path: Path, config: dict[str, Any], dim: int,
+                n_scores: int) -> Neighbours | None:
+    """The reference of an ``anomaly_score="neighbours"`` model (None for the
+    reconstruction score), checked: its checksum, the three arrays and their shapes (as
+    many embeddings as training scores, of the model's latent width), finite values."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as load_arrays
+
+    kind = config["params"].get("anomaly_score", "reconstruction")
+    digest = config.get("neighbours_sha256")
+    complete = config.get("train_scores") is not None
+    if digest is None:
+        if kind == "neighbours" and complete:
+            raise IncompatibleModelError(f"{path}/config.json: anomaly_score is 'neighbours' "
+                                         "but the folder names no reference embeddings")
+        return None
+    if kind != "neighbours":
+        raise IncompatibleModelError(f"{path}/config.json: reference embeddings with "
+                                     f"anomaly_score {kind!r}")
+    file = path / NEIGHBOURS_FILE
+    need = (REFERENCE * dim * 4 + 2 * dim * 8) + 100_000  # the arrays and a header
+    if not file.is_file() or file.stat().st_size > need:
+        raise IncompatibleModelError(f"{file} is missing or larger than a reference of "
+                                     f"{REFERENCE:,} embeddings: the folder is incomplete or "
+                                     "was changed")
+    blob = file.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != digest:
+        raise IncompatibleModelError(f"{file} does not match config.json (checksum differs): "
+                                     "the folder was modified or partly written")
+    try:
+        arrays = load_arrays(blob)
+    except SafetensorError as e:
+        raise IncompatibleModelError(f"{file} is not a valid safetensors file: {e}") from None
+    shapes = {k: v.shape for k, v in arrays.items()}
+    ref = arrays.get("reference")
+    if (set(arrays) != {"reference", "mean", "std"} or ref is None or ref.ndim != 2
+            or ref.shape != (n_scores, dim) or arrays["mean"].shape != (dim,)
+            or arrays["std"].shape != (dim,)
+            or not all(np.isfinite(v).all() for v in arrays.values())
+            or not (arrays["std"] > 0).all()):
+        raise IncompatibleModelError(
+            f"{file} holds {shapes}; a reference is 'reference' ({n_scores}, {dim}) (one "
+            f"embedding per training score), 'mean' and 'std' ({dim},), finite, std > 0")
+    return Neighbours.from_tensors(arrays)
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:

@@ -192,6 +192,12 @@ PARAMS: dict[str, Param] = {
                          "1 - contamination quantile (quantile, the default), or median + "
                          "3.5 robust standard deviations (mad: no share to guess)", str,
                          ("quantile", "mad")),
+    "anomaly_score": _p("reconstruction", _choice("reconstruction", "neighbours"),
+                        "anomaly-score",
+                        "what score and the threshold measure: the reconstruction error "
+                        "(reconstruction, the default), or the distance of a sequence's "
+                        "embedding to the nearest training one (neighbours: better on "
+                        "single-channel shapes)", str, ("reconstruction", "neighbours")),
     "unknown": _p("error", _choice("error", "map")),
     "missing": _p("error", _choice("error", "mask"), "missing",
                   "a NaN value (an empty CSV cell, a Parquet null) inside a sequence: an "
@@ -233,6 +239,10 @@ def validate(params: dict[str, Any]) -> None:
             if name == "verbose":
                 raise ValueError(f"verbose must be 0, 1 or 2, got {value!r}")
             raise ValueError(f"{name} must be {spec.allowed}, got {value!r}")
+    if params.get("anomaly_score") == "neighbours" and params.get("max_len_policy") == "window":
+        raise ValueError("anomaly_score='neighbours' compares whole sequences' embeddings, "
+                         "and max_len_policy='window' trains on windows: use 'refuse' or "
+                         "'truncate' with it")
 
 
 def cli_flags() -> dict[str, Param]:

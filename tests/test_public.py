@@ -23,6 +23,7 @@ PROMISED = [
     "seqae.SequenceAutoencoder.reconstruct", "seqae.SequenceAutoencoder.decode",
     "seqae.SequenceAutoencoder.score", "seqae.SequenceAutoencoder.impute",
     "seqae.SequenceAutoencoder.threshold_for", "seqae.SequenceAutoencoder.is_anomaly",
+    "seqae.neighbours.Neighbours", "seqae.neighbours.Reservoir", "seqae.neighbours.REFERENCE",
     "seqae.SequenceAutoencoder.save",
     "seqae.SequenceAutoencoder.load", "seqae.SequenceAutoencoder.get_params",
     "seqae.SequenceAutoencoder.set_params", "seqae.clone",

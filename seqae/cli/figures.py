@@ -30,13 +30,15 @@ TOP = 20
 
 def _step_scores(ae, seqs, scores) -> dict[int, Any] | None:
     """``{position: (T,) per-step scores}`` of the sequences the reconstructions figure
-    draws and the report's table lists, scored together (None for texts)."""
+    draws and the report's table lists, scored together (None for texts, and for a model
+    scoring by its embeddings' distances, ``anomaly_score="neighbours"``, which has no
+    per-step scores)."""
     import numpy as np
 
     from ..plots import reconstruction_picks
     from ..report import top_rows
 
-    if isinstance(seqs, Texts):
+    if isinstance(seqs, Texts) or ae.neighbours_ is not None:
         return None
     shown = np.unique(np.concatenate([top_rows(scores, TOP),
                                       [i for _, i in reconstruction_picks(scores)]]))

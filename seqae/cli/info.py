@@ -14,7 +14,8 @@ from .common import UsageError
 __all__ = ["cmd_info"]
 
 _SHOWN_SETTINGS = ("max_epochs", "max_time", "batch_size", "lr", "patience", "seed",
-                   "validation_fraction", "contamination", "threshold_rule", "normalize")
+                   "validation_fraction", "contamination", "threshold_rule", "anomaly_score",
+                   "normalize")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
