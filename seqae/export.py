@@ -359,6 +359,9 @@ def _settings(fitted: Fitted, params: dict[str, Any], part: str, fmt: str,
         "max_len": params.get("max_len"),
         "max_len_policy": params.get("max_len_policy"),
         "threshold": fitted.threshold,
+        # what the threshold is of: the scorer's reconstruction error, or (neighbours)
+        # the distance of the encoder's output to the model folder's reference embeddings
+        "anomaly_score": "reconstruction" if fitted.neighbours is None else "neighbours",
         "architecture": {k: getattr(cfg, k) for k in ("encoder", "cell", "bidirectional",
                                                         "num_layers", "hidden_size", "patch",
                                                         "pooling", "decoder")},

@@ -524,9 +524,11 @@ def _neighbours(path: Path, config: dict[str, Any], dim: int,
             raise IncompatibleModelError(f"{path}/config.json: anomaly_score is 'neighbours' "
                                          "but the folder names no reference embeddings")
         return None
-    if kind != "neighbours":
-        raise IncompatibleModelError(f"{path}/config.json: reference embeddings with "
-                                     f"anomaly_score {kind!r}")
+    if kind != "neighbours" or not complete or n_scores == 0:
+        raise IncompatibleModelError(f"{path}/config.json: names reference embeddings, but "
+                                     f"with anomaly_score {kind!r} and {n_scores} training "
+                                     "scores (a reference needs 'neighbours' and one score "
+                                     "per embedding)")
     file = path / NEIGHBOURS_FILE
     need = (REFERENCE * dim * 4 + 2 * dim * 8) + 100_000  # the arrays and a header
     if not file.is_file() or file.stat().st_size > need:
@@ -543,14 +545,17 @@ def _neighbours(path: Path, config: dict[str, Any], dim: int,
         raise IncompatibleModelError(f"{file} is not a valid safetensors file: {e}") from None
     shapes = {k: v.shape for k, v in arrays.items()}
     ref = arrays.get("reference")
+    dtypes = {k: v.dtype for k, v in arrays.items()}
     if (set(arrays) != {"reference", "mean", "std"} or ref is None or ref.ndim != 2
+            or dtypes != {"reference": np.float32, "mean": np.float64, "std": np.float64}
             or ref.shape != (n_scores, dim) or arrays["mean"].shape != (dim,)
             or arrays["std"].shape != (dim,)
             or not all(np.isfinite(v).all() for v in arrays.values())
             or not (arrays["std"] > 0).all()):
         raise IncompatibleModelError(
-            f"{file} holds {shapes}; a reference is 'reference' ({n_scores}, {dim}) (one "
-            f"embedding per training score), 'mean' and 'std' ({dim},), finite, std > 0")
+            f"{file} holds {shapes}; a reference is 'reference' ({n_scores}, {dim}) float32 "
+            f"(one embedding per training score), 'mean' and 'std' ({dim},) float64, "
+            "finite, std > 0")
     return Neighbours.from_tensors(arrays)
 
 

@@ -2,7 +2,8 @@
 
 A sequence's score is the Euclidean distance from its embedding to the nearest embedding
 of the training data, every dimension first standardised by the training embeddings'
-mean and std (a dimension that does not vary is only centred). Where an unusual shape is
+mean and std (a dimension that does not vary, or only by float32 noise, is only
+centred). Where an unusual shape is
 still reconstructed well (single-channel shapes under the convolutional recipe), this
 score tells it apart and the reconstruction error does not (`benchmarks/anomaly.py`,
 docs/anomalies.md).
@@ -24,6 +25,8 @@ __all__ = ["Neighbours", "Reservoir", "REFERENCE"]
 # the reference holds at most this many training embeddings (20,000 x 64 float32: 5 MB;
 # a score then costs 20,000 distances)
 REFERENCE = 20_000
+# a dimension whose std is below this share of the largest std counts as constant
+FLAT = 1e-6
 # distances are computed for this many queries at a time (rows x reference float64)
 _QUERIES = 256
 
@@ -75,7 +78,9 @@ class Neighbours:
         r = ref.astype(np.float64)
         self.mean = r.mean(0) if mean is None else np.asarray(mean, np.float64)
         std = r.std(0) if std is None else np.asarray(std, np.float64)
-        self.std = np.where(std > 0, std, 1.0)
+        # a dimension whose spread is float32 noise (below FLAT x the widest) is only
+        # centred, as a constant one: scaled up, its noise would decide the distances
+        self.std = np.where(std > FLAT * std.max(initial=0.0), std, 1.0)
         self._ref = (r - self.mean) / self.std  # standardised, float64
         self._ref_sq = (self._ref ** 2).sum(1)
 

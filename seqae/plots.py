@@ -117,6 +117,7 @@ def plot_reconstructions(
     path: str | os.PathLike,
     max_features: int = 4,
     per_step: Mapping[int, np.ndarray] | None = None,
+    score_kind: str = "reconstruction",
 ) -> Path:
     """Input vs reconstruction for the best, a typical (median) and the worst sequence
     (`reconstruction_picks`), at most ``max_features`` features each.
@@ -131,6 +132,8 @@ def plot_reconstructions(
             (``score(..., per_step=True)`` of those); with it each drawn sequence's
             `worst_steps` (`n_marked` of them) are shaded red in all its panels, the
             worst one darker, and its worst step is named beside it.
+        score_kind: the model's ``anomaly_score`` (what the panels call the score:
+            "error", or "distance" for ``"neighbours"``).
     """
     plt = _pyplot()
     picks = reconstruction_picks(scores)
@@ -140,7 +143,8 @@ def plot_reconstructions(
     for row, (what, i) in enumerate(picks):
         x, r = seqs[i], recon[i]
         sid = seqs.ids[i] if seqs.ids is not None else i
-        label = f"{what}\n{sid}\nerror {scores[i]:.3g}"
+        word = "distance" if score_kind == "neighbours" else "error"
+        label = f"{what}\n{sid}\n{word} {scores[i]:.3g}"
         marked = np.zeros(0, dtype=np.int64)
         if per_step is not None:
             steps = np.asarray(per_step[i], dtype=np.float64).reshape(-1)
@@ -208,14 +212,18 @@ def plot_embeddings(
 
 
 def plot_scores(
-    scores: np.ndarray, path: str | os.PathLike, threshold: float | None = None
+    scores: np.ndarray, path: str | os.PathLike, threshold: float | None = None,
+    score_kind: str = "reconstruction",
 ) -> Path:
-    """Histogram of anomaly scores (log-spaced bins) with the threshold marked."""
+    """Histogram of anomaly scores (log-spaced bins when they spread over more than 20 x;
+    linear for distances, ``score_kind="neighbours"``, which are 0 for a training
+    sequence) with the threshold marked."""
     plt = _pyplot()
     scores = np.asarray(scores, dtype=np.float64)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     lo, hi = max(scores.min(), 1e-12), max(scores.max(), 1e-11)
-    bins = np.geomspace(lo, hi * 1.0001, 40) if hi / lo > 20 else 40
+    log_bins = hi / lo > 20 and score_kind != "neighbours"
+    bins = np.geomspace(lo, hi * 1.0001, 40) if log_bins else 40
     ax.hist(scores, bins=bins, color="tab:blue", alpha=0.8)
     if isinstance(bins, np.ndarray):
         ax.set_xscale("log")
@@ -224,7 +232,9 @@ def plot_scores(
         ax.axvline(threshold, color="tab:red", lw=2,
                    label=f"threshold {threshold:.3g} ({n_over} above)")
         ax.legend()
-    ax.set_xlabel("anomaly score (mean squared reconstruction error)")
+    ax.set_xlabel("anomaly score (distance to the nearest training embedding)"
+                  if score_kind == "neighbours"
+                  else "anomaly score (mean squared reconstruction error)")
     ax.set_ylabel("sequences")
     ax.set_title("Anomaly scores")
     ax.grid(alpha=0.3)

@@ -3,8 +3,6 @@ training embedding, against per-query loops in numpy; its reference sample, its 
 file and its refusals."""
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -25,11 +23,13 @@ def _standardised_nearest(queries, reference, leave_out_self=False):
     ref = np.asarray(reference, np.float64)
     mean, std = ref.mean(0), ref.std(0)
     std = np.where(std > 0, std, 1.0)
+    scaled = (ref - mean) / std
     out = []
     for i, q in enumerate(np.asarray(queries, np.float64)):
-        d = [np.sqrt((((q - mean) / std - (r - mean) / std) ** 2).sum())
-             for j, r in enumerate(ref) if not (leave_out_self and i == j)]
-        out.append(min(d) if d else 0.0)
+        d = np.sqrt((((q - mean) / std - scaled) ** 2).sum(1))  # to every reference row
+        if leave_out_self:
+            d = np.delete(d, i)
+        out.append(d.min() if len(d) else 0.0)
     return np.array(out)
 
 
@@ -50,6 +50,10 @@ def test_distances_and_leave_one_out_against_a_loop():
     assert Neighbours(ref[:1]).leave_one_out().tolist() == [0.0]
     with pytest.raises(ValueError, match="4 dimensions|5 dimensions"):
         nb.distances(queries[:, :4])
+    # a dimension that varies by float32 noise only is centred, not blown up
+    flat = np.c_[ref, 1.0 + 1e-7 * np.random.default_rng(1).normal(size=len(ref))]
+    np.testing.assert_allclose(Neighbours(flat).distances(np.c_[queries, np.full(270, 1.0)]),
+                               nb.distances(queries), rtol=1e-6)
 
 
 def test_the_reservoir_keeps_all_in_order_then_a_uniform_sample():
@@ -125,7 +129,33 @@ def test_what_it_refuses(fitted, data, tmp_path):
         changed.score(test)
     with pytest.raises(ValueError, match="fitted with 'neighbours'"):
         changed.save(tmp_path / "m")
+    windowed = seqae.clone(fitted).set_params(max_len_policy="window")
+    windowed._commit(fitted._fitted())
+    with pytest.raises(ValueError, match="set it back"):
+        windowed.score(test)
     assert not (tmp_path / "m").exists()
+
+
+def test_past_its_size_the_reference_is_a_sample_and_the_folder_keeps_it(
+        data, tmp_path, monkeypatch):
+    train, test = data
+    monkeypatch.setattr(seqae.estimator, "REFERENCE", 10)
+    monkeypatch.setattr(seqae.model_dir, "REFERENCE", 10)
+    ae = seqae.SequenceAutoencoder(anomaly_score="neighbours", **{**SMALL, "max_epochs": 1})
+    ae.fit(train)
+    ref = ae.neighbours_.reference
+    z_train = ae.encode(train)
+    assert ref.shape == (10, 4) and len(ae.train_scores_) == 10
+    assert ae.n_train_sequences_ == 40
+    # the 10 kept are training embeddings, distinct ones
+    kept = [int(np.abs(z_train - r).max(1).argmin()) for r in ref]
+    assert len(set(kept)) == 10
+    np.testing.assert_allclose(ref, z_train[kept], atol=1e-5)
+    np.testing.assert_allclose(ae.score(test), _standardised_nearest(ae.encode(test), ref),
+                               rtol=1e-4, atol=1e-4)
+    back = seqae.SequenceAutoencoder.load(ae.save(tmp_path / "m"))
+    np.testing.assert_array_equal(back.score(test), ae.score(test))
+    assert back.n_train_sequences_ == 40
 
 
 def test_the_folder_keeps_the_reference_and_checks_it(fitted, data, tmp_path):
@@ -150,7 +180,7 @@ def test_the_folder_keeps_the_reference_and_checks_it(fitted, data, tmp_path):
     with pytest.raises(IncompatibleModelError, match="names no reference"):
         seqae.SequenceAutoencoder.load(bad)
     # a reconstruction model saved over it leaves no reference behind
-    plain = seqae.SequenceAutoencoder(**SMALL).fit(data[0])
+    plain = seqae.SequenceAutoencoder(**{**SMALL, "max_epochs": 1}).fit(data[0])
     plain.save(folder)
     assert not (folder / "neighbours.safetensors").exists()
     assert seqae.SequenceAutoencoder.load(folder).neighbours_ is None
@@ -167,25 +197,27 @@ def test_a_parquet_folder_is_scored_as_the_data_read_whole(tmp_path):
     np.testing.assert_allclose(ae.neighbours_.distances(ae.encode(whole)), ae.score(whole))
 
 
-def test_the_command_line_trains_and_scores_with_it(tmp_path):
+def test_the_command_line_trains_and_scores_with_it(tmp_path, capsys):
+    from seqae.cli import main
     from seqae.datasets import demo_table
 
-    pq.write_table(demo_table(n=30, seed=2), tmp_path / "long.parquet")
-    cli = [sys.executable, "-m", "seqae"]
-    small = ["--epochs", "2", "--latent-dim", "3", "--hidden-size", "8", "--batch-size", "8"]
-    subprocess.run([*cli, "train", tmp_path / "long.parquet", "--out", tmp_path / "m",
-                    "--time-col", "t", "--anomaly-score", "neighbours", *small], check=True,
-                   capture_output=True)
-    subprocess.run([*cli, "score", tmp_path / "m", tmp_path / "long.parquet", "--out",
-                    tmp_path / "s.parquet"], check=True, capture_output=True)
+    data = tmp_path / "long.parquet"
+    pq.write_table(demo_table(n=30, seed=2), data)
+    assert main(["train", str(data), "--out", str(tmp_path / "m"), "--time-col", "t",
+                 "--label-col", "label", "--anomaly-score", "neighbours", "--epochs", "1",
+                 "--latent-dim", "3", "--hidden-size", "8", "--batch-size", "8", "-q"]) == 0
+    assert main(["info", str(tmp_path / "m"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["settings"]["anomaly_score"] == "neighbours"
+    assert main(["score", str(tmp_path / "m"), str(data), "--out",
+                 str(tmp_path / "s.parquet"), "-q"]) == 0
     ae = seqae.SequenceAutoencoder.load(tmp_path / "m")
-    seqs = seqae.read_sequences(tmp_path / "long.parquet", time_col="t")
     got = pq.read_table(tmp_path / "s.parquet")
+    seqs = seqae.Sequences.from_table(pq.read_table(data), id="id", time="t",
+                                      features=["signal", "rate", "level"])
     order = {i: k for k, i in enumerate(seqs.ids)}
     want = ae.score(seqs)[[order[i] for i in got.column("id").to_pylist()]]
     np.testing.assert_allclose(got.column("score").to_numpy(), want, rtol=1e-5, atol=1e-6)
-    r = subprocess.run([*cli, "score", tmp_path / "m", tmp_path / "long.parquet", "--out",
-                        tmp_path / "steps.parquet", "--per-step"], capture_output=True,
-                       text=True)
-    assert r.returncode != 0 and "per-step" in r.stderr.replace("per_step", "per-step")
+    assert main(["score", str(tmp_path / "m"), str(data), "--out",
+                 str(tmp_path / "steps.parquet"), "--per-step", "-q"]) != 0
+    assert "no per-step scores" in capsys.readouterr().err
     assert not (tmp_path / "steps.parquet").exists()

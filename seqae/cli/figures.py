@@ -62,12 +62,14 @@ def _write_plots(ae, out: Path, seqs=None, labels=None, Z=None, scores=None,
             per_step = _step_scores(ae, seqs, scores) if per_step is None else per_step
             written.append(plots.plot_reconstructions(seqs, ae.reconstruct(seqs), scores,
                                                       out / "reconstructions.png",
-                                                      per_step=per_step))
+                                                      per_step=per_step,
+                                                      score_kind=ae.anomaly_score))
         Z = located(ae.encode, seqs) if Z is None else Z
         written.append(plots.plot_embeddings(Z, out / "embeddings.png", labels))
     else:
         scores = ae.train_scores_
-    written.append(plots.plot_scores(scores, out / "scores.png", ae.threshold_))
+    written.append(plots.plot_scores(scores, out / "scores.png", ae.threshold_,
+                                     score_kind=ae.anomaly_score))
     return written
 
 
