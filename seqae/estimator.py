@@ -211,8 +211,8 @@ class SequenceAutoencoder(_Params):
             does not apply: a sequence weighted 0 is in it), so a training sequence
             scores 0; under ``max_time`` it is drawn from the sequences scored in the
             budget. In the one-vs-rest benchmark the neighbours
-            score is far ahead on single-channel shapes (GunPoint 0.90 against 0.52
-            AUROC) and behind on JapaneseVowels (0.78 against 0.98)
+            score is far ahead on single-channel shapes (GunPoint 0.91 against 0.52
+            AUROC) and behind on JapaneseVowels (0.80 against 0.98)
             (docs/anomalies.md). Sequence scores only; not with
             ``max_len_policy="window"``.
         unknown: for text input, a character outside the vocabulary learned in `fit`
